@@ -1,0 +1,107 @@
+// Accounts and plans as the original's MySQL tables hold them, turned into
+// the lookup the handshake uses. Shared by every account source.
+import { z } from 'zod';
+import { UNLIMITED, type Plan } from '../limits';
+
+export const STATIC_ACCOUNT = '_static';
+
+export interface Account {
+  name: string;
+  suspended: boolean;
+  plan: Plan;
+}
+
+/** A row of `accounts` (properties and meta are JSON text). */
+export interface AccountRow {
+  name: string;
+  token: string;
+  properties: string | null;
+  planId: number | null;
+}
+
+/** A row of `plans`. */
+export interface PlanRow {
+  id: number;
+  name: string;
+  properties: string | null;
+}
+
+export interface AccountRows {
+  accounts: AccountRow[];
+  plans: PlanRow[];
+}
+
+const limit = z.preprocess(
+  (v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v ?? 0),
+  z.number().finite().min(0),
+);
+const planSchema = z
+  .looseObject({
+    connections: limit.optional(),
+    totalBitrate: limit.optional(),
+    bitrate: limit.optional(),
+    audioBitrate: limit.optional(),
+    width: limit.optional(),
+    height: limit.optional(),
+    frameRate: limit.optional(),
+    framerate: limit.optional(),
+  })
+  .transform(
+    (p): Plan => ({
+      connections: p.connections ?? 0,
+      totalBitrate: p.totalBitrate ?? 0,
+      bitrate: p.bitrate ?? 0,
+      audioBitrate: p.audioBitrate ?? 0,
+      width: p.width ?? 0,
+      height: p.height ?? 0,
+      frameRate: p.frameRate ?? p.framerate ?? 0,
+    }),
+  );
+const accountPropertiesSchema = z.looseObject({ suspended: z.unknown().optional() });
+
+export function parsePlan(json: string | null): Plan {
+  return planSchema.parse(JSON.parse(json || '{}'));
+}
+
+export interface SkippedRow {
+  table: 'accounts' | 'plans';
+  name: string;
+  reason: string;
+}
+
+/**
+ * Builds the token index. A row whose JSON cannot be parsed is skipped and
+ * reported, so one bad row never hides the others.
+ */
+export function indexAccounts(rows: AccountRows): { byToken: Map<string, Account>; skipped: SkippedRow[] } {
+  const skipped: SkippedRow[] = [];
+  const plans = new Map<number, Plan>();
+  for (const row of rows.plans) {
+    try {
+      plans.set(Number(row.id), parsePlan(row.properties));
+    } catch (err) {
+      skipped.push({ table: 'plans', name: String(row.name), reason: reasonOf(err) });
+    }
+  }
+  const byToken = new Map<string, Account>();
+  for (const row of rows.accounts) {
+    if (typeof row.token !== 'string' || row.token === '') continue;
+    try {
+      const props = accountPropertiesSchema.parse(JSON.parse(row.properties || '{}'));
+      if (row.planId != null && !plans.has(Number(row.planId))) throw new Error(`plan ${row.planId} is missing or unreadable`);
+      byToken.set(row.token, {
+        name: String(row.name),
+        suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
+        plan: row.planId == null ? UNLIMITED : (plans.get(Number(row.planId)) as Plan),
+      });
+    } catch (err) {
+      skipped.push({ table: 'accounts', name: String(row.name), reason: reasonOf(err) });
+    }
+  }
+  return { byToken, skipped };
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof z.ZodError) return err.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ');
+  return err instanceof Error ? err.message : String(err);
+}

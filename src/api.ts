@@ -1,0 +1,64 @@
+// The REST API: the original's endpoints and shapes. Outside development mode
+// every endpoint but `/` needs the API key (query `apikey`, `X-API-Key`, or
+// `Authorization: Bearer`), compared in constant time.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import express, { type Request, type RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import type { AccountStore } from './accounts/store';
+import type { ChannelRegistry } from './channels/registry';
+import type { Config } from './config';
+import { SERVER_FEATURES, SERVER_NAME } from './protocol';
+
+export interface ApiDeps {
+  config: Pick<Config, 'production' | 'apiKey'>;
+  registry: ChannelRegistry;
+  accounts: AccountStore;
+  version: string;
+  log: Logger;
+}
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+function presentedKey(req: Request): string | undefined {
+  const query = req.query.apikey;
+  if (typeof query === 'string') return query;
+  const header = req.get('x-api-key');
+  if (header) return header;
+  const bearer = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
+  return bearer?.[1];
+}
+
+export function requireApiKey({ production, apiKey }: ApiDeps['config'], log: Logger): RequestHandler {
+  const expected = apiKey ? digest(apiKey) : undefined;
+  return (req, res, next) => {
+    if (!production) return next();
+    const key = presentedKey(req);
+    if (expected && key !== undefined && timingSafeEqual(digest(key), expected)) return next();
+    log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
+    res.status(401).type('text/plain').send('Invalid API key');
+  };
+}
+
+export function createApi({ config, registry, accounts, version, log }: ApiDeps): express.Router {
+  const router = express.Router();
+  const keyed = requireApiKey(config, log);
+  // Express 5 forwards rejected promises to the error handler in app.ts.
+  router.get('/', (_req, res) => {
+    res.json({ server: SERVER_NAME, version, features: SERVER_FEATURES });
+  });
+  router.get('/connections', keyed, async (_req, res) => {
+    res.json((await registry.snapshot()).connections);
+  });
+  router.get('/channels', keyed, async (_req, res) => {
+    res.json((await registry.snapshot()).channels);
+  });
+  router.get('/stats', keyed, async (_req, res) => {
+    res.json((await registry.snapshot()).stats);
+  });
+  router.get('/update-accounts', keyed, async (_req, res) => {
+    const result = await accounts.reload();
+    log.info({ outcome: result.outcome, accounts: result.accounts }, 'accounts update requested');
+    res.json(result);
+  });
+  return router;
+}

@@ -1,0 +1,124 @@
+// createServer(config) wires the parts into one HTTP(S) server: the REST API
+// and Socket.IO on the same port. Nothing here runs at import time, so a test
+// can start several servers in one process.
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import express, { type ErrorRequestHandler } from 'express';
+import type { DestinationStream, Logger } from 'pino';
+import { Server } from 'socket.io';
+import { fileAccountSource } from './accounts/file';
+import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
+import { createApi } from './api';
+import { createMemoryRegistry } from './channels/memory';
+import type { ChannelRegistry } from './channels/registry';
+import type { Config } from './config';
+import { createPeerConfig } from './ice';
+import { createLogger } from './logger';
+import { eventSchemas } from './protocol';
+import { createSignaling } from './signaling/events';
+import { createHandshake } from './signaling/handshake';
+import type { SignalingServer } from './signaling/session';
+import { readCertificate } from './tls';
+import { version } from './version';
+
+export interface ServerDeps {
+  log?: Logger;
+  /** Where logs go when no `log` is given (tests capture them). */
+  logDestination?: DestinationStream;
+  registry?: ChannelRegistry;
+  accounts?: AccountStore;
+  accountSource?: AccountSource;
+  now?: () => number;
+}
+
+export interface SignalingServerHandle {
+  /** Listens on config.port (0: any free port) and resolves with the port. */
+  listen(): Promise<number>;
+  /** Tells every peer its channel closed, disconnects them, stops listening. */
+  close(): Promise<void>;
+  readonly port: number;
+  readonly secure: boolean;
+  readonly log: Logger;
+  readonly io: SignalingServer;
+  readonly registry: ChannelRegistry;
+  readonly accounts: AccountStore;
+}
+
+function defaultAccountSource(config: Config): AccountSource | undefined {
+  if (config.accountsFile) return fileAccountSource(config.accountsFile);
+  return undefined;
+}
+
+export function createServer(config: Config, deps: ServerDeps = {}): SignalingServerHandle {
+  const now = deps.now ?? Date.now;
+  const log = deps.log ?? createLogger({ production: config.production, level: config.logLevel }, deps.logDestination);
+  const accounts =
+    deps.accounts ??
+    createAccountStore({
+      staticToken: config.staticToken,
+      source: deps.accountSource ?? defaultAccountSource(config),
+      log,
+      refreshMs: config.accountsRefreshMs,
+    });
+  const registry = deps.registry ?? createMemoryRegistry({ now });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use(createApi({ config, registry, accounts, version, log }));
+  const onError: ErrorRequestHandler = (err, req, res, _next) => {
+    log.error({ err, path: req.path }, 'API request failed');
+    res.status(500).json({ error: 'Internal error' });
+  };
+  app.use(onError);
+
+  const secure = Boolean(config.certificate);
+  const server = config.certificate ? https.createServer(readCertificate(config.certificate), app) : http.createServer(app);
+  const io: SignalingServer = new Server(server, {
+    maxHttpBufferSize: config.maxMessageBytes,
+    cors: { origin: config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim()) },
+  });
+  const schemas = eventSchemas(config);
+  io.use(createHandshake({ accounts, registry, schemas, log, production: config.production }));
+  const signaling = createSignaling({ io, registry, schemas, peerConfig: createPeerConfig(config, now), log });
+  io.on('connection', (socket) => {
+    signaling.attach(socket);
+    log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
+  });
+
+  let closing: Promise<void> | undefined;
+  async function close() {
+    server.close();
+    const sockets = [...io.sockets.sockets.values()];
+    // Each peer's channel hears it leave before the sockets go.
+    await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
+    io.disconnectSockets(true);
+    await new Promise<void>((resolve) => io.close(() => resolve()));
+    server.closeAllConnections();
+    await accounts.close();
+    await registry.close();
+    log.info({ sockets: sockets.length }, 'server closed');
+  }
+
+  return {
+    listen: () =>
+      new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(config.port, config.host, () => {
+          server.off('error', reject);
+          resolve((server.address() as AddressInfo).port);
+        });
+      }),
+    close: () => (closing ??= close()),
+    get port() {
+      const address = server.address();
+      return address && typeof address === 'object' ? address.port : 0;
+    },
+    secure,
+    log,
+    io,
+    registry,
+    accounts,
+  };
+}

@@ -1,0 +1,165 @@
+// The registry of one process. Every operation is O(1) in the number of
+// unrelated connections: state is indexed by account, then channel, then
+// peer, and each account's usage is kept up to date instead of recounted.
+import { connectRefusal, fitsTotalBitrate } from '../limits';
+import type { Peer, Stream } from '../protocol';
+import type { AccountUsage, ChannelRegistry, ChannelSummary, JoinRequest, JoinResult, RegistrySnapshot } from './registry';
+
+interface PublishedStream extends Stream {
+  publisher: string;
+  time: number;
+}
+
+interface ChannelState {
+  peers: Map<string, Peer>;
+  stream?: PublishedStream | undefined;
+}
+
+interface AccountState {
+  usage: AccountUsage;
+  channels: Map<string, ChannelState>;
+}
+
+const emptyUsage = (): AccountUsage => ({
+  connections: 0,
+  bitrate: 0,
+  audioBitrate: 0,
+  players: 0,
+  broadcasters: 0,
+  issues: Object.create(null) as Record<string, number>,
+  refused: { connect: 0, publish: 0, subscribe: 0 },
+});
+
+const roleCounter = (peer: Peer) => (peer.type === 'broadcaster' ? 'broadcasters' : 'players');
+
+export function createMemoryRegistry({ now = Date.now }: { now?: () => number } = {}): ChannelRegistry {
+  const accounts = new Map<string, AccountState>();
+
+  const accountState = (name: string): AccountState => {
+    let state = accounts.get(name);
+    if (!state) accounts.set(name, (state = { usage: emptyUsage(), channels: new Map() }));
+    return state;
+  };
+
+  // An account that has nothing left to show is forgotten, so state stays
+  // bounded by what is live (refusal counters are kept: they are the stats).
+  const forgetIfIdle = (name: string, state: AccountState) => {
+    const u = state.usage;
+    if (state.channels.size === 0 && u.connections === 0 && u.refused.connect + u.refused.publish + u.refused.subscribe === 0)
+      accounts.delete(name);
+  };
+
+  const addStreamUsage = (usage: AccountUsage, stream: Stream | undefined, peers: number) => {
+    if (!stream) return;
+    usage.bitrate += stream.bitrate * peers;
+    usage.audioBitrate += stream.audioBitrate * peers;
+  };
+
+  function join(req: JoinRequest): JoinResult {
+    const state = accountState(req.account);
+    const channel = state.channels.get(req.channel);
+    const existing = channel?.peers.get(req.peerID);
+    if (existing && existing.socketId !== req.socketId) return { ok: false, refusal: 'uniqueness' };
+
+    const before = channel?.peers.size ?? 0;
+    const after = existing ? before : before + 1;
+    const oldStream = channel?.stream;
+    let newStream: PublishedStream | undefined = oldStream;
+    if (req.role === 'broadcaster') newStream = { ...(req.stream as Stream), publisher: req.peerID, time: now() };
+    else if (oldStream?.publisher === req.peerID) newStream = undefined;
+
+    const cost = (s: Stream | undefined) => (s ? s.bitrate + s.audioBitrate : 0);
+    const used = state.usage.bitrate + state.usage.audioBitrate;
+    if (!fitsTotalBitrate(req.plan, used, after * cost(newStream) - before * cost(oldStream))) {
+      forgetIfIdle(req.account, state);
+      return { ok: false, refusal: 'totalBitrate' };
+    }
+
+    const target = channel ?? { peers: new Map<string, Peer>() };
+    if (!channel) state.channels.set(req.channel, target);
+    if (existing) state.usage[roleCounter(existing)]--;
+    const peer: Peer = { socketId: req.socketId, peerID: req.peerID, type: req.role, account: req.account };
+    target.peers.set(req.peerID, peer);
+    state.usage[roleCounter(peer)]++;
+    addStreamUsage(state.usage, oldStream, -before);
+    addStreamUsage(state.usage, newStream, after);
+    target.stream = newStream;
+
+    const publisher =
+      req.role === 'player' && newStream ? target.peers.get(newStream.publisher) : undefined;
+    return {
+      ok: true,
+      peers: req.role === 'broadcaster' ? [...target.peers.values()] : [],
+      ...(publisher && { publisher }),
+      isNew: !existing,
+    };
+  }
+
+  function leave(account: string, channelName: string, peerID: string, socketId: string): Peer[] | null {
+    const state = accounts.get(account);
+    const channel = state?.channels.get(channelName);
+    const peer = channel?.peers.get(peerID);
+    if (!state || !channel || !peer || peer.socketId !== socketId) return null;
+    const before = channel.peers.size;
+    channel.peers.delete(peerID);
+    state.usage[roleCounter(peer)]--;
+    addStreamUsage(state.usage, channel.stream, -before);
+    if (channel.stream?.publisher === peerID) channel.stream = undefined;
+    addStreamUsage(state.usage, channel.stream, before - 1);
+    if (channel.peers.size === 0) state.channels.delete(channelName);
+    forgetIfIdle(account, state);
+    return [...channel.peers.values()];
+  }
+
+  function snapshot(): RegistrySnapshot {
+    const result: RegistrySnapshot = { connections: [], channels: [], stats: [] };
+    for (const [account, state] of accounts) {
+      result.stats.push([account, { ...state.usage, issues: { ...state.usage.issues }, refused: { ...state.usage.refused } }]);
+      for (const [name, channel] of state.channels) {
+        result.connections.push([name, Object.fromEntries([...channel.peers].map(([id, p]) => [id, { ...p }]))]);
+        const s = channel.stream;
+        if (!s) continue;
+        const summary: ChannelSummary = {
+          width: s.width,
+          height: s.height,
+          bitrate: s.bitrate,
+          frameRate: s.frameRate,
+          audioBitrate: s.audioBitrate,
+          publisher: s.publisher,
+          time: s.time,
+          peers: channel.peers.size,
+          account,
+        };
+        result.channels.push([name, summary]);
+      }
+    }
+    return result;
+  }
+
+  return {
+    async connect(account, plan) {
+      const state = accountState(account);
+      const refusal = connectRefusal(plan, state.usage.connections, state.usage.bitrate + state.usage.audioBitrate);
+      if (refusal) forgetIfIdle(account, state);
+      else state.usage.connections++;
+      return refusal;
+    },
+    async disconnect(account) {
+      const state = accounts.get(account);
+      if (!state) return;
+      state.usage.connections = Math.max(0, state.usage.connections - 1);
+      forgetIfIdle(account, state);
+    },
+    join: async (req) => join(req),
+    leave: async (account, channel, peerID, socketId) => leave(account, channel, peerID, socketId),
+    findPeer: async (account, channel, peerID) => accounts.get(account)?.channels.get(channel)?.peers.get(peerID),
+    peers: async (account, channel) => [...(accounts.get(account)?.channels.get(channel)?.peers.values() ?? [])],
+    async countRefusal(account, action, issues) {
+      const usage = accountState(account).usage;
+      usage.refused[action]++;
+      for (const issue of issues) usage.issues[issue] = (usage.issues[issue] ?? 0) + 1;
+    },
+    snapshot: async () => snapshot(),
+    close: async () => accounts.clear(),
+  };
+}

@@ -1,0 +1,71 @@
+// Channel and peer state, and each account's usage, behind one interface: the
+// in-memory registry serves one process, a shared one can serve several.
+// Every decision that depends on shared state (uniqueness, totalBitrate,
+// connections) is made inside the registry, atomically with its update.
+import type { ConnectRefusal, Plan } from '../limits';
+import type { Peer, PeerRole, Stream } from '../protocol';
+
+export interface JoinRequest {
+  account: string;
+  channel: string;
+  peerID: string;
+  socketId: string;
+  role: PeerRole;
+  /** The stream a broadcaster publishes; players leave it out. */
+  stream?: Stream;
+  plan: Pick<Plan, 'totalBitrate'>;
+}
+
+export type JoinResult =
+  | {
+      ok: true;
+      /** Everyone registered in the channel after the join, the joiner included. */
+      peers: Peer[];
+      /** The channel's broadcaster, when a player joined a published channel. */
+      publisher?: Peer;
+      /** False when the same socket re-registered under the same name. */
+      isNew: boolean;
+    }
+  | { ok: false; refusal: 'uniqueness' | 'totalBitrate' };
+
+export interface ChannelSummary extends Stream {
+  publisher: string;
+  time: number;
+  peers: number;
+  account: string;
+}
+
+export interface AccountUsage {
+  connections: number;
+  bitrate: number;
+  audioBitrate: number;
+  players: number;
+  broadcasters: number;
+  /** Refusals by limit name (`width`, `totalBitrate`, `connections`, ...). */
+  issues: Record<string, number>;
+  /** Refusals by what was refused. */
+  refused: { connect: number; publish: number; subscribe: number };
+}
+
+export type RefusedAction = keyof AccountUsage['refused'];
+
+/** What the REST API shows, each list in the original's `Object.entries` shape. */
+export interface RegistrySnapshot {
+  connections: [string, Record<string, Peer>][];
+  channels: [string, ChannelSummary][];
+  stats: [string, AccountUsage][];
+}
+
+export interface ChannelRegistry {
+  /** Counts one more live socket of the account, unless a plan limit refuses it. */
+  connect(account: string, plan: Pick<Plan, 'connections' | 'totalBitrate'>): Promise<ConnectRefusal | null>;
+  disconnect(account: string): Promise<void>;
+  join(request: JoinRequest): Promise<JoinResult>;
+  /** Removes a registration made by `socketId`; returns the peers left in the channel. */
+  leave(account: string, channel: string, peerID: string, socketId: string): Promise<Peer[] | null>;
+  findPeer(account: string, channel: string, peerID: string): Promise<Peer | undefined>;
+  peers(account: string, channel: string): Promise<Peer[]>;
+  countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;
+  snapshot(): Promise<RegistrySnapshot>;
+  close(): Promise<void>;
+}

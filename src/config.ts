@@ -1,0 +1,144 @@
+// Environment -> typed Config. One schema; a wrong value stops the server with
+// one line naming the variable. Names follow the original's `.env`.
+import { existsSync } from 'node:fs';
+import { z } from 'zod';
+
+/** The static token used in development mode when nothing else is configured. */
+export const DEV_STATIC_TOKEN = 'dev-token';
+
+const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalText = z.preprocess(blankToUndefined, z.string().optional());
+const integer = (fallback: number, min: number, max: number) =>
+  z.preprocess(blankToUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
+const flag = (fallback: boolean) =>
+  z.preprocess(
+    blankToUndefined,
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'must be true or false' })
+      .default(fallback ? 'true' : 'false')
+      .transform((v) => ['true', '1', 'yes', 'on'].includes(v)),
+  );
+
+const envSchema = z.object({
+  NODE_ENV: z.preprocess(
+    blankToUndefined,
+    z.enum(['development', 'production'], { message: 'must be development or production' }).default('development'),
+  ),
+  PORT: integer(3000, 0, 65535),
+  HOST: optionalText,
+  CERTIFICATE: optionalText,
+  STATIC_TOKEN: optionalText,
+  API_KEY: optionalText,
+  COTURN_SERVER: z.preprocess(
+    blankToUndefined,
+    z.string().regex(/^[^\s:/?]+(:\d{1,5})?$/, { message: 'must be host:port' }).optional(),
+  ),
+  COTURN_USER: optionalText,
+  COTURN_PASSWORD: optionalText,
+  COTURN_SECRET: optionalText,
+  COTURN_TTL: integer(86400, 60, 30 * 86400),
+  DB_HOST: optionalText,
+  DB_PORT: integer(3306, 1, 65535),
+  DB_USER: optionalText,
+  DB_PASSWORD: optionalText,
+  DB_NAME: optionalText,
+  ACCOUNTS_FILE: optionalText,
+  ACCOUNTS_REFRESH_SECONDS: integer(0, 0, 86400),
+  LOG_LEVEL: z.preprocess(
+    blankToUndefined,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).optional(),
+  ),
+  CORS_ORIGIN: z.preprocess(blankToUndefined, z.string().default('*')),
+  MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
+  MAX_NAME_LENGTH: integer(128, 8, 4096),
+  SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  production: boolean;
+  port: number;
+  host: string | undefined;
+  certificate: string | undefined;
+  staticToken: string | undefined;
+  apiKey: string | undefined;
+  coturnServer: string | undefined;
+  coturnUser: string | undefined;
+  coturnPassword: string | undefined;
+  coturnSecret: string | undefined;
+  coturnTtl: number;
+  database: { host: string; port: number; user: string; password: string; name: string } | undefined;
+  accountsFile: string | undefined;
+  accountsRefreshMs: number;
+  logLevel: string;
+  corsOrigin: string;
+  maxMessageBytes: number;
+  maxNameLength: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+/** Reads and checks the configuration; throws a ConfigError naming the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? 'environment');
+    throw new ConfigError(`${name} ${describeIssue(issue, env[name])}`);
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === 'production';
+  if (e.CERTIFICATE) {
+    for (const ext of ['.key', '.crt'])
+      if (!existsSync(e.CERTIFICATE + ext)) throw new ConfigError(`CERTIFICATE: ${e.CERTIFICATE}${ext} does not exist`);
+  }
+  if (e.DB_HOST && !e.DB_NAME) throw new ConfigError('DB_NAME must be set when DB_HOST is set');
+  if (e.ACCOUNTS_FILE && !existsSync(e.ACCOUNTS_FILE)) throw new ConfigError(`ACCOUNTS_FILE: ${e.ACCOUNTS_FILE} does not exist`);
+  if (e.COTURN_SERVER && !e.COTURN_SECRET && !(e.COTURN_USER && e.COTURN_PASSWORD))
+    throw new ConfigError('COTURN_SERVER needs COTURN_SECRET or both COTURN_USER and COTURN_PASSWORD');
+  const hasAccounts = Boolean(e.DB_HOST || e.ACCOUNTS_FILE);
+  let staticToken = e.STATIC_TOKEN;
+  if (!staticToken && !hasAccounts) {
+    if (production) throw new ConfigError('STATIC_TOKEN, DB_HOST or ACCOUNTS_FILE must be set in production');
+    staticToken = DEV_STATIC_TOKEN;
+  }
+  return {
+    production,
+    port: e.PORT,
+    host: e.HOST,
+    certificate: e.CERTIFICATE,
+    staticToken,
+    apiKey: e.API_KEY,
+    coturnServer: e.COTURN_SERVER,
+    coturnUser: e.COTURN_USER,
+    coturnPassword: e.COTURN_PASSWORD,
+    coturnSecret: e.COTURN_SECRET,
+    coturnTtl: e.COTURN_TTL,
+    database: e.DB_HOST
+      ? { host: e.DB_HOST, port: e.DB_PORT, user: e.DB_USER ?? 'root', password: e.DB_PASSWORD ?? '', name: e.DB_NAME ?? '' }
+      : undefined,
+    accountsFile: e.ACCOUNTS_FILE,
+    accountsRefreshMs: e.ACCOUNTS_REFRESH_SECONDS * 1000,
+    logLevel: e.LOG_LEVEL ?? (production ? 'info' : 'debug'),
+    corsOrigin: e.CORS_ORIGIN,
+    maxMessageBytes: e.MAX_MESSAGE_BYTES,
+    maxNameLength: e.MAX_NAME_LENGTH,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+function describeIssue(issue: z.core.$ZodIssue | undefined, value: string | undefined): string {
+  const shown = value === undefined ? '' : ` (got "${value.length > 40 ? `${value.slice(0, 40)}...` : value}")`;
+  if (!issue) return `is invalid${shown}`;
+  if (issue.code === 'too_small' || issue.code === 'too_big' || issue.code === 'invalid_type')
+    return `must be a number${rangeOf(issue)}${shown}`;
+  return `${issue.message}${shown}`;
+}
+
+function rangeOf(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'too_small') return ` >= ${String(issue.minimum)}`;
+  if (issue.code === 'too_big') return ` <= ${String(issue.maximum)}`;
+  return '';
+}

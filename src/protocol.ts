@@ -1,0 +1,119 @@
+// The wire contract with the VideoWhisper HTML5 Videochat client, declared once.
+// Socket.IO checks every `emit` and `on` against these maps; the zod schemas
+// check what a client actually sent before anything else looks at it.
+import { z } from 'zod';
+
+export const DEFAULT_CHANNEL = 'VideoWhisper';
+export const SERVER_NAME = 'VideoWhisper WebRTC';
+export const SERVER_FEATURES =
+  'WebRTC Signaling, SSL, TURN/STUN configuration for VideoWhisper HTML5 Videochat, ' +
+  'MySQL accounts, plan limits, isolated accounts, REST API';
+
+/** The exact `connect_error` messages the client shows to the user. */
+export const HandshakeError = {
+  authentication: 'ERROR: Authentication error',
+  suspended: 'ERROR: Suspended account',
+  connections: 'ERROR: Connection limit exceeded',
+  totalBitrate: 'ERROR: Bitrate limit exceeded',
+  unavailable: 'ERROR: Server unavailable',
+  tooManyAttempts: 'ERROR: Too many failed attempts',
+} as const;
+
+export type PeerRole = 'broadcaster' | 'player';
+
+export interface Peer {
+  socketId: string;
+  peerID: string;
+  type: PeerRole;
+  account: string;
+}
+
+export interface Stream {
+  width: number;
+  height: number;
+  bitrate: number;
+  frameRate: number;
+  audioBitrate: number;
+}
+
+/** Shared limits, so a name can never become a memory sink. */
+export interface NameLimits {
+  maxNameLength: number;
+}
+
+// A number or a numeric string (forms often hand strings over), never NaN,
+// negative or absurd.
+const streamNumber = z.preprocess(
+  (value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value),
+  z.number().finite().min(0).max(1e9),
+);
+
+const streamSchema = z
+  .looseObject({
+    width: streamNumber.optional(),
+    height: streamNumber.optional(),
+    bitrate: streamNumber.optional(),
+    frameRate: streamNumber.optional(),
+    framerate: streamNumber.optional(),
+    audioBitrate: streamNumber.optional(),
+  })
+  .transform(
+    (p): Stream => ({
+      width: p.width ?? 0,
+      height: p.height ?? 0,
+      bitrate: p.bitrate ?? 0,
+      frameRate: p.frameRate ?? p.framerate ?? 0,
+      audioBitrate: p.audioBitrate ?? 0,
+    }),
+  );
+
+export const ZERO_STREAM: Stream = { width: 0, height: 0, bitrate: 0, frameRate: 0, audioBitrate: 0 };
+
+/** Schemas for the client events; built per server so limits come from config. */
+export function eventSchemas({ maxNameLength }: NameLimits) {
+  const name = z.string().min(1).max(maxNameLength);
+  return {
+    auth: z.looseObject({ token: z.string().min(1).max(1024) }),
+    publish: z.tuple([name, name, z.union([streamSchema, z.null(), z.undefined()]).optional()]).rest(z.unknown()),
+    subscribe: z.tuple([name, z.union([name, z.literal(''), z.null(), z.undefined()]).optional()]).rest(z.unknown()),
+    // A relayed message keeps every field the peers put in it; only what the
+    // server routes on is checked.
+    messagePeer: z.tuple([z.looseObject({ target: name, type: z.string().max(64).optional() })]).rest(z.unknown()),
+    message: z.tuple([z.looseObject({})]).rest(z.unknown()),
+  };
+}
+export type EventSchemas = ReturnType<typeof eventSchemas>;
+
+export type PeerMessage = Record<string, unknown> & { target: string; from?: string; type?: string };
+
+export interface ErrorPayload {
+  from: '_server_';
+  to: string;
+  message: string;
+}
+
+export interface ClientToServerEvents {
+  publish: (...args: unknown[]) => void;
+  subscribe: (...args: unknown[]) => void;
+  messagePeer: (...args: unknown[]) => void;
+  message: (...args: unknown[]) => void;
+}
+
+export interface ServerToClientEvents {
+  message: (message: Record<string, unknown>) => void;
+  publishError: (error: ErrorPayload) => void;
+  subscribeError: (error: ErrorPayload) => void;
+  uniquenessError: (error: ErrorPayload) => void;
+}
+
+export function closeMessage(peerID: string, channel: string) {
+  return { from: peerID, target: 'all', payload: { action: 'close', message: `${peerID} left @${channel}` } };
+}
+
+export function unfitMessage(issues: readonly string[]): string {
+  return `Unfit: ${issues.join(', ')}.`;
+}
+
+export function uniquenessMessage(peerID: string, channel: string): string {
+  return `${peerID} is already connected to @${channel}.`;
+}

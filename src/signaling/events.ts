@@ -1,0 +1,179 @@
+// The four client events and the disconnect, as thin handlers:
+// validate (schema) -> decide (limits) -> apply (registry) -> emit.
+// Handlers are created once per server and shared by every socket (Socket.IO
+// calls them with the socket as `this`), so an idle socket costs no closures.
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { ChannelRegistry, JoinRequest } from '../channels/registry';
+import type { PeerConfig } from '../ice';
+import { streamIssues } from '../limits';
+import {
+  closeMessage,
+  DEFAULT_CHANNEL,
+  unfitMessage,
+  uniquenessMessage,
+  ZERO_STREAM,
+  type EventSchemas,
+  type PeerMessage,
+  type ServerToClientEvents,
+} from '../protocol';
+import { enqueue, type SignalingServer, type SignalingSocket } from './session';
+
+export interface SignalingDeps {
+  io: SignalingServer;
+  registry: ChannelRegistry;
+  schemas: EventSchemas;
+  peerConfig: (account: string) => PeerConfig;
+  log: Logger;
+}
+
+type ErrorEvent = 'publishError' | 'subscribeError' | 'uniquenessError';
+
+const describe = (error: z.ZodError) =>
+  error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length ? `argument ${i.path.join('.')}` : 'arguments'}: ${i.message}`)
+    .join('; ');
+
+export function createSignaling({ io, registry, schemas, peerConfig, log }: SignalingDeps) {
+  const bindings = (socket: SignalingSocket) => ({
+    socket: socket.id,
+    account: socket.data.account.name,
+    peer: socket.data.registration?.peerID,
+  });
+
+  const sendError = (socket: SignalingSocket, event: ErrorEvent, to: unknown, message: string) => {
+    socket.emit(event, { from: '_server_', to: typeof to === 'string' ? to : '', message });
+    log.info({ ...bindings(socket), event, message }, 'event refused');
+  };
+
+  // A peer on this process gets the message directly; any other socket id is
+  // left to the adapter, which knows the other processes.
+  const deliver = <E extends keyof ServerToClientEvents>(
+    socketId: string,
+    event: E,
+    ...payload: Parameters<ServerToClientEvents[E]>
+  ) => {
+    const local = io.sockets.sockets.get(socketId);
+    if (local) local.emit(event, ...payload);
+    else io.to(socketId).emit(event, ...payload);
+  };
+
+  async function leaveChannel(socket: SignalingSocket) {
+    const registration = socket.data.registration;
+    if (!registration) return;
+    socket.data.registration = undefined;
+    const { channel, peerID } = registration;
+    const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
+    if (remaining?.length) io.to(remaining.map((p) => p.socketId)).emit('message', closeMessage(peerID, channel));
+    log.debug({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }, 'peer left');
+  }
+
+  /** Registers the socket; a socket holds one registration, so a new one replaces the old. */
+  async function join(socket: SignalingSocket, request: Omit<JoinRequest, 'account' | 'socketId' | 'plan'>) {
+    const { account } = socket.data;
+    const current = socket.data.registration;
+    if (current && (current.channel !== request.channel || current.peerID !== request.peerID)) await leaveChannel(socket);
+    const result = await registry.join({ ...request, account: account.name, socketId: socket.id, plan: account.plan });
+    if (result.ok) socket.data.registration = { channel: request.channel, peerID: request.peerID, role: request.role };
+    return result;
+  }
+
+  async function publish(socket: SignalingSocket, args: unknown[]) {
+    const parsed = schemas.publish.safeParse(args);
+    if (!parsed.success) return sendError(socket, 'publishError', args[0], `Invalid publish: ${describe(parsed.error)}`);
+    const [peerID, channel, params] = parsed.data;
+    const stream = params ?? ZERO_STREAM;
+    const { account } = socket.data;
+    const issues = streamIssues(account.plan, stream);
+    if (issues.length) {
+      await registry.countRefusal(account.name, 'publish', issues);
+      return sendError(socket, 'publishError', peerID, unfitMessage(issues));
+    }
+    const result = await join(socket, { channel, peerID, role: 'broadcaster', stream });
+    if (!result.ok) {
+      if (result.refusal === 'uniqueness')
+        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel));
+      await registry.countRefusal(account.name, 'publish', [result.refusal]);
+      return sendError(socket, 'publishError', peerID, unfitMessage([result.refusal]));
+    }
+    socket.emit('message', {
+      type: 'peers',
+      from: '_channel_',
+      target: peerID,
+      peers: result.peers,
+      peerConfig: peerConfig(account.name),
+    });
+    log.debug({ ...bindings(socket), channel, stream, peers: result.peers.length }, 'published');
+  }
+
+  async function subscribe(socket: SignalingSocket, args: unknown[]) {
+    const parsed = schemas.subscribe.safeParse(args);
+    if (!parsed.success) return sendError(socket, 'subscribeError', args[0], `Invalid subscribe: ${describe(parsed.error)}`);
+    const [peerID, requested] = parsed.data;
+    const channel = requested || DEFAULT_CHANNEL;
+    const result = await join(socket, { channel, peerID, role: 'player' });
+    if (!result.ok) {
+      if (result.refusal === 'uniqueness')
+        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel));
+      await registry.countRefusal(socket.data.account.name, 'subscribe', [result.refusal]);
+      return sendError(socket, 'subscribeError', peerID, unfitMessage([result.refusal]));
+    }
+    if (result.publisher && result.isNew)
+      deliver(result.publisher.socketId, 'message', { type: 'peer', from: peerID, target: result.publisher.peerID, peerID });
+    log.debug({ ...bindings(socket), channel }, 'subscribed');
+  }
+
+  async function messagePeer(socket: SignalingSocket, args: unknown[]) {
+    const registration = socket.data.registration;
+    if (!registration) return void log.info(bindings(socket), 'messagePeer dropped: sender is in no channel');
+    const parsed = schemas.messagePeer.safeParse(args);
+    if (!parsed.success) return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'messagePeer dropped: invalid');
+    const message = parsed.data[0] as PeerMessage;
+    const target = await registry.findPeer(socket.data.account.name, registration.channel, message.target);
+    if (!target)
+      return void log.info({ ...bindings(socket), target: message.target }, 'messagePeer dropped: no such peer in the channel');
+    // `from` is the sender's registered name, whatever the client wrote.
+    deliver(target.socketId, 'message', { ...message, from: registration.peerID });
+  }
+
+  async function message(socket: SignalingSocket, args: unknown[]) {
+    const registration = socket.data.registration;
+    if (!registration) return void log.info(bindings(socket), 'message dropped: sender is in no channel');
+    const parsed = schemas.message.safeParse(args);
+    if (!parsed.success) return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'message dropped: invalid');
+    const peers = await registry.peers(socket.data.account.name, registration.channel);
+    const others = peers.filter((p) => p.socketId !== socket.id).map((p) => p.socketId);
+    if (others.length) io.to(others).emit('message', { ...parsed.data[0], from: registration.peerID });
+  }
+
+  const handlers = { publish, subscribe, messagePeer, message } as const;
+
+  /** Wires one socket; every listener is shared, none is created per socket. */
+  function attach(socket: SignalingSocket) {
+    for (const [event, listener] of sharedListeners) socket.on(event, listener);
+    socket.on('disconnect', onDisconnect);
+  }
+
+  const failed = (socket: SignalingSocket, event: string) => (err: unknown) =>
+    log.error({ ...bindings(socket), event, err }, 'event handler failed');
+
+  const sharedListeners = (Object.keys(handlers) as (keyof typeof handlers)[]).map((event) => {
+    const handler = handlers[event];
+    const listener = function (this: SignalingSocket, ...args: unknown[]) {
+      if (!enqueue(this, () => handler(this, args), failed(this, event)))
+        log.warn({ ...bindings(this), event }, 'event dropped: too many events waiting');
+    };
+    return [event, listener] as const;
+  });
+
+  function onDisconnect(this: SignalingSocket, reason: string) {
+    const socket = this;
+    socket.data.release();
+    // Queued behind the socket's pending events, and never dropped.
+    enqueue(socket, () => leaveChannel(socket), failed(socket, 'disconnect'), true);
+    log.debug({ ...bindings(socket), reason }, 'disconnected');
+  }
+
+  return { attach, leaveChannel };
+}

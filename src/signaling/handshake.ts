@@ -1,0 +1,72 @@
+// The connection middleware: token -> account, then the account's plan decides
+// whether one more socket may connect. Refusals are the exact strings the
+// client shows.
+import type { Logger } from 'pino';
+import type { Socket } from 'socket.io';
+import type { Account } from '../accounts/account';
+import type { AccountStore } from '../accounts/store';
+import type { ChannelRegistry } from '../channels/registry';
+import { HandshakeError, type EventSchemas } from '../protocol';
+import type { SignalingSocket } from './session';
+
+export interface HandshakeDeps {
+  accounts: AccountStore;
+  registry: ChannelRegistry;
+  schemas: EventSchemas;
+  log: Logger;
+  production: boolean;
+}
+
+type Refusal = { message: string; account?: Account; reason: string };
+
+export function createHandshake({ accounts, registry, schemas, log, production }: HandshakeDeps) {
+  async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
+    const auth = schemas.auth.safeParse(socket.handshake.auth);
+    const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
+    if (!account) return { message: HandshakeError.authentication, reason: auth.success ? 'unknown token' : 'no token' };
+    if (account.suspended) {
+      await registry.countRefusal(account.name, 'connect', ['suspended']);
+      return { message: HandshakeError.suspended, account, reason: 'suspended' };
+    }
+    const refusal = await registry.connect(account.name, account.plan);
+    if (refusal) {
+      await registry.countRefusal(account.name, 'connect', [refusal]);
+      return { message: HandshakeError[refusal], account, reason: refusal };
+    }
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      registry.disconnect(account.name).catch((err: unknown) => log.error({ err, account: account.name }, 'releasing a connection failed'));
+    };
+    socket.data = { account, pending: 0, release };
+    // The client may have gone while the registry was asked; then no
+    // `disconnect` will ever come for this socket.
+    if (socket.conn.readyState !== 'open') release();
+    else socket.conn.once('close', release);
+    return null;
+  }
+
+  return (socket: Socket, next: (err?: Error) => void) => {
+    authenticate(socket as SignalingSocket).then(
+      (refusal) => {
+        if (!refusal) return next();
+        log.warn(
+          {
+            socket: socket.id,
+            ip: socket.handshake.address,
+            account: refusal.account?.name,
+            reason: refusal.reason,
+            ...(production ? {} : { auth: socket.handshake.auth }),
+          },
+          'connection refused',
+        );
+        next(new Error(refusal.message));
+      },
+      (err: unknown) => {
+        log.error({ err, socket: socket.id }, 'handshake failed');
+        next(new Error(HandshakeError.unavailable));
+      },
+    );
+  };
+}

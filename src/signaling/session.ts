@@ -1,0 +1,48 @@
+// What the server keeps per socket, and the per-socket queue that keeps one
+// socket's events in order while the registry answers.
+import type { Server, Socket } from 'socket.io';
+import type { Account } from '../accounts/account';
+import type { ClientToServerEvents, PeerRole, ServerToClientEvents } from '../protocol';
+
+export interface Registration {
+  channel: string;
+  peerID: string;
+  role: PeerRole;
+}
+
+export interface SocketData {
+  account: Account;
+  registration?: Registration | undefined;
+  /** Events accepted but not yet handled. */
+  pending: number;
+  queue?: Promise<void>;
+  release: () => void;
+}
+
+export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+/** Events one socket may have waiting; more are dropped, so a flood cannot hold memory. */
+export const MAX_PENDING_EVENTS = 32;
+
+/** Runs `task` after the socket's earlier events; false when the queue is full (unless `always`). */
+export function enqueue(
+  socket: SignalingSocket,
+  task: () => Promise<void>,
+  onError: (err: unknown) => void,
+  always = false,
+): boolean {
+  const data = socket.data;
+  if (data.pending >= MAX_PENDING_EVENTS && !always) return false;
+  data.pending++;
+  const run = () =>
+    task().then(
+      () => void data.pending--,
+      (err: unknown) => {
+        data.pending--;
+        onError(err);
+      },
+    );
+  data.queue = data.queue ? data.queue.then(run) : run();
+  return true;
+}

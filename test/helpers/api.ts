@@ -1,0 +1,24 @@
+// GET requests to the REST API over the test server's TLS.
+import https from 'node:https';
+import { testCertificate } from './tls';
+
+export interface ApiResponse {
+  status: number;
+  text: string;
+  headers: Record<string, string | string[] | undefined>;
+  json<T = unknown>(): T;
+}
+
+export function get(base: string, path: string, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(new URL(path, base), { ca: testCertificate().ca, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, text, headers: res.headers, json: <T>() => JSON.parse(text) as T }),
+      );
+    });
+    req.on('error', reject);
+  });
+}
