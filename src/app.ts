@@ -8,6 +8,7 @@ import express, { type ErrorRequestHandler } from 'express';
 import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
+import { mysqlAccountSource } from './accounts/mysql';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
 import { createApi } from './api';
 import { createMemoryRegistry } from './channels/memory';
@@ -46,6 +47,7 @@ export interface SignalingServerHandle {
 }
 
 function defaultAccountSource(config: Config): AccountSource | undefined {
+  if (config.database) return mysqlAccountSource(config.database);
   if (config.accountsFile) return fileAccountSource(config.accountsFile);
   return undefined;
 }

@@ -10,15 +10,6 @@ const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === 
 const optionalText = z.preprocess(blankToUndefined, z.string().optional());
 const integer = (fallback: number, min: number, max: number) =>
   z.preprocess(blankToUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
-const flag = (fallback: boolean) =>
-  z.preprocess(
-    blankToUndefined,
-    z
-      .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'must be true or false' })
-      .default(fallback ? 'true' : 'false')
-      .transform((v) => ['true', '1', 'yes', 'on'].includes(v)),
-  );
-
 const envSchema = z.object({
   NODE_ENV: z.preprocess(
     blankToUndefined,
@@ -52,6 +43,7 @@ const envSchema = z.object({
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
+  DEMO: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).optional()),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -76,6 +68,8 @@ export interface Config {
   maxMessageBytes: number;
   maxNameLength: number;
   shutdownTimeoutMs: number;
+  /** Serve the demo page at /demo (default: in development mode only). */
+  demo: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -126,6 +120,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxNameLength: e.MAX_NAME_LENGTH,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    demo: e.DEMO === undefined ? !production : e.DEMO === 'true',
   };
 }
 

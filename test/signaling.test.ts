@@ -2,6 +2,7 @@
 // offer, answer, candidates, close.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { get } from './helpers/api';
 import { connect, next, nextMessage, type Client } from './helpers/client';
 import { startServer, TOKEN } from './helpers/server';
 
@@ -112,7 +113,6 @@ test('subscribe without a channel joins the default channel "VideoWhisper"', asy
 
 test('publishing again from the same socket updates the stream', async (t) => {
   const { url } = await startServer(t);
-  const { get } = await import('./helpers/api');
   const broadcaster = await connect(t, url, TOKEN);
   broadcaster.emit('publish', 'Studio', 'room3', stream);
   await nextMessage(broadcaster, 'peers');
@@ -129,9 +129,12 @@ test('publishing again from the same socket updates the stream', async (t) => {
 
 test('a disconnect sends the close message to its own channel only', async (t) => {
   const { url } = await startServer(t);
-  const [broadcaster, player, outsider, outsiderPeer] = await Promise.all(
-    [0, 1, 2, 3].map(() => connect(t, url, TOKEN)),
-  );
+  const [broadcaster, player, outsider, outsiderPeer] = await Promise.all([
+    connect(t, url, TOKEN),
+    connect(t, url, TOKEN),
+    connect(t, url, TOKEN),
+    connect(t, url, TOKEN),
+  ]);
   broadcaster.emit('publish', 'Studio', 'closing', stream);
   await nextMessage(broadcaster, 'peers');
   const noticed = nextMessage(broadcaster, 'peer');
@@ -176,7 +179,7 @@ test('messagePeer carries the sender registered name, not the one it claims', as
 
 test('a peerID held by another live socket gets uniquenessError; after it leaves the name is free', async (t) => {
   const { url } = await startServer(t);
-  const [host, first, second] = await Promise.all([0, 1, 2].map(() => connect(t, url, TOKEN)));
+  const [host, first, second] = await Promise.all([connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN)]);
   host.emit('publish', 'Host', 'unique', stream);
   await nextMessage(host, 'peers');
   const noticed = nextMessage(host, 'peer');

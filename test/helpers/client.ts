@@ -1,6 +1,5 @@
 // socket.io-client as the shipped HTML5 Videochat client uses it: websocket
 // transport only, `auth: { token }`, no reconnection.
-import { once } from 'node:events';
 import type { TestContext } from 'node:test';
 import { io, type Socket } from 'socket.io-client';
 import { testCertificate } from './tls';
@@ -13,7 +12,7 @@ export function connectClient(url: string, auth: Record<string, unknown> | undef
     transports: ['websocket'],
     reconnection: false,
     forceNew: true,
-    ca: testCertificate().ca,
+    ca: testCertificate().ca.toString(),
     ...extra,
   }) as Client;
   socket.messages = [];
@@ -26,9 +25,9 @@ export async function connect(t: TestContext | undefined, url: string, token: st
   const socket = connectClient(url, { token }, extra);
   t?.after(() => socket.close());
   await Promise.race([
-    once(socket, 'connect'),
-    once(socket, 'connect_error').then(([err]) => {
-      throw err as Error;
+    next(socket, 'connect'),
+    next<Error>(socket, 'connect_error').then((err) => {
+      throw err;
     }),
   ]);
   return socket;
@@ -38,8 +37,10 @@ export async function connect(t: TestContext | undefined, url: string, token: st
 export async function refusal(url: string, auth: Record<string, unknown> | undefined): Promise<string> {
   const socket = connectClient(url, auth);
   try {
-    const [outcome] = await Promise.race([once(socket, 'connect').then(() => ['connected']), once(socket, 'connect_error')]);
-    return outcome === 'connected' ? 'connected' : (outcome as Error).message;
+    return await Promise.race([
+      next(socket, 'connect').then(() => 'connected'),
+      next<Error>(socket, 'connect_error').then((err) => err.message),
+    ]);
   } finally {
     socket.close();
   }

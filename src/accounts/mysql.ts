@@ -1,0 +1,33 @@
+// Accounts and plans from the original's MySQL/MariaDB tables, through a
+// small mysql2 pool.
+import { createPool, type RowDataPacket } from 'mysql2/promise';
+import type { Config } from '../config';
+import type { AccountRow, AccountRows, PlanRow } from './account';
+import type { AccountSource } from './store';
+
+export function mysqlAccountSource(db: NonNullable<Config['database']>): AccountSource {
+  const pool = createPool({
+    host: db.host,
+    port: db.port,
+    user: db.user,
+    password: db.password,
+    database: db.name,
+    connectionLimit: 2,
+    connectTimeout: 5000,
+    // Idle connections are closed, so a database restart leaves no dead ones.
+    maxIdle: 0,
+    idleTimeout: 10_000,
+    enableKeepAlive: true,
+  });
+  return {
+    description: `mysql ${db.user}@${db.host}:${db.port}/${db.name}`,
+    async fetch(): Promise<AccountRows> {
+      const [accounts] = await pool.query<(RowDataPacket & AccountRow)[]>(
+        'SELECT name, token, properties, planId FROM accounts',
+      );
+      const [plans] = await pool.query<(RowDataPacket & PlanRow)[]>('SELECT id, name, properties FROM plans');
+      return { accounts, plans };
+    },
+    close: () => pool.end(),
+  };
+}
