@@ -1,0 +1,74 @@
+// Configuration: the original's variable names, checked at start with one
+// clear line naming the variable.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { DEV_STATIC_TOKEN, loadConfig } from '../src/config';
+
+test('an empty environment is development mode on port 3000 with the dev token', () => {
+  const config = loadConfig({});
+  assert.equal(config.production, false);
+  assert.equal(config.port, 3000);
+  assert.equal(config.staticToken, DEV_STATIC_TOKEN);
+  assert.equal(config.database, undefined);
+  assert.equal(config.demo, true);
+  assert.equal(config.maxMessageBytes, 64 * 1024);
+});
+
+test('blank values (as in a copied .env.example) count as unset', () => {
+  const config = loadConfig({ PORT: '', STATIC_TOKEN: '', DB_HOST: '', CERTIFICATE: ' ', NODE_ENV: '' });
+  assert.equal(config.port, 3000);
+  assert.equal(config.database, undefined);
+  assert.equal(config.certificate, undefined);
+});
+
+test('the original variables are read', () => {
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    PORT: '3443',
+    STATIC_TOKEN: 'secret',
+    API_KEY: 'key',
+    COTURN_SERVER: 'turn.example.com:3478',
+    COTURN_USER: 'u',
+    COTURN_PASSWORD: 'p',
+    DB_HOST: 'localhost',
+    DB_USER: 'vw',
+    DB_PASSWORD: 'pw',
+    DB_NAME: 'videowhisper',
+  });
+  assert.equal(config.production, true);
+  assert.equal(config.port, 3443);
+  assert.equal(config.demo, false);
+  assert.deepEqual(config.database, { host: 'localhost', port: 3306, user: 'vw', password: 'pw', name: 'videowhisper' });
+  assert.equal(config.coturnServer, 'turn.example.com:3478');
+});
+
+test('each wrong value is reported with the name of its variable', () => {
+  const cases: [Record<string, string>, RegExp][] = [
+    [{ PORT: 'abc' }, /^PORT must be a number/],
+    [{ PORT: '70000' }, /^PORT must be a number <= 65535/],
+    [{ NODE_ENV: 'prod' }, /^NODE_ENV must be development or production/],
+    [{ CERTIFICATE: '/nonexistent/cert' }, /^CERTIFICATE: \/nonexistent\/cert\.key does not exist/],
+    [{ COTURN_SERVER: 'turn://x' }, /^COTURN_SERVER must be host:port/],
+    [{ COTURN_SERVER: 'turn.example.com:3478' }, /^COTURN_SERVER needs COTURN_SECRET or both/],
+    [{ DB_HOST: 'localhost' }, /^DB_NAME must be set/],
+    [{ NODE_ENV: 'production' }, /^STATIC_TOKEN, DB_HOST or ACCOUNTS_FILE must be set in production/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be a pino level/],
+    [{ MAX_MESSAGE_BYTES: '10' }, /^MAX_MESSAGE_BYTES must be a number >= 4096/],
+  ];
+  for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
+});
+
+test('the server refuses to start on a wrong value with one line on stderr', async () => {
+  const main = join(__dirname, '..', 'src', 'main.ts');
+  const result = await promisify(execFile)(process.execPath, ['--import', 'tsx', main], {
+    env: { ...process.env, PORT: 'abc', DOTENV_CONFIG_PATH: '/nonexistent' },
+  }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+  assert.equal(result.code, 1);
+  assert.equal(result.stderr.trim(), 'Configuration error: PORT must be a number (got "abc")');
+});
