@@ -43,6 +43,17 @@ const envSchema = z.object({
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
+  REDIS_URL: z.preprocess(
+    blankToUndefined,
+    z.string().regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }).optional(),
+  ),
+  REDIS_PREFIX: z.preprocess(blankToUndefined, z.string().max(64).default('vw:')),
+  CLUSTER_TIMEOUT_MS: integer(15_000, 1000, 600_000),
+  RATE_EVENTS_PER_SECOND: integer(100, 1, 100_000),
+  RATE_FAILED_AUTH_PER_MINUTE: integer(30, 1, 100_000),
+  ACCOUNT_MAX_CHANNELS: integer(10_000, 1, 10_000_000),
+  ACCOUNT_MAX_PEERS: integer(50_000, 1, 10_000_000),
+  METRICS_PER_ACCOUNT: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   DEMO: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).optional()),
 });
 
@@ -70,6 +81,19 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Serve the demo page at /demo (default: in development mode only). */
   demo: boolean;
+  /** Several instances share state through this Redis (unset: one process, in memory). */
+  redisUrl: string | undefined;
+  redisPrefix: string;
+  /** How long an instance may miss its heartbeat before the others clean up its peers. */
+  clusterTimeoutMs: number;
+  /** Events one socket may send per second; more are dropped with an error. */
+  rateEventsPerSecond: number;
+  /** Failed handshakes one IP address may make per minute. */
+  rateFailedAuthPerMinute: number;
+  accountMaxChannels: number;
+  accountMaxPeers: number;
+  /** Label metrics by account (only where the number of accounts is bounded). */
+  metricsPerAccount: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -121,6 +145,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxNameLength: e.MAX_NAME_LENGTH,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     demo: e.DEMO === undefined ? !production : e.DEMO === 'true',
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
+    clusterTimeoutMs: e.CLUSTER_TIMEOUT_MS,
+    rateEventsPerSecond: e.RATE_EVENTS_PER_SECOND,
+    rateFailedAuthPerMinute: e.RATE_FAILED_AUTH_PER_MINUTE,
+    accountMaxChannels: e.ACCOUNT_MAX_CHANNELS,
+    accountMaxPeers: e.ACCOUNT_MAX_PEERS,
+    metricsPerAccount: e.METRICS_PER_ACCOUNT === 'true',
   };
 }
 

@@ -10,6 +10,7 @@ import { streamIssues } from '../limits';
 import {
   closeMessage,
   DEFAULT_CHANNEL,
+  HandshakeError,
   unfitMessage,
   uniquenessMessage,
   ZERO_STREAM,
@@ -69,14 +70,22 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
     log.debug({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }, 'peer left');
   }
 
-  /** Registers the socket; a socket holds one registration, so a new one replaces the old. */
+  /**
+   * Registers the socket; a socket holds one registration, so a new one
+   * replaces the old. Undefined when the registry cannot be reached.
+   */
   async function join(socket: SignalingSocket, request: Omit<JoinRequest, 'account' | 'socketId' | 'plan'>) {
     const { account } = socket.data;
     const current = socket.data.registration;
-    if (current && (current.channel !== request.channel || current.peerID !== request.peerID)) await leaveChannel(socket);
-    const result = await registry.join({ ...request, account: account.name, socketId: socket.id, plan: account.plan });
-    if (result.ok) socket.data.registration = { channel: request.channel, peerID: request.peerID, role: request.role };
-    return result;
+    try {
+      if (current && (current.channel !== request.channel || current.peerID !== request.peerID)) await leaveChannel(socket);
+      const result = await registry.join({ ...request, account: account.name, socketId: socket.id, plan: account.plan });
+      if (result.ok) socket.data.registration = { channel: request.channel, peerID: request.peerID, role: request.role };
+      return result;
+    } catch (err) {
+      log.error({ ...bindings(socket), err }, 'registry unavailable, join refused');
+      return undefined;
+    }
   }
 
   async function publish(socket: SignalingSocket, args: unknown[]) {
@@ -91,6 +100,7 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
       return sendError(socket, 'publishError', peerID, unfitMessage(issues));
     }
     const result = await join(socket, { channel, peerID, role: 'broadcaster', stream });
+    if (!result) return sendError(socket, 'publishError', peerID, HandshakeError.unavailable);
     if (!result.ok) {
       if (result.refusal === 'uniqueness')
         return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel));
@@ -113,6 +123,7 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
     const [peerID, requested] = parsed.data;
     const channel = requested || DEFAULT_CHANNEL;
     const result = await join(socket, { channel, peerID, role: 'player' });
+    if (!result) return sendError(socket, 'subscribeError', peerID, HandshakeError.unavailable);
     if (!result.ok) {
       if (result.refusal === 'uniqueness')
         return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel));
