@@ -7,12 +7,16 @@ import type { Logger } from 'pino';
 import type { AccountStore } from './accounts/store';
 import type { ChannelRegistry } from './channels/registry';
 import type { Config } from './config';
+import type { Metrics } from './metrics';
 import { SERVER_FEATURES, SERVER_NAME } from './protocol';
 
 export interface ApiDeps {
   config: Pick<Config, 'production' | 'apiKey'>;
   registry: ChannelRegistry;
   accounts: AccountStore;
+  metrics: Pick<Metrics, 'render' | 'contentType'>;
+  /** What `/ready` reports: each check must pass for a load balancer to send traffic. */
+  readiness: () => Record<string, boolean>;
   version: string;
   log: Logger;
 }
@@ -39,7 +43,7 @@ export function requireApiKey({ production, apiKey }: ApiDeps['config'], log: Lo
   };
 }
 
-export function createApi({ config, registry, accounts, version, log }: ApiDeps): express.Router {
+export function createApi({ config, registry, accounts, metrics, readiness, version, log }: ApiDeps): express.Router {
   const router = express.Router();
   const keyed = requireApiKey(config, log);
   // Express 5 forwards rejected promises to the error handler in app.ts.
@@ -54,6 +58,18 @@ export function createApi({ config, registry, accounts, version, log }: ApiDeps)
   });
   router.get('/stats', keyed, async (_req, res) => {
     res.json((await registry.snapshot()).stats);
+  });
+  // For load balancers and pm2: no key, no secrets, cheap.
+  router.get('/health', (_req, res) => {
+    res.json({ status: 'ok', uptime: Math.round(process.uptime()) });
+  });
+  router.get('/ready', (_req, res) => {
+    const checks = readiness();
+    const ready = Object.values(checks).every(Boolean);
+    res.status(ready ? 200 : 503).json({ ready, checks });
+  });
+  router.get('/metrics', keyed, async (_req, res) => {
+    res.type(metrics.contentType).send(await metrics.render());
   });
   router.get('/update-accounts', keyed, async (_req, res) => {
     const result = await accounts.reload();

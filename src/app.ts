@@ -4,7 +4,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import cors from 'cors';
 import express, { type ErrorRequestHandler } from 'express';
+import helmet from 'helmet';
 import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
@@ -14,8 +16,10 @@ import { createApi } from './api';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
 import type { Config } from './config';
+import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
+import { createMetrics } from './metrics';
 import { eventSchemas } from './protocol';
 import { createSignaling } from './signaling/events';
 import { createHandshake } from './signaling/handshake';
@@ -64,26 +68,62 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       refreshMs: config.accountsRefreshMs,
     });
   const registry = deps.registry ?? createMemoryRegistry({ now });
+  const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
 
+  const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
-  app.use(createApi({ config, registry, accounts, version, log }));
+  let shuttingDown = false;
+  const readiness = () => ({ accounts: accounts.isReady(), running: !shuttingDown });
+  const secure = Boolean(config.certificate);
+  app.use(
+    helmet({
+      // The demo page is served over plain HTTP in development: no forced upgrade, no HSTS there.
+      contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+      strictTransportSecurity: secure,
+    }),
+  );
+  app.use(cors({ origin: corsOrigin }));
+  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log }));
+  if (config.demo) app.use('/demo', createDemoRouter());
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     log.error({ err, path: req.path }, 'API request failed');
     res.status(500).json({ error: 'Internal error' });
   };
   app.use(onError);
 
-  const secure = Boolean(config.certificate);
   const server = config.certificate ? https.createServer(readCertificate(config.certificate), app) : http.createServer(app);
   const io: SignalingServer = new Server(server, {
     maxHttpBufferSize: config.maxMessageBytes,
-    cors: { origin: config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim()) },
+    cors: { origin: corsOrigin },
   });
   const schemas = eventSchemas(config);
-  io.use(createHandshake({ accounts, registry, schemas, log, production: config.production }));
-  const signaling = createSignaling({ io, registry, schemas, peerConfig: createPeerConfig(config, now), log });
+  io.use(
+    createHandshake({
+      accounts,
+      registry,
+      schemas,
+      log,
+      telemetry: metrics.telemetry,
+      production: config.production,
+      failedAuthPerMinute: config.rateFailedAuthPerMinute,
+      eventsPerSecond: config.rateEventsPerSecond,
+      now,
+    }),
+  );
+  const signaling = createSignaling({
+    io,
+    registry,
+    schemas,
+    peerConfig: createPeerConfig(config, now),
+    log,
+    telemetry: metrics.telemetry,
+    now,
+    eventsPerSecond: config.rateEventsPerSecond,
+    accountMaxChannels: config.accountMaxChannels,
+    accountMaxPeers: config.accountMaxPeers,
+  });
   io.on('connection', (socket) => {
     signaling.attach(socket);
     log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
@@ -91,6 +131,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
 
   let closing: Promise<void> | undefined;
   async function close() {
+    shuttingDown = true;
     server.close();
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.

@@ -104,7 +104,11 @@ export interface ServerToClientEvents {
   publishError: (error: ErrorPayload) => void;
   subscribeError: (error: ErrorPayload) => void;
   uniquenessError: (error: ErrorPayload) => void;
+  /** Added here: a `messagePeer` or `message` the server would not relay (rate limit). */
+  messageError: (error: ErrorPayload) => void;
 }
+
+export const RATE_LIMITED = 'ERROR: Too many events, slow down';
 
 export function closeMessage(peerID: string, channel: string) {
   return { from: peerID, target: 'all', payload: { action: 'close', message: `${peerID} left @${channel}` } };

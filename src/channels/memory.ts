@@ -27,7 +27,7 @@ const emptyUsage = (): AccountUsage => ({
   players: 0,
   broadcasters: 0,
   issues: Object.create(null) as Record<string, number>,
-  refused: { connect: 0, publish: 0, subscribe: 0 },
+  refused: { connect: 0, publish: 0, subscribe: 0, message: 0 },
 });
 
 const roleCounter = (peer: Peer) => (peer.type === 'broadcaster' ? 'broadcasters' : 'players');
@@ -45,7 +45,7 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
   // bounded by what is live (refusal counters are kept: they are the stats).
   const forgetIfIdle = (name: string, state: AccountState) => {
     const u = state.usage;
-    if (state.channels.size === 0 && u.connections === 0 && u.refused.connect + u.refused.publish + u.refused.subscribe === 0)
+    if (state.channels.size === 0 && u.connections === 0 && u.refused.connect + u.refused.publish + u.refused.subscribe + u.refused.message === 0)
       accounts.delete(name);
   };
 
@@ -60,6 +60,12 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
     const channel = state.channels.get(req.channel);
     const existing = channel?.peers.get(req.peerID);
     if (existing && existing.socketId !== req.socketId) return { ok: false, refusal: 'uniqueness' };
+    const bounded = (refusal: 'channels' | 'peers'): JoinResult => {
+      forgetIfIdle(req.account, state);
+      return { ok: false, refusal };
+    };
+    if (!channel && req.maxChannels && state.channels.size >= req.maxChannels) return bounded('channels');
+    if (!existing && req.maxPeers && state.usage.players + state.usage.broadcasters >= req.maxPeers) return bounded('peers');
 
     const before = channel?.peers.size ?? 0;
     const after = existing ? before : before + 1;

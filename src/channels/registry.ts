@@ -14,6 +14,9 @@ export interface JoinRequest {
   /** The stream a broadcaster publishes; players leave it out. */
   stream?: Stream;
   plan: Pick<Plan, 'totalBitrate'>;
+  /** Abuse bounds per account: channels it may hold, peers it may register (0 or unset: none). */
+  maxChannels?: number;
+  maxPeers?: number;
 }
 
 export type JoinResult =
@@ -26,7 +29,9 @@ export type JoinResult =
       /** False when the same socket re-registered under the same name. */
       isNew: boolean;
     }
-  | { ok: false; refusal: 'uniqueness' | 'totalBitrate' };
+  | { ok: false; refusal: JoinRefusal };
+
+export type JoinRefusal = 'uniqueness' | 'totalBitrate' | 'channels' | 'peers';
 
 export interface ChannelSummary extends Stream {
   publisher: string;
@@ -43,8 +48,8 @@ export interface AccountUsage {
   broadcasters: number;
   /** Refusals by limit name (`width`, `totalBitrate`, `connections`, ...). */
   issues: Record<string, number>;
-  /** Refusals by what was refused. */
-  refused: { connect: number; publish: number; subscribe: number };
+  /** Refusals by what was refused (`message`: relayed events over the rate limit). */
+  refused: { connect: number; publish: number; subscribe: number; message: number };
 }
 
 export type RefusedAction = keyof AccountUsage['refused'];

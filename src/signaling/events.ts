@@ -7,17 +7,20 @@ import type { z } from 'zod';
 import type { ChannelRegistry, JoinRequest } from '../channels/registry';
 import type { PeerConfig } from '../ice';
 import { streamIssues } from '../limits';
+import type { RefusalReason, Telemetry } from '../metrics';
 import {
   closeMessage,
   DEFAULT_CHANNEL,
   HandshakeError,
   unfitMessage,
   uniquenessMessage,
+  RATE_LIMITED,
   ZERO_STREAM,
   type EventSchemas,
   type PeerMessage,
   type ServerToClientEvents,
 } from '../protocol';
+import { takeEvent } from './rate-limits';
 import { enqueue, type SignalingServer, type SignalingSocket } from './session';
 
 export interface SignalingDeps {
@@ -26,9 +29,14 @@ export interface SignalingDeps {
   schemas: EventSchemas;
   peerConfig: (account: string) => PeerConfig;
   log: Logger;
+  telemetry: Telemetry;
+  now: () => number;
+  eventsPerSecond: number;
+  accountMaxChannels: number;
+  accountMaxPeers: number;
 }
 
-type ErrorEvent = 'publishError' | 'subscribeError' | 'uniquenessError';
+type ErrorEvent = 'publishError' | 'subscribeError' | 'uniquenessError' | 'messageError';
 
 const describe = (error: z.ZodError) =>
   error.issues
@@ -36,14 +44,16 @@ const describe = (error: z.ZodError) =>
     .map((i) => `${i.path.length ? `argument ${i.path.join('.')}` : 'arguments'}: ${i.message}`)
     .join('; ');
 
-export function createSignaling({ io, registry, schemas, peerConfig, log }: SignalingDeps) {
+export function createSignaling(deps: SignalingDeps) {
+  const { io, registry, schemas, peerConfig, log, telemetry, now } = deps;
   const bindings = (socket: SignalingSocket) => ({
     socket: socket.id,
     account: socket.data.account.name,
     peer: socket.data.registration?.peerID,
   });
 
-  const sendError = (socket: SignalingSocket, event: ErrorEvent, to: unknown, message: string) => {
+  const sendError = (socket: SignalingSocket, event: ErrorEvent, to: unknown, message: string, ...reasons: RefusalReason[]) => {
+    for (const reason of reasons) telemetry.refused(reason);
     socket.emit(event, { from: '_server_', to: typeof to === 'string' ? to : '', message });
     log.info({ ...bindings(socket), event, message }, 'event refused');
   };
@@ -79,7 +89,14 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
     const current = socket.data.registration;
     try {
       if (current && (current.channel !== request.channel || current.peerID !== request.peerID)) await leaveChannel(socket);
-      const result = await registry.join({ ...request, account: account.name, socketId: socket.id, plan: account.plan });
+      const result = await registry.join({
+        ...request,
+        account: account.name,
+        socketId: socket.id,
+        plan: account.plan,
+        maxChannels: deps.accountMaxChannels,
+        maxPeers: deps.accountMaxPeers,
+      });
       if (result.ok) socket.data.registration = { channel: request.channel, peerID: request.peerID, role: request.role };
       return result;
     } catch (err) {
@@ -90,22 +107,23 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
 
   async function publish(socket: SignalingSocket, args: unknown[]) {
     const parsed = schemas.publish.safeParse(args);
-    if (!parsed.success) return sendError(socket, 'publishError', args[0], `Invalid publish: ${describe(parsed.error)}`);
+    if (!parsed.success)
+      return sendError(socket, 'publishError', args[0], `Invalid publish: ${describe(parsed.error)}`, 'validation');
     const [peerID, channel, params] = parsed.data;
     const stream = params ?? ZERO_STREAM;
     const { account } = socket.data;
     const issues = streamIssues(account.plan, stream);
     if (issues.length) {
       await registry.countRefusal(account.name, 'publish', issues);
-      return sendError(socket, 'publishError', peerID, unfitMessage(issues));
+      return sendError(socket, 'publishError', peerID, unfitMessage(issues), ...issues);
     }
     const result = await join(socket, { channel, peerID, role: 'broadcaster', stream });
-    if (!result) return sendError(socket, 'publishError', peerID, HandshakeError.unavailable);
+    if (!result) return sendError(socket, 'publishError', peerID, HandshakeError.unavailable, 'unavailable');
     if (!result.ok) {
       if (result.refusal === 'uniqueness')
-        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel));
+        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
       await registry.countRefusal(account.name, 'publish', [result.refusal]);
-      return sendError(socket, 'publishError', peerID, unfitMessage([result.refusal]));
+      return sendError(socket, 'publishError', peerID, unfitMessage([result.refusal]), result.refusal);
     }
     socket.emit('message', {
       type: 'peers',
@@ -119,16 +137,17 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
 
   async function subscribe(socket: SignalingSocket, args: unknown[]) {
     const parsed = schemas.subscribe.safeParse(args);
-    if (!parsed.success) return sendError(socket, 'subscribeError', args[0], `Invalid subscribe: ${describe(parsed.error)}`);
+    if (!parsed.success)
+      return sendError(socket, 'subscribeError', args[0], `Invalid subscribe: ${describe(parsed.error)}`, 'validation');
     const [peerID, requested] = parsed.data;
     const channel = requested || DEFAULT_CHANNEL;
     const result = await join(socket, { channel, peerID, role: 'player' });
-    if (!result) return sendError(socket, 'subscribeError', peerID, HandshakeError.unavailable);
+    if (!result) return sendError(socket, 'subscribeError', peerID, HandshakeError.unavailable, 'unavailable');
     if (!result.ok) {
       if (result.refusal === 'uniqueness')
-        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel));
+        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
       await registry.countRefusal(socket.data.account.name, 'subscribe', [result.refusal]);
-      return sendError(socket, 'subscribeError', peerID, unfitMessage([result.refusal]));
+      return sendError(socket, 'subscribeError', peerID, unfitMessage([result.refusal]), result.refusal);
     }
     if (result.publisher && result.isNew)
       deliver(result.publisher.socketId, 'message', { type: 'peer', from: peerID, target: result.publisher.peerID, peerID });
@@ -139,23 +158,31 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
     const registration = socket.data.registration;
     if (!registration) return void log.info(bindings(socket), 'messagePeer dropped: sender is in no channel');
     const parsed = schemas.messagePeer.safeParse(args);
-    if (!parsed.success) return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'messagePeer dropped: invalid');
+    if (!parsed.success) {
+      telemetry.refused('validation');
+      return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'messagePeer dropped: invalid');
+    }
     const message = parsed.data[0] as PeerMessage;
     const target = await registry.findPeer(socket.data.account.name, registration.channel, message.target);
     if (!target)
       return void log.info({ ...bindings(socket), target: message.target }, 'messagePeer dropped: no such peer in the channel');
     // `from` is the sender's registered name, whatever the client wrote.
     deliver(target.socketId, 'message', { ...message, from: registration.peerID });
+    telemetry.relayed(message.type);
   }
 
   async function message(socket: SignalingSocket, args: unknown[]) {
     const registration = socket.data.registration;
     if (!registration) return void log.info(bindings(socket), 'message dropped: sender is in no channel');
     const parsed = schemas.message.safeParse(args);
-    if (!parsed.success) return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'message dropped: invalid');
+    if (!parsed.success) {
+      telemetry.refused('validation');
+      return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'message dropped: invalid');
+    }
     const peers = await registry.peers(socket.data.account.name, registration.channel);
     const others = peers.filter((p) => p.socketId !== socket.id).map((p) => p.socketId);
     if (others.length) io.to(others).emit('message', { ...parsed.data[0], from: registration.peerID });
+    telemetry.relayed('broadcast');
   }
 
   const handlers = { publish, subscribe, messagePeer, message } as const;
@@ -169,11 +196,32 @@ export function createSignaling({ io, registry, schemas, peerConfig, log }: Sign
   const failed = (socket: SignalingSocket, event: string) => (err: unknown) =>
     log.error({ ...bindings(socket), event, err }, 'event handler failed');
 
+  const errorEventOf = { publish: 'publishError', subscribe: 'subscribeError', messagePeer: 'messageError', message: 'messageError' } as const;
+  const refusedActionOf = { publish: 'publish', subscribe: 'subscribe', messagePeer: 'message', message: 'message' } as const;
+
+  /** Drops an event over the socket's rate; tells the client at most once a second. */
+  function overRate(socket: SignalingSocket, event: keyof typeof handlers, args: unknown[]) {
+    const t = now();
+    if (takeEvent(socket.data.bucket, deps.eventsPerSecond, t)) return false;
+    telemetry.refused('rate');
+    if (t - socket.data.rateNoticeAt >= 1000) {
+      socket.data.rateNoticeAt = t;
+      sendError(socket, errorEventOf[event], typeof args[0] === 'string' ? args[0] : socket.data.registration?.peerID, RATE_LIMITED);
+      registry
+        .countRefusal(socket.data.account.name, refusedActionOf[event], ['rate'])
+        .catch((err: unknown) => log.error({ err }, 'counting a refusal failed'));
+    }
+    return true;
+  }
+
   const sharedListeners = (Object.keys(handlers) as (keyof typeof handlers)[]).map((event) => {
     const handler = handlers[event];
     const listener = function (this: SignalingSocket, ...args: unknown[]) {
-      if (!enqueue(this, () => handler(this, args), failed(this, event)))
+      if (overRate(this, event, args)) return;
+      if (!enqueue(this, () => handler(this, args), failed(this, event))) {
+        telemetry.refused('rate');
         log.warn({ ...bindings(this), event }, 'event dropped: too many events waiting');
+      }
     };
     return [event, listener] as const;
   });

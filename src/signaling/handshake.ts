@@ -6,7 +6,9 @@ import type { Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
 import type { AccountStore } from '../accounts/store';
 import type { ChannelRegistry } from '../channels/registry';
+import type { RefusalReason, Telemetry } from '../metrics';
 import { HandshakeError, type EventSchemas } from '../protocol';
+import { createFailedAuthLimiter } from './rate-limits';
 import type { SignalingSocket } from './session';
 
 export interface HandshakeDeps {
@@ -14,16 +16,28 @@ export interface HandshakeDeps {
   registry: ChannelRegistry;
   schemas: EventSchemas;
   log: Logger;
+  telemetry: Telemetry;
   production: boolean;
+  failedAuthPerMinute: number;
+  eventsPerSecond: number;
+  now: () => number;
 }
 
-type Refusal = { message: string; account?: Account; reason: string };
+type Refusal = { message: string; account?: Account; reason: RefusalReason };
 
-export function createHandshake({ accounts, registry, schemas, log, production }: HandshakeDeps) {
+export function createHandshake(deps: HandshakeDeps) {
+  const { accounts, registry, schemas, log, telemetry, production, now } = deps;
+  const failedAuth = createFailedAuthLimiter({ perMinute: deps.failedAuthPerMinute });
+
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
+    const address = socket.handshake.address;
+    if (failedAuth.blocked(address, now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
-    if (!account) return { message: HandshakeError.authentication, reason: auth.success ? 'unknown token' : 'no token' };
+    if (!account) {
+      failedAuth.failed(address, now());
+      return { message: HandshakeError.authentication, reason: 'auth' };
+    }
     if (account.suspended) {
       await registry.countRefusal(account.name, 'connect', ['suspended']);
       return { message: HandshakeError.suspended, account, reason: 'suspended' };
@@ -39,7 +53,13 @@ export function createHandshake({ accounts, registry, schemas, log, production }
       released = true;
       registry.disconnect(account.name).catch((err: unknown) => log.error({ err, account: account.name }, 'releasing a connection failed'));
     };
-    socket.data = { account, pending: 0, release };
+    socket.data = {
+      account,
+      pending: 0,
+      release,
+      bucket: { tokens: deps.eventsPerSecond, refilledAt: now() },
+      rateNoticeAt: 0,
+    };
     // The client may have gone while the registry was asked; then no
     // `disconnect` will ever come for this socket.
     if (socket.conn.readyState !== 'open') release();
@@ -48,9 +68,16 @@ export function createHandshake({ accounts, registry, schemas, log, production }
   }
 
   return (socket: Socket, next: (err?: Error) => void) => {
+    const started = performance.now();
+    const took = () => (performance.now() - started) / 1000;
     authenticate(socket as SignalingSocket).then(
       (refusal) => {
-        if (!refusal) return next();
+        if (!refusal) {
+          telemetry.handshake(took(), 'accepted');
+          return next();
+        }
+        telemetry.handshake(took(), 'refused');
+        telemetry.refused(refusal.reason);
         log.warn(
           {
             socket: socket.id,
@@ -64,6 +91,7 @@ export function createHandshake({ accounts, registry, schemas, log, production }
         next(new Error(refusal.message));
       },
       (err: unknown) => {
+        telemetry.refused('unavailable');
         log.error({ err, socket: socket.id }, 'handshake failed');
         next(new Error(HandshakeError.unavailable));
       },

@@ -3,6 +3,7 @@
 import type { Server, Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
 import type { ClientToServerEvents, PeerRole, ServerToClientEvents } from '../protocol';
+import type { EventBucket } from './rate-limits';
 
 export interface Registration {
   channel: string;
@@ -12,6 +13,10 @@ export interface Registration {
 
 export interface SocketData {
   account: Account;
+  /** Events this socket may still send now (see rate-limits.ts). */
+  bucket: EventBucket;
+  /** When the socket was last told it is over the rate limit. */
+  rateNoticeAt: number;
   registration?: Registration | undefined;
   /** Events accepted but not yet handled. */
   pending: number;

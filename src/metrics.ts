@@ -1,0 +1,119 @@
+// Prometheus metrics (prom-client), one registry per server so several
+// servers can live in one process. Counters are bumped on the hot path
+// through pre-labelled children; gauges are read from the channel registry
+// only when scraped.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ChannelRegistry } from './channels/registry';
+
+/** Why something a client asked for was refused; a bounded set, so a safe label. */
+export const REFUSAL_REASONS = [
+  'auth',
+  'suspended',
+  'connections',
+  'totalBitrate',
+  'width',
+  'height',
+  'portrait',
+  'bitrate',
+  'frameRate',
+  'audioBitrate',
+  'channels',
+  'peers',
+  'uniqueness',
+  'validation',
+  'rate',
+  'unavailable',
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+const RELAYED_TYPES = ['offer', 'answer', 'candidate', 'other', 'broadcast'] as const;
+
+/** What the signaling code reports; cheap enough for every event. */
+export interface Telemetry {
+  relayed(type: unknown): void;
+  refused(reason: RefusalReason): void;
+  /** Seconds from a socket's first packet to its acceptance or refusal. */
+  handshake(seconds: number, outcome: 'accepted' | 'refused'): void;
+}
+
+export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAccount: boolean }) {
+  const register = new Registry();
+  collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 10 });
+
+  const relayed = new Counter({
+    name: 'videowhisper_relayed_messages_total',
+    help: 'Signaling messages relayed between peers, by message type',
+    labelNames: ['type'],
+    registers: [register],
+  });
+  const relayedBy = Object.fromEntries(RELAYED_TYPES.map((t) => [t, relayed.labels(t)])) as Record<
+    (typeof RELAYED_TYPES)[number],
+    ReturnType<typeof relayed.labels>
+  >;
+  const refusals = new Counter({
+    name: 'videowhisper_refusals_total',
+    help: 'Connections, publishes, subscribes and events refused, by reason',
+    labelNames: ['reason'],
+    registers: [register],
+  });
+  for (const reason of REFUSAL_REASONS) refusals.labels(reason).inc(0);
+  const handshakes = new Histogram({
+    name: 'videowhisper_handshake_duration_seconds',
+    help: 'Time to authenticate a connection and check its plan',
+    labelNames: ['outcome'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [register],
+  });
+
+  // Gauges read the registry when scraped: nothing to keep in step.
+  const gauges = {
+    connections: new Gauge({ name: 'videowhisper_connections', help: 'Live authenticated sockets', registers: [register] }),
+    channels: new Gauge({ name: 'videowhisper_channels', help: 'Channels with at least one peer', registers: [register] }),
+    peers: new Gauge({ name: 'videowhisper_peers', help: 'Registered peers by role', labelNames: ['role'], registers: [register] }),
+    accountConnections: perAccount
+      ? new Gauge({ name: 'videowhisper_account_connections', help: 'Live sockets per account', labelNames: ['account'], registers: [register] })
+      : undefined,
+    accountBitrate: perAccount
+      ? new Gauge({ name: 'videowhisper_account_bitrate_kbps', help: 'Plan bitrate usage per account (video + audio)', labelNames: ['account'], registers: [register] })
+      : undefined,
+  };
+
+  async function refreshGauges() {
+    const { stats, connections } = await registry.snapshot();
+    let sockets = 0;
+    let players = 0;
+    let broadcasters = 0;
+    gauges.accountConnections?.reset();
+    gauges.accountBitrate?.reset();
+    for (const [account, usage] of stats) {
+      sockets += usage.connections;
+      players += usage.players;
+      broadcasters += usage.broadcasters;
+      gauges.accountConnections?.labels(account).set(usage.connections);
+      gauges.accountBitrate?.labels(account).set(usage.bitrate + usage.audioBitrate);
+    }
+    gauges.connections.set(sockets);
+    gauges.channels.set(connections.length);
+    gauges.peers.labels('player').set(players);
+    gauges.peers.labels('broadcaster').set(broadcasters);
+  }
+
+  const telemetry: Telemetry = {
+    relayed(type) {
+      (typeof type === 'string' && Object.hasOwn(relayedBy, type) ? relayedBy[type as keyof typeof relayedBy] : relayedBy.other).inc();
+    },
+    refused: (reason) => refusals.labels(reason).inc(),
+    handshake: (seconds, outcome) => handshakes.labels(outcome).observe(seconds),
+  };
+
+  return {
+    telemetry,
+    contentType: register.contentType,
+    async render(): Promise<string> {
+      await refreshGauges();
+      return register.metrics();
+    },
+    close: () => register.clear(),
+  };
+}
+export type Metrics = ReturnType<typeof createMetrics>;
