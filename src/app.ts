@@ -20,7 +20,7 @@ import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
-import { eventSchemas } from './protocol';
+import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { createHandshake } from './signaling/handshake';
 import type { SignalingServer } from './signaling/session';
@@ -99,6 +99,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     cors: { origin: corsOrigin },
   });
   const schemas = eventSchemas(config);
+  io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   io.use(
     createHandshake({
       accounts,
@@ -131,12 +132,15 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
 
   let closing: Promise<void> | undefined;
   async function close() {
+    // From here /ready answers 503 and new sockets are refused.
     shuttingDown = true;
-    server.close();
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.
     await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
     io.disconnectSockets(true);
+    // Behind a load balancer: time for its health checks to see the 503.
+    if (config.shutdownGraceMs) await new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs));
+    server.close();
     await new Promise<void>((resolve) => io.close(() => resolve()));
     server.closeAllConnections();
     await accounts.close();

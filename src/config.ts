@@ -43,6 +43,7 @@ const envSchema = z.object({
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
+  SHUTDOWN_GRACE_MS: integer(0, 0, 60_000),
   REDIS_URL: z.preprocess(
     blankToUndefined,
     z.string().regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }).optional(),
@@ -79,6 +80,8 @@ export interface Config {
   maxMessageBytes: number;
   maxNameLength: number;
   shutdownTimeoutMs: number;
+  /** How long /ready answers 503 before the port closes, for load balancers. */
+  shutdownGraceMs: number;
   /** Serve the demo page at /demo (default: in development mode only). */
   demo: boolean;
   /** Several instances share state through this Redis (unset: one process, in memory). */
@@ -144,6 +147,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxNameLength: e.MAX_NAME_LENGTH,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     demo: e.DEMO === undefined ? !production : e.DEMO === 'true',
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,

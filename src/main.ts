@@ -43,7 +43,7 @@ async function main() {
     const timer = setTimeout(() => {
       log.warn('shutdown took too long, exiting');
       process.exit(0);
-    }, config.shutdownTimeoutMs);
+    }, config.shutdownTimeoutMs + config.shutdownGraceMs);
     timer.unref();
     server.close().then(
       () => process.exit(0),
@@ -55,6 +55,10 @@ async function main() {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // SIGHUP reloads accounts, like GET /update-accounts.
+  process.on('SIGHUP', () => {
+    void server.accounts.reload().then((result) => log.info({ ...result, signal: 'SIGHUP' }, 'accounts reloaded on signal'));
+  });
 }
 
 void main();

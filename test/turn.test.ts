@@ -1,0 +1,112 @@
+// TURN credentials that expire, checked by a real coturn: the credentials a
+// broadcaster gets in `peerConfig` allocate a relay; expired and forged ones
+// are refused.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import type { IceServer, PeerConfig } from '../src/ice';
+import { connect, nextMessage } from './helpers/client';
+import { startServer, TOKEN } from './helpers/server';
+
+const SECRET = 'turn-shared-secret';
+const haveCoturn = existsSync('/usr/bin/turnserver') && existsSync('/usr/bin/turnutils_uclient');
+if (!haveCoturn) {
+  const why = 'coturn (turnserver, turnutils_uclient) is not installed: apt-get install coturn';
+  if (process.env.CI === 'true') throw new Error(why);
+  console.warn(`\n*** TURN tests SKIPPED: ${why} ***\n`);
+}
+
+async function freeUdpPort(): Promise<number> {
+  const socket = createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(resolve));
+  return port;
+}
+
+/** A coturn on loopback with the same shared secret as the server. */
+async function startCoturn(t: { after(fn: () => unknown): void }): Promise<number> {
+  const port = await freeUdpPort();
+  const dir = mkdtempSync(join(tmpdir(), 'vw-turn-'));
+  const turn = spawn('turnserver', [
+    '-n', '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=videowhisper',
+    '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
+    '--min-port=49200', '--max-port=49400', '--no-tls', '--no-dtls', '--no-cli',
+    '--allow-loopback-peers', '--no-multicast-peers', `--userdb=${join(dir, 'turndb')}`,
+    '--log-file=stdout', '--simple-log', `--pidfile=${join(dir, 'turn.pid')}`,
+  ]);
+  t.after(() => {
+    turn.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // coturn says when its listener is up.
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('coturn did not start')), 10_000);
+    let seen = '';
+    turn.stdout.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (/DB connection success/.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    turn.once('exit', () => reject(new Error(`coturn exited: ${seen.slice(-500)}`)));
+  });
+  return port;
+}
+
+/** Two relay allocations exchanging packets through coturn: true when data crossed. */
+async function relayWorks(port: number, username: string, credential: string): Promise<boolean> {
+  const { stdout } = await promisify(execFile)(
+    'turnutils_uclient',
+    ['-y', '-X', '-n', '2', '-m', '1', '-p', String(port), '-u', username, '-w', credential, '127.0.0.1'],
+    { timeout: 30_000 },
+  ).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
+  if (/Cannot complete Allocation/.test(stdout)) return false;
+  const received = /tot_recv_bytes ~ (\d+)/g;
+  let bytes = 0;
+  for (const match of stdout.matchAll(received)) bytes = Math.max(bytes, Number(match[1]));
+  return bytes > 0;
+}
+
+async function turnServerOf(url: string, t: Parameters<typeof connect>[0]): Promise<IceServer> {
+  const broadcaster = await connect(t, url, TOKEN);
+  broadcaster.emit('publish', 'Studio', 'turn', { width: 640, height: 360 });
+  const { peerConfig } = (await nextMessage(broadcaster, 'peers')) as { peerConfig: PeerConfig };
+  const turn = peerConfig.iceServers.find((s) => [s.urls].flat().some((u) => u.startsWith('turn:')));
+  assert.ok(turn?.username && turn.credential, JSON.stringify(peerConfig));
+  return turn;
+}
+
+test('peerConfig carries TURN REST credentials that coturn accepts; forged and expired ones fail', { skip: !haveCoturn, timeout: 90_000 }, async (t) => {
+  const port = await startCoturn(t);
+  const env = { COTURN_SERVER: `127.0.0.1:${port}`, COTURN_SECRET: SECRET, COTURN_TTL: '3600' };
+  const { url } = await startServer(t, env);
+  const turn = await turnServerOf(url, t);
+  assert.deepEqual(turn.urls, [`turn:127.0.0.1:${port}?transport=udp`, `turn:127.0.0.1:${port}?transport=tcp`]);
+  const [expiry, account] = (turn.username ?? '').split(':');
+  assert.equal(account, '_static');
+  const lifetime = Number(expiry) - Date.now() / 1000;
+  assert.ok(lifetime > 3500 && lifetime <= 3600, `expires in ${lifetime} s`);
+
+  assert.equal(await relayWorks(port, turn.username ?? '', turn.credential ?? ''), true, 'valid credentials relay');
+  assert.equal(await relayWorks(port, turn.username ?? '', `x${turn.credential}`), false, 'forged credential refused');
+  assert.equal(await relayWorks(port, `${Number(expiry) + 10}:_static`, turn.credential ?? ''), false, 'altered username refused');
+
+  // A server whose clock says two days ago hands out credentials that have expired.
+  const past = await startServer(t, env, { now: () => Date.now() - 2 * 86400_000 });
+  const expired = await turnServerOf(past.url, t);
+  assert.equal(await relayWorks(port, expired.username ?? '', expired.credential ?? ''), false, 'expired credentials refused');
+});
+
+test('static COTURN_USER/COTURN_PASSWORD are handed out when no secret is set', async (t) => {
+  const { url } = await startServer(t, { COTURN_SERVER: 'turn.example.com:3478', COTURN_USER: 'user', COTURN_PASSWORD: 'pass' });
+  const turn = await turnServerOf(url, t);
+  assert.equal(turn.username, 'user');
+  assert.equal(turn.credential, 'pass');
+});
