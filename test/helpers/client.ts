@@ -33,13 +33,17 @@ export async function connect(t: TestContext | undefined, url: string, token: st
   return socket;
 }
 
-/** Resolves with the connect_error message of a refused connection. */
+/**
+ * Resolves with the connect_error message of a refused connection,
+ * 'connected', or 'closed' when the server dropped a malformed handshake.
+ */
 export async function refusal(url: string, auth: Record<string, unknown> | undefined): Promise<string> {
   const socket = connectClient(url, auth);
   try {
     return await Promise.race([
       next(socket, 'connect').then(() => 'connected'),
       next<Error>(socket, 'connect_error').then((err) => err.message),
+      next(socket.io, 'close').then(() => 'closed'),
     ]);
   } finally {
     socket.close();
