@@ -13,6 +13,8 @@ export interface Account {
 
 /** A row of `accounts` (properties and meta are JSON text). */
 export interface AccountRow {
+  /** Tells apart accounts that share a name; sources without ids leave it out. */
+  id?: number | null;
   name: string;
   token: string;
   properties: string | null;
@@ -63,6 +65,12 @@ export function parsePlan(json: string | null): Plan {
   return planSchema.parse(JSON.parse(json || '{}'));
 }
 
+/** An account shown under another name because its own was taken. */
+export interface RenamedAccount {
+  name: string;
+  shownAs: string;
+}
+
 export interface SkippedRow {
   table: 'accounts' | 'plans';
   name: string;
@@ -72,9 +80,20 @@ export interface SkippedRow {
 /**
  * Builds the token index. A row whose JSON cannot be parsed is skipped and
  * reported, so one bad row never hides the others.
+ *
+ * Channels, usage and stats belong to an account by its name, and the
+ * `name` column is not unique: a row whose name is already taken (by an
+ * earlier row, or the static token's `_static`) is shown with its id added,
+ * so two sites never share channels.
  */
-export function indexAccounts(rows: AccountRows): { byToken: Map<string, Account>; skipped: SkippedRow[] } {
+export function indexAccounts(rows: AccountRows): {
+  byToken: Map<string, Account>;
+  skipped: SkippedRow[];
+  renamed: RenamedAccount[];
+} {
   const skipped: SkippedRow[] = [];
+  const renamed: RenamedAccount[] = [];
+  const taken = new Set<string>([STATIC_ACCOUNT]);
   const plans = new Map<number, Plan>();
   for (const row of rows.plans) {
     try {
@@ -84,13 +103,15 @@ export function indexAccounts(rows: AccountRows): { byToken: Map<string, Account
     }
   }
   const byToken = new Map<string, Account>();
-  for (const row of rows.accounts) {
+  for (const [index, row] of rows.accounts.entries()) {
     if (typeof row.token !== 'string' || row.token === '') continue;
     try {
       const props = accountPropertiesSchema.parse(JSON.parse(row.properties || '{}'));
       if (row.planId != null && !plans.has(Number(row.planId))) throw new Error(`plan ${row.planId} is missing or unreadable`);
+      const name = uniqueName(String(row.name), row.id ?? index + 1, taken);
+      if (name !== String(row.name)) renamed.push({ name: String(row.name), shownAs: name });
       byToken.set(row.token, {
-        name: String(row.name),
+        name,
         suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
         plan: row.planId == null ? UNLIMITED : (plans.get(Number(row.planId)) as Plan),
       });
@@ -98,7 +119,14 @@ export function indexAccounts(rows: AccountRows): { byToken: Map<string, Account
       skipped.push({ table: 'accounts', name: String(row.name), reason: reasonOf(err) });
     }
   }
-  return { byToken, skipped };
+  return { byToken, skipped, renamed };
+}
+
+function uniqueName(name: string, id: number, taken: Set<string>): string {
+  let unique = name;
+  for (let n = 1; taken.has(unique); n++) unique = n === 1 ? `${name} #${id}` : `${name} #${id}.${n}`;
+  taken.add(unique);
+  return unique;
 }
 
 function reasonOf(err: unknown): string {

@@ -17,6 +17,7 @@ export function fileAccountSource(path: string): AccountSource {
       return {
         plans: rows(data.plans).map((p) => ({ id: Number(p.id), name: String(p.name ?? p.id), properties: asText(p.properties) })),
         accounts: rows(data.accounts).map((a) => ({
+          id: a.id == null ? null : Number(a.id),
           name: String(a.name),
           token: String(a.token ?? ''),
           properties: asText(a.properties),

@@ -23,7 +23,8 @@ export function mysqlAccountSource(db: NonNullable<Config['database']>): Account
     description: `mysql ${db.user}@${db.host}:${db.port}/${db.name}`,
     async fetch(): Promise<AccountRows> {
       const [accounts] = await pool.query<(RowDataPacket & AccountRow)[]>(
-        'SELECT name, token, properties, planId FROM accounts',
+        // Oldest first: when names repeat, the account that had a name keeps it.
+        'SELECT id, name, token, properties, planId FROM accounts ORDER BY id',
       );
       const [plans] = await pool.query<(RowDataPacket & PlanRow)[]>('SELECT id, name, properties FROM plans');
       return { accounts, plans };

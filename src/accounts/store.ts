@@ -59,8 +59,9 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
   async function load(): Promise<ReloadResult> {
     if (!source) return { status: 'Updating Accounts', outcome: 'no-database', accounts: 0 };
     try {
-      const { byToken: next, skipped } = indexAccounts(await source.fetch());
+      const { byToken: next, skipped, renamed } = indexAccounts(await source.fetch());
       for (const row of skipped) log.warn({ table: row.table, row: row.name, reason: row.reason }, 'account row skipped');
+      for (const account of renamed) log.warn(account, 'account name already taken, shown with its id');
       byToken = next;
       loaded = true;
       log.info({ accounts: next.size, skipped: skipped.length, source: source.description }, 'accounts loaded');
