@@ -15,12 +15,13 @@ import { createAccountStore, type AccountSource, type AccountStore } from './acc
 import { createApi } from './api';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
+import { createCluster } from './cluster';
 import type { Config } from './config';
 import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
-import { eventSchemas, HandshakeError } from './protocol';
+import { closeMessage, eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { createHandshake } from './signaling/handshake';
 import type { SignalingServer } from './signaling/session';
@@ -67,7 +68,10 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       log,
       refreshMs: config.accountsRefreshMs,
     });
-  const registry = deps.registry ?? createMemoryRegistry({ now });
+  const cluster = config.redisUrl
+    ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, now })
+    : undefined;
+  const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
@@ -96,8 +100,17 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const server = config.certificate ? https.createServer(readCertificate(config.certificate), app) : http.createServer(app);
   const io: SignalingServer = new Server(server, {
     maxHttpBufferSize: config.maxMessageBytes,
+    pingInterval: config.pingIntervalMs,
+    pingTimeout: config.pingTimeoutMs,
     cors: { origin: corsOrigin },
   });
+  if (cluster) {
+    io.adapter(cluster.adapter);
+    // Peers of an instance that died: their channels hear them leave, as on a disconnect.
+    cluster.onPeersGone((gone) => {
+      for (const { channel, peerID, socketIds } of gone) io.to(socketIds).emit('message', closeMessage(peerID, channel));
+    });
+  }
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   io.use(
@@ -137,7 +150,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.
     await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
-    io.disconnectSockets(true);
+    // This instance's sockets only: through the adapter it would reach every instance's.
+    io.local.disconnectSockets(true);
     // Behind a load balancer: time for its health checks to see the 503.
     if (config.shutdownGraceMs) await new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs));
     server.close();
@@ -145,6 +159,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     server.closeAllConnections();
     await accounts.close();
     await registry.close();
+    await cluster?.close();
     log.info({ sockets: sockets.length }, 'server closed');
   }
 

@@ -44,6 +44,8 @@ const envSchema = z.object({
   MAX_NAME_LENGTH: integer(128, 8, 4096),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
   SHUTDOWN_GRACE_MS: integer(0, 0, 60_000),
+  PING_INTERVAL_MS: integer(25_000, 100, 600_000),
+  PING_TIMEOUT_MS: integer(20_000, 100, 600_000),
   REDIS_URL: z.preprocess(
     blankToUndefined,
     z.string().regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }).optional(),
@@ -82,6 +84,9 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long /ready answers 503 before the port closes, for load balancers. */
   shutdownGraceMs: number;
+  /** Socket.IO heartbeat: a client that misses a ping for interval + timeout is dropped. */
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
   /** Serve the demo page at /demo (default: in development mode only). */
   demo: boolean;
   /** Several instances share state through this Redis (unset: one process, in memory). */
@@ -148,6 +153,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxNameLength: e.MAX_NAME_LENGTH,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    pingIntervalMs: e.PING_INTERVAL_MS,
+    pingTimeoutMs: e.PING_TIMEOUT_MS,
     demo: e.DEMO === undefined ? !production : e.DEMO === 'true',
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,

@@ -84,7 +84,7 @@ test('players subscribe first, then the broadcaster publishes and offers to each
     const reply = nextMessage(broadcaster, 'peers');
     broadcaster.emit('publish', 'Studio', 'room2', stream);
     peers = await reply;
-    if ((peers.peers as unknown[]).length === 3) break;
+    if ((peers?.peers as unknown[]).length === 3) break;
   }
   actAsBroadcaster(broadcaster, 'Studio');
   const names = (peers?.peers as { peerID: string; type: string }[]).map((p) => `${p.peerID}:${p.type}`).sort();

@@ -43,7 +43,8 @@ export async function refusal(url: string, auth: Record<string, unknown> | undef
     return await Promise.race([
       next(socket, 'connect').then(() => 'connected'),
       next<Error>(socket, 'connect_error').then((err) => err.message),
-      next(socket.io, 'close').then(() => 'closed'),
+      // 'forced close' is the client giving up after a connect_error; only the server closing counts.
+      next<string>(socket.io as unknown as Socket, 'close', (reason) => reason !== 'forced close').then(() => 'closed'),
     ]);
   } finally {
     socket.close();
@@ -52,7 +53,7 @@ export async function refusal(url: string, auth: Record<string, unknown> | undef
 
 /** The next `event` whose payload matches; fails after `ms`. */
 export function next<T = Record<string, unknown>>(
-  socket: Socket,
+  socket: { on(event: string, fn: (payload: T) => void): unknown; off(event: string, fn: (payload: T) => void): unknown },
   event: string,
   match: (payload: T) => boolean = () => true,
   ms = 5000,

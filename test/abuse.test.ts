@@ -1,0 +1,175 @@
+// Abuse limits and faults: every client is hostile, every dependency fallible.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { get } from './helpers/api';
+import { connect, connectClient, next, nextMessage, refusal, type Client } from './helpers/client';
+import { API_KEY, startServer, TOKEN } from './helpers/server';
+import { testCertificate } from './helpers/tls';
+
+const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
+
+type Stats = [string, { issues: Record<string, number>; refused: Record<string, number>; connections: number }][];
+const statsOf = async (url: string) => (await get(url, `/stats?apikey=${API_KEY}`)).json<Stats>();
+
+async function drained(server: Awaited<ReturnType<typeof startServer>>['server'], ms = 15_000) {
+  // Disconnects reach the server asynchronously: poll the registry with a deadline.
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const { connections, stats } = await server.registry.snapshot();
+    if (connections.length === 0 && stats.every(([, u]) => u.connections + u.players + u.broadcasters + u.bitrate === 0)) return;
+    assert.ok(Date.now() < deadline, `not drained: ${JSON.stringify(stats).slice(0, 300)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test('events over the per-socket rate are refused with a clear error and counted', async (t) => {
+  const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '10' });
+  const socket = await connect(t, url, TOKEN);
+  const limited = next<{ message: string }>(socket, 'publishError', (e) => e.message === 'ERROR: Too many events, slow down');
+  for (let i = 0; i < 30; i++) socket.emit('publish', 'Studio', 'rate', stream);
+  assert.equal((await limited).message, 'ERROR: Too many events, slow down');
+  const relayLimited = next<{ message: string }>(socket, 'messageError');
+  // The bucket is empty: a relay event is refused too (at most one notice a second).
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  for (let i = 0; i < 30; i++) socket.emit('messagePeer', { target: 'nobody', type: 'candidate' });
+  assert.equal((await relayLimited).message, 'ERROR: Too many events, slow down');
+  const [[account, usage] = ['', undefined]] = await statsOf(url);
+  assert.equal(account, '_static');
+  assert.ok((usage?.issues.rate ?? 0) >= 2);
+  assert.ok((usage?.refused.publish ?? 0) >= 1 && (usage?.refused.message ?? 0) >= 1);
+  // The socket is still usable once it slows down.
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  socket.emit('publish', 'Studio', 'rate', stream);
+  await nextMessage(socket, 'peers');
+});
+
+test('failed handshakes per address are limited; the right token from elsewhere still works', async (t) => {
+  const { url } = await startServer(t, { RATE_FAILED_AUTH_PER_MINUTE: '5' });
+  for (let i = 0; i < 5; i++) assert.equal(await refusal(url, { token: `guess-${i}` }), 'ERROR: Authentication error');
+  assert.equal(await refusal(url, { token: 'guess-6' }), 'ERROR: Too many failed attempts');
+  assert.equal(await refusal(url, { token: TOKEN }), 'ERROR: Too many failed attempts', 'the address is blocked for a minute');
+  // Successful handshakes are never limited per address: many visitors share one.
+  const other = await startServer(t, { RATE_FAILED_AUTH_PER_MINUTE: '5' });
+  const sockets = await Promise.all(Array.from({ length: 20 }, () => connect(t, other.url, TOKEN)));
+  assert.equal(sockets.filter((s) => s.connected).length, 20);
+});
+
+test('an account may hold a bounded number of channels and peers', async (t) => {
+  const { url } = await startServer(t, { ACCOUNT_MAX_CHANNELS: '2', ACCOUNT_MAX_PEERS: '3' });
+  const [a, b, c, d] = await Promise.all([connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN)]);
+  a.emit('publish', 'A', 'one', stream);
+  await nextMessage(a, 'peers');
+  b.emit('publish', 'B', 'two', stream);
+  await nextMessage(b, 'peers');
+  const refusedChannel = next<{ message: string }>(c, 'publishError');
+  c.emit('publish', 'C', 'three', stream);
+  assert.equal((await refusedChannel).message, 'Unfit: channels.');
+  const joined = nextMessage(a, 'peer');
+  c.emit('subscribe', 'C', 'one');
+  await joined;
+  const refusedPeer = next<{ message: string }>(d, 'subscribeError');
+  d.emit('subscribe', 'D', 'two');
+  assert.equal((await refusedPeer).message, 'Unfit: peers.');
+  const [[, usage] = ['', undefined]] = await statsOf(url);
+  assert.equal(usage?.issues.channels, 1);
+  assert.equal(usage?.issues.peers, 1);
+});
+
+test('a client that stops answering pings is dropped and its channel told', async (t) => {
+  const { url, server } = await startServer(t, { PING_INTERVAL_MS: '200', PING_TIMEOUT_MS: '300' });
+  const broadcaster = await connect(t, url, TOKEN);
+  broadcaster.emit('publish', 'Studio', 'silent', stream);
+  await nextMessage(broadcaster, 'peers');
+  const player: Client = await connect(t, url, TOKEN);
+  const noticed = nextMessage(broadcaster, 'peer');
+  player.emit('subscribe', 'Silent', 'silent');
+  await noticed;
+  // The player's process hangs: it no longer answers the server's pings.
+  const engine = player.io.engine as unknown as { _sendPacket: (type: string, ...rest: unknown[]) => void };
+  const send = engine._sendPacket.bind(engine);
+  engine._sendPacket = (type, ...rest) => (type === 'pong' ? undefined : send(type, ...rest));
+  const closed = await nextMessage(broadcaster, 'close', 5000);
+  assert.equal((closed.payload as { message: string }).message, 'Silent left @silent');
+  broadcaster.disconnect();
+  await drained(server);
+});
+
+test('a burst of 2,000 connects and disconnects leaves the registry at zero', { timeout: 120_000 }, async (t) => {
+  const { url, server } = await startServer(t);
+  const sockets: Client[] = [];
+  const connected = await Promise.all(
+    Array.from({ length: 2000 }, (_, i) => {
+      const socket = connectClient(url, { token: TOKEN });
+      sockets.push(socket);
+      return Promise.race([next(socket, 'connect', () => true, 60_000).then(() => true), next(socket, 'connect_error', () => true, 60_000).then(() => false)]).then((ok) => {
+        // Half of them register before leaving, so channels churn too.
+        if (ok && i % 2 === 0) socket.emit(i % 4 === 0 ? 'publish' : 'subscribe', `peer-${i}`, `burst-${i % 50}`, stream);
+        return ok;
+      });
+    }),
+  );
+  t.after(() => sockets.forEach((s) => s.close()));
+  assert.equal(connected.filter(Boolean).length, 2000);
+  for (const socket of sockets) socket.disconnect();
+  await drained(server);
+  const health = await get(url, '/health');
+  assert.equal(health.status, 200);
+  await assertServes(t, url);
+});
+
+test('SIGTERM in the middle of handshakes exits cleanly and tells the peers', { timeout: 60_000 }, async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', `${__dirname}/../src/main.ts`], {
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      CERTIFICATE: testCertificate().prefix,
+      STATIC_TOKEN: TOKEN,
+      API_KEY,
+      LOG_LEVEL: 'info',
+      DOTENV_CONFIG_PATH: '/nonexistent',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const port = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /signaling on wss:\/\/localhost:(\d+)\//.exec(out);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.once('exit', () => reject(new Error(`exited early: ${out}`)));
+  });
+  const url = `https://127.0.0.1:${port}`;
+  const broadcaster = await connect(t, url, TOKEN);
+  broadcaster.emit('publish', 'Studio', 'sigterm', stream);
+  await nextMessage(broadcaster, 'peers');
+  const player = await connect(t, url, TOKEN);
+  const noticed = nextMessage(broadcaster, 'peer');
+  player.emit('subscribe', 'Viewer', 'sigterm');
+  await noticed;
+  // Handshakes in flight while the signal lands.
+  const inFlight = Array.from({ length: 50 }, () => connectClient(url, { token: TOKEN }));
+  t.after(() => inFlight.forEach((s) => s.close()));
+  const closed = nextMessage(player, 'close');
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.equal(((await closed).payload as { message: string }).message, 'Studio left @sigterm');
+  assert.doesNotMatch(stderr, /Error|unhandled/i);
+});
+
+async function assertServes(t: Parameters<typeof connect>[0], url: string) {
+  const broadcaster = await connect(t, url, TOKEN);
+  broadcaster.emit('publish', 'Studio', 'after', stream);
+  await nextMessage(broadcaster, 'peers');
+  const player = await connect(t, url, TOKEN);
+  const noticed = nextMessage(broadcaster, 'peer');
+  player.emit('subscribe', 'Viewer', 'after');
+  await noticed;
+}
