@@ -1,0 +1,439 @@
+// Several instances as one server through Redis: signaling crosses
+// instances, limits hold cluster-wide, a dead instance's peers are closed,
+// and a Redis restart is survived. Needs Redis on 127.0.0.1:6379.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import pino from 'pino';
+import type { Account } from '../src/accounts/account';
+import type { AccountStore } from '../src/accounts/store';
+import { createMemoryRegistry } from '../src/channels/memory';
+import { createRedisRegistry } from '../src/channels/redis';
+import type { ChannelRegistry, RegistrySnapshot } from '../src/channels/registry';
+import { UNLIMITED } from '../src/limits';
+import { get } from './helpers/api';
+import { connect, connectClient, next, nextMessage, type Client } from './helpers/client';
+import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
+import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
+import { testCertificate } from './helpers/tls';
+
+const TIMEOUT_MS = 4000;
+const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
+const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
+const candidate = { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
+const isClose = (from: string) => (m: Record<string, unknown>) =>
+  m.from === from && (m.payload as { action?: string } | undefined)?.action === 'close';
+
+/** One instance of the cluster, in this process; closed before the test's keys are deleted. */
+async function instance(redis: TestRedis, env: Record<string, string> = {}, deps: Parameters<typeof startServer>[2] = {}) {
+  const server = await startServer(
+    undefined,
+    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env },
+    deps,
+  );
+  redis.onCleanup(() => server.close());
+  return server;
+}
+
+const api = async <T>(server: TestServer | string, path: string) =>
+  (await get(typeof server === 'string' ? server : server.url, `${path}${path.includes('?') ? '&' : '?'}apikey=${API_KEY}`)).json<T>();
+
+/** Polls `check` until it holds; REST state follows socket events asynchronously. */
+async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `not within ${ms} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** The first of two events; `fail` turns into a rejection. No listener or timer outlives it. */
+function either<T>(socket: Client, ok: [string, (payload: T) => boolean], fail: string, ms = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      socket.off(ok[0], onOk);
+      socket.off(fail, onFail);
+    };
+    const onOk = (payload: T) => {
+      if (!ok[1](payload)) return;
+      done();
+      resolve(payload);
+    };
+    const onFail = (error: { message: string }) => {
+      done();
+      reject(new Error(error.message));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`neither "${ok[0]}" nor "${fail}" within ${ms} ms`));
+    }, ms);
+    socket.on(ok[0], onOk);
+    socket.on(fail, onFail);
+  });
+}
+
+/** 'connected', or the connect_error message. */
+async function attempt(url: string, token: string, ms?: number) {
+  const socket = connectClient(url, { token });
+  try {
+    return await either(socket, ['connect', () => true], 'connect_error', ms).then(() => 'connected', (e: Error) => e.message);
+  } finally {
+    socket.close();
+  }
+}
+
+/** Publishes and resolves with the `peers` reply, or rejects with the publishError message. */
+function publish(socket: Client, peerID: string, channel: string, ms?: number) {
+  const reply = either<Record<string, unknown>>(socket, ['message', (m) => m.type === 'peers'], 'publishError', ms);
+  socket.emit('publish', peerID, channel, stream);
+  return reply;
+}
+
+/** Subscribes and resolves once the broadcaster hears of the new player. */
+async function subscribe(player: Client, peerID: string, channel: string, broadcaster: Client) {
+  const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === peerID);
+  player.emit('subscribe', peerID, channel);
+  await noticed;
+}
+
+test('the Redis registry decides like the in-memory one, whatever the names', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const now = () => 1_700_000_000_000;
+  const pick = <T>(...items: T[]) => fc.constantFrom(...items);
+  // Names that break naive keys: separators, quotes, newlines, prototype names, a lone surrogate.
+  const account = pick('__proto__', 'a"b', 'a');
+  const channel = pick('constructor', 'x\ny', '"');
+  const peerID = pick('Studio', 'Viewer', '\uD800', '\uFFFD', 'é');
+  const socketId = pick('s1', 's2', 's3');
+  const plan = fc.record({ connections: pick(0, 1, 2), totalBitrate: pick(0, 600, 2000) });
+  const join = fc.record({
+    kind: fc.constant('join' as const),
+    account,
+    channel,
+    peerID,
+    socketId,
+    broadcaster: fc.boolean(),
+    bitrate: pick(0, 250, 500),
+    totalBitrate: pick(0, 1064, 3000),
+    maxChannels: pick(0, 2),
+    maxPeers: pick(0, 3),
+  });
+  const leave = fc.record({ kind: fc.constant('leave' as const), account, channel, peerID, socketId });
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('connect' as const), account, plan }),
+    fc.record({ kind: fc.constant('disconnect' as const), account }),
+    { weight: 4, arbitrary: join },
+    { weight: 2, arbitrary: leave },
+    fc.record({ kind: fc.constant('find' as const), account, channel, peerID }),
+    fc.record({ kind: fc.constant('refusal' as const), account, issue: pick('width', 'totalBitrate', '__proto__') }),
+  );
+  const sorted = (s: RegistrySnapshot) => {
+    const order = <T>(list: [string, T][]) => [...list].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+    return { connections: order(s.connections), channels: order(s.channels), stats: order(s.stats) };
+  };
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { minLength: 30, maxLength: 80 }), async (ops) => {
+      const memory = createMemoryRegistry({ now });
+      const notes: unknown[] = [];
+      const shared = createRedisRegistry({
+        client: redis.client,
+        prefix: `${redis.prefix}${run++}:`,
+        instanceId: randomUUID(),
+        aliveMs: 60_000,
+        log: pino({ level: 'silent' }),
+        now,
+        onPeersGone: (gone) => notes.push(...gone),
+      });
+      const apply = (r: ChannelRegistry, o: (typeof ops)[number]) => {
+        switch (o.kind) {
+          case 'connect':
+            return r.connect(o.account, o.plan);
+          case 'disconnect':
+            return r.disconnect(o.account);
+          case 'join':
+            return r.join({
+              account: o.account,
+              channel: o.channel,
+              peerID: o.peerID,
+              socketId: o.socketId,
+              role: o.broadcaster ? 'broadcaster' : 'player',
+              ...(o.broadcaster && { stream: { ...stream, bitrate: o.bitrate } }),
+              plan: { totalBitrate: o.totalBitrate },
+              maxChannels: o.maxChannels,
+              maxPeers: o.maxPeers,
+            });
+          case 'leave':
+            return r.leave(o.account, o.channel, o.peerID, o.socketId);
+          case 'find':
+            return Promise.all([r.findPeer(o.account, o.channel, o.peerID), r.peers(o.account, o.channel)]);
+          case 'refusal':
+            return r.countRefusal(o.account, 'publish', [o.issue]);
+        }
+      };
+      for (const o of ops) assert.deepEqual(await apply(shared, o), await apply(memory, o), JSON.stringify(o));
+      assert.deepEqual(sorted(await shared.snapshot()), sorted(await memory.snapshot()));
+      // Closing removes this instance's part; only refusal counters stay.
+      await shared.close();
+      const left = await shared.snapshot();
+      assert.deepEqual(left.connections, []);
+      for (const [, usage] of left.stats) assert.equal(usage.connections + usage.players + usage.broadcasters + usage.bitrate, 0);
+      assert.deepEqual(notes, [], 'one instance never closes peers for another');
+    }),
+    { numRuns: 50, seed: 20261125 },
+  );
+});
+
+test('a broadcaster on one instance and a player on another complete offer, answer and candidates', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  const broadcaster = await connect(t, one.url, TOKEN);
+  const player = await connect(t, two.url, TOKEN);
+  const peers = await publish(broadcaster, 'Studio', 'crossing');
+  assert.deepEqual(peers.peers, [{ socketId: broadcaster.id, peerID: 'Studio', type: 'broadcaster', account: '_static' }]);
+
+  broadcaster.on('message', (m: Record<string, unknown>) => {
+    if (m.type !== 'peer') return;
+    broadcaster.emit('messagePeer', { from: 'Studio', target: m.peerID, type: 'offer', content: sdp('offer') });
+    broadcaster.emit('messagePeer', { from: 'Studio', target: m.peerID, type: 'candidate', candidate });
+  });
+  player.on('message', (m: Record<string, unknown>) => {
+    if (m.type !== 'offer') return;
+    player.emit('messagePeer', { from: 'Viewer', target: m.from, type: 'answer', content: sdp('answer') });
+    player.emit('messagePeer', { from: 'Viewer', target: m.from, type: 'candidate', candidate });
+  });
+  const offer = nextMessage(player, 'offer');
+  const remoteCandidate = nextMessage(player, 'candidate');
+  const answer = nextMessage(broadcaster, 'answer');
+  const playerCandidate = next(broadcaster, 'message', (m) => m.type === 'candidate' && m.from === 'Viewer');
+  const noticed = nextMessage(broadcaster, 'peer');
+  player.emit('subscribe', 'Viewer', 'crossing');
+
+  assert.deepEqual(await noticed, { type: 'peer', from: 'Viewer', target: 'Studio', peerID: 'Viewer' });
+  assert.equal((await offer).from, 'Studio');
+  assert.deepEqual((await offer).content, sdp('offer'));
+  assert.deepEqual((await remoteCandidate).candidate, candidate);
+  assert.equal((await answer).from, 'Viewer');
+  assert.deepEqual((await answer).content, sdp('answer'));
+  assert.deepEqual((await playerCandidate).candidate, candidate);
+});
+
+test('a peerID held on one instance gets uniquenessError on another; once it leaves, the name is free', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const [one, two, three] = await Promise.all([instance(redis), instance(redis), instance(redis)]);
+  const host = await connect(t, one.url, TOKEN);
+  const first = await connect(t, two.url, TOKEN);
+  const second = await connect(t, three.url, TOKEN);
+  await publish(host, 'Host', 'unique');
+  await subscribe(first, 'Same', 'unique', host);
+
+  const refused = next(second, 'uniquenessError');
+  second.emit('subscribe', 'Same', 'unique');
+  assert.deepEqual(await refused, { from: '_server_', to: 'Same', message: 'Same is already connected to @unique.' });
+  const refusedPublish = next(second, 'uniquenessError');
+  second.emit('publish', 'Host', 'unique', stream);
+  assert.equal((await refusedPublish).to, 'Host');
+
+  const left = next(host, 'message', isClose('Same'));
+  first.disconnect();
+  await left;
+  await subscribe(second, 'Same', 'unique', host);
+});
+
+test('50 sockets of an account limited to 5 connections, over two instances: exactly 5 connect', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const limited: Account = { name: 'Limited Site', suspended: false, plan: { ...UNLIMITED, connections: 5 } };
+  const accounts: AccountStore = {
+    findByToken: (token) => (token === 'limited-token' ? limited : undefined),
+    reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
+    isReady: () => true,
+    count: () => 1,
+    close: async () => undefined,
+  };
+  const [one, two] = await Promise.all([instance(redis, {}, { accounts }), instance(redis, {}, { accounts })]);
+  const sockets = Array.from({ length: 50 }, (_, i) => connectClient((i % 2 ? two : one).url, { token: 'limited-token' }));
+  t.after(() => sockets.forEach((s) => s.close()));
+  const outcomes = await Promise.all(
+    sockets.map((s) => either(s, ['connect', () => true], 'connect_error', 20_000).then(() => 'connected', (e: Error) => e.message)),
+  );
+  assert.equal(outcomes.filter((o) => o === 'connected').length, 5);
+  assert.equal(outcomes.filter((o) => o === 'ERROR: Connection limit exceeded').length, 45);
+
+  type Stats = [string, { connections: number; refused: { connect: number } }][];
+  for (const server of [one, two]) {
+    const [[name, usage] = ['', undefined]] = await api<Stats>(server, '/stats');
+    assert.equal(name, 'Limited Site');
+    assert.equal(usage?.connections, 5);
+    assert.equal(usage?.refused.connect, 45);
+  }
+  // Released on disconnect, on whichever instance held the socket.
+  for (const s of sockets) s.close();
+  await eventually('connections released', async () => (await api<Stats>(two, '/stats'))[0]?.[1].connections === 0);
+  await connect(t, one.url, 'limited-token');
+});
+
+test('a close message crosses instances, and every instance shows the same cluster-wide REST view', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const [one, two, three] = await Promise.all([instance(redis), instance(redis), instance(redis)]);
+  const broadcaster = await connect(t, one.url, TOKEN);
+  const players = [await connect(t, two.url, TOKEN), await connect(t, three.url, TOKEN)];
+  await publish(broadcaster, 'Studio', 'view');
+  await subscribe(players[0] as Client, 'Viewer0', 'view', broadcaster);
+  await subscribe(players[1] as Client, 'Viewer1', 'view', broadcaster);
+
+  const views = await Promise.all(
+    [one, two, three].map(async (s) => ({
+      connections: await api<[string, Record<string, { peerID: string; type: string; account: string }>][]>(s, '/connections'),
+      channels: await api<[string, Record<string, unknown>][]>(s, '/channels'),
+      stats: await api<[string, Record<string, unknown>][]>(s, '/stats'),
+    })),
+  );
+  assert.deepEqual(views[1], views[0]);
+  assert.deepEqual(views[2], views[0]);
+  const [view] = views;
+  assert.equal(view?.connections.length, 1);
+  assert.equal(view?.connections[0]?.[0], 'view');
+  assert.deepEqual(Object.keys(view?.connections[0]?.[1] ?? {}).sort(), ['Studio', 'Viewer0', 'Viewer1']);
+  assert.deepEqual(view?.connections[0]?.[1].Studio, {
+    socketId: broadcaster.id,
+    peerID: 'Studio',
+    type: 'broadcaster',
+    account: '_static',
+  });
+  const [name, summary] = view?.channels[0] ?? [];
+  assert.equal(name, 'view');
+  const fields = ['width', 'height', 'bitrate', 'frameRate', 'audioBitrate', 'publisher', 'time', 'peers', 'account'];
+  assert.deepEqual(Object.keys(summary ?? {}), fields, 'the in-memory registry\'s shape');
+  assert.equal(summary?.peers, 3);
+  assert.equal(summary?.publisher, 'Studio');
+  const stats = view?.stats[0]?.[1];
+  assert.equal(view?.stats[0]?.[0], '_static');
+  assert.equal(stats?.connections, 3);
+  assert.equal(stats?.bitrate, 1500);
+  assert.equal(stats?.audioBitrate, 96);
+  assert.equal(stats?.players, 2);
+  assert.equal(stats?.broadcasters, 1);
+
+  const closed = players.map((p) => next(p, 'message', isClose('Studio')));
+  broadcaster.disconnect();
+  for (const message of await Promise.all(closed))
+    assert.deepEqual(message, { from: 'Studio', target: 'all', payload: { action: 'close', message: 'Studio left @view' } });
+});
+
+const killedTitle = 'an instance killed with SIGKILL: the others close its peers and release its usage within the timeout';
+test(killedTitle, { timeout: 60_000 }, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const survivor = await instance(redis);
+  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'src', 'main.ts')], {
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      CERTIFICATE: testCertificate().prefix,
+      STATIC_TOKEN: TOKEN,
+      API_KEY,
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: redis.prefix,
+      CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS),
+      LOG_LEVEL: 'info',
+      DOTENV_CONFIG_PATH: '/nonexistent',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  redis.onCleanup(() => void child.kill('SIGKILL'));
+  // The startup line names the port it got.
+  const port = await new Promise<string>((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`instance did not start: ${output.slice(-500)}`)), 30_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const found = /signaling on wss:\/\/localhost:(\d+)\//.exec(output);
+      if (found?.[1]) {
+        clearTimeout(timer);
+        resolve(found[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`instance exited (${code}): ${output.slice(-500)}`)));
+  });
+  const doomed = `https://127.0.0.1:${port}`;
+  assert.equal((await get(doomed, '/')).status, 200);
+
+  const broadcaster = await connect(t, doomed, TOKEN);
+  const remotePlayer = await connect(t, doomed, TOKEN);
+  const player = await connect(t, survivor.url, TOKEN);
+  await publish(broadcaster, 'Studio', 'killed');
+  await subscribe(remotePlayer, 'Remote', 'killed', broadcaster);
+  await subscribe(player, 'Local', 'killed', broadcaster);
+  type Stats = [string, { connections: number; players: number; broadcasters: number; bitrate: number }][];
+  assert.equal((await api<Stats>(survivor, '/stats'))[0]?.[1].connections, 3);
+
+  const closes = ['Studio', 'Remote'].map((peer) => next(player, 'message', isClose(peer), 2 * TIMEOUT_MS));
+  const killed = Date.now();
+  child.kill('SIGKILL');
+  const messages = await Promise.all(closes);
+  const elapsed = Date.now() - killed;
+  t.diagnostic(`peers closed ${elapsed} ms after the kill`);
+  assert.ok(elapsed <= TIMEOUT_MS, `peers closed after ${elapsed} ms (CLUSTER_TIMEOUT_MS ${TIMEOUT_MS})`);
+  assert.deepEqual(messages[0], { from: 'Studio', target: 'all', payload: { action: 'close', message: 'Studio left @killed' } });
+
+  const [[, usage] = ['', undefined]] = await api<Stats>(survivor, '/stats');
+  assert.deepEqual(
+    { connections: usage?.connections, players: usage?.players, broadcasters: usage?.broadcasters, bitrate: usage?.bitrate },
+    { connections: 1, players: 1, broadcasters: 0, bitrate: 0 },
+  );
+  const connections = await api<[string, Record<string, unknown>][]>(survivor, '/connections');
+  assert.deepEqual(connections.map(([name, peers]) => [name, Object.keys(peers)]), [['killed', ['Local']]]);
+  assert.equal((await api<unknown[]>(survivor, '/channels')).length, 0);
+  // The name the dead instance held is free again.
+  const again = await connect(t, survivor.url, TOKEN);
+  await publish(again, 'Studio', 'killed');
+});
+
+const restartTitle = 'Redis restarted mid-session: no instance crashes, joins are refused meanwhile, and service resumes';
+test(restartTitle, { timeout: 60_000 }, async (t) => {
+  const server = await privateRedis(t);
+  if (!server) return;
+  const redis = await testRedis(t, server.url);
+  if (!redis) return;
+  const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  const broadcaster = await connect(t, one.url, TOKEN);
+  const player = await connect(t, two.url, TOKEN);
+  await publish(broadcaster, 'Studio', 'restart');
+  await subscribe(player, 'Viewer', 'restart', broadcaster);
+
+  await server.stop();
+  await assert.rejects(publish(broadcaster, 'Studio', 'restart'), { message: 'ERROR: Server unavailable' });
+  assert.equal(await attempt(two.url, TOKEN), 'ERROR: Server unavailable');
+  for (const s of [one, two]) assert.equal((await get(s.url, '/')).status, 200);
+  await eventually('the loss is logged', async () =>
+    [one, two].every((s) => s.logs.some((l) => String(l.msg).startsWith('Redis connection lost'))),
+  );
+
+  await server.start();
+  // Joins work again once the instances have reconnected.
+  const accepted = () => publish(broadcaster, 'Studio', 'restart', 1000).then(() => true, () => false);
+  await eventually('publish accepted again', accepted, 15_000);
+  // Both instances put their peers back: the player on the other instance is still reachable.
+  const restored = async () => (await api<[string, Record<string, unknown>][]>(two, '/connections'))[0]?.[1].Viewer !== undefined;
+  await eventually('the player restored', restored);
+  const offer = nextMessage(player, 'offer');
+  broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: sdp('offer') });
+  assert.equal((await offer).from, 'Studio');
+  const newcomer = await connect(t, two.url, TOKEN);
+  await subscribe(newcomer, 'Newcomer', 'restart', broadcaster);
+  for (const s of [one, two]) assert.ok(s.logs.some((l) => String(l.msg).startsWith('Redis connection restored')));
+  // Closed while Redis is up, so each instance removes its own part.
+  await Promise.all([one.close(), two.close()]);
+  assert.deepEqual(await redis.keys(), []);
+});
