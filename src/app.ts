@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import cors from 'cors';
 import express, { type ErrorRequestHandler } from 'express';
 import helmet from 'helmet';
+import proxyaddr from 'proxy-addr';
 import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
@@ -77,9 +78,15 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  // Behind a trusted proxy the client's address comes from X-Forwarded-For.
+  const trustProxy = proxyaddr.compile(config.trustProxy);
+  app.set('trust proxy', trustProxy);
   let shuttingDown = false;
-  const readiness = () => ({ accounts: accounts.isReady(), running: !shuttingDown });
+  const readiness = () => ({
+    accounts: accounts.isReady(),
+    ...(cluster && { redis: cluster.isConnected() }),
+    running: !shuttingDown,
+  });
   const secure = Boolean(config.certificate);
   app.use(
     helmet({
@@ -124,6 +131,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       failedAuthPerMinute: config.rateFailedAuthPerMinute,
       eventsPerSecond: config.rateEventsPerSecond,
       now,
+      clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
     }),
   );
   const signaling = createSignaling({

@@ -25,6 +25,8 @@ export interface Cluster {
   readonly registry: RedisRegistry;
   /** For `io.adapter(...)`. */
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
+  /** Whether Redis answers now (for /ready). */
+  isConnected(): boolean;
   /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
@@ -150,6 +152,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     instanceId,
     registry,
     adapter,
+    isConnected: () => connected,
     onPeersGone: (next) => void (listener = next),
     close: () => (closing ??= close()),
   };

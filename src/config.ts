@@ -1,6 +1,7 @@
 // Environment -> typed Config. One schema; a wrong value stops the server with
 // one line naming the variable. Names follow the original's `.env`.
 import { existsSync } from 'node:fs';
+import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
 
 /** The static token used in development mode when nothing else is configured. */
@@ -40,6 +41,7 @@ const envSchema = z.object({
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be a pino level' }).optional(),
   ),
   CORS_ORIGIN: z.preprocess(blankToUndefined, z.string().default('*')),
+  TRUST_PROXY: z.preprocess(blankToUndefined, z.string().default('loopback')),
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
@@ -79,6 +81,8 @@ export interface Config {
   accountsRefreshMs: number;
   logLevel: string;
   corsOrigin: string;
+  /** Proxies whose X-Forwarded-For names the client (proxy-addr names or addresses/CIDRs). */
+  trustProxy: string[];
   maxMessageBytes: number;
   maxNameLength: number;
   shutdownTimeoutMs: number;
@@ -124,6 +128,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.ACCOUNTS_FILE && !existsSync(e.ACCOUNTS_FILE)) throw new ConfigError(`ACCOUNTS_FILE: ${e.ACCOUNTS_FILE} does not exist`);
   if (e.COTURN_SERVER && !e.COTURN_SECRET && !(e.COTURN_USER && e.COTURN_PASSWORD))
     throw new ConfigError('COTURN_SERVER needs COTURN_SECRET or both COTURN_USER and COTURN_PASSWORD');
+  const trustProxy = e.TRUST_PROXY.split(',').map((a) => a.trim()).filter((a) => a && a !== 'none');
+  try {
+    proxyaddr.compile(trustProxy);
+  } catch (err) {
+    throw new ConfigError(`TRUST_PROXY: ${(err as Error).message}`);
+  }
   const hasAccounts = Boolean(e.DB_HOST || e.ACCOUNTS_FILE);
   let staticToken = e.STATIC_TOKEN;
   if (!staticToken && !hasAccounts) {
@@ -149,6 +159,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accountsRefreshMs: e.ACCOUNTS_REFRESH_SECONDS * 1000,
     logLevel: e.LOG_LEVEL ?? (production ? 'info' : 'debug'),
     corsOrigin: e.CORS_ORIGIN,
+    trustProxy,
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxNameLength: e.MAX_NAME_LENGTH,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -55,6 +55,27 @@ test('failed handshakes per address are limited; the right token from elsewhere 
   assert.equal(sockets.filter((s) => s.connected).length, 20);
 });
 
+test('behind a trusted proxy, failed handshakes are counted per forwarded client address', async (t) => {
+  const { url } = await startServer(t, { RATE_FAILED_AUTH_PER_MINUTE: '2', TRUST_PROXY: 'loopback' });
+  const via = (client: string, token: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connectClient(url, { token }, { extraHeaders: { 'x-forwarded-for': client } });
+      socket.once('connect', () => (socket.close(), resolve('connected')));
+      socket.once('connect_error', (err: Error) => (socket.close(), resolve(err.message)));
+    });
+  assert.equal(await via('203.0.113.1', 'bad'), 'ERROR: Authentication error');
+  assert.equal(await via('203.0.113.1', 'bad'), 'ERROR: Authentication error');
+  assert.equal(await via('203.0.113.1', TOKEN), 'ERROR: Too many failed attempts');
+  // Another visitor behind the same proxy is not blocked.
+  assert.equal(await via('203.0.113.2', TOKEN), 'connected');
+  // Without trust, the header is ignored: every client is the proxy's address.
+  const direct = await startServer(t, { RATE_FAILED_AUTH_PER_MINUTE: '1', TRUST_PROXY: 'none' });
+  assert.equal(await refusal(direct.url, { token: 'bad' }), 'ERROR: Authentication error');
+  const spoofed = connectClient(direct.url, { token: TOKEN }, { extraHeaders: { 'x-forwarded-for': '198.51.100.7' } });
+  t.after(() => spoofed.close());
+  assert.equal((await next<Error>(spoofed, 'connect_error')).message, 'ERROR: Too many failed attempts');
+});
+
 test('an account may hold a bounded number of channels and peers', async (t) => {
   const { url } = await startServer(t, { ACCOUNT_MAX_CHANNELS: '2', ACCOUNT_MAX_PEERS: '3' });
   const [a, b, c, d] = await Promise.all([connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN)]);

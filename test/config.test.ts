@@ -57,6 +57,8 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ NODE_ENV: 'production' }, /^STATIC_TOKEN, DB_HOST or ACCOUNTS_FILE must be set in production/],
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be a pino level/],
     [{ MAX_MESSAGE_BYTES: '10' }, /^MAX_MESSAGE_BYTES must be a number >= 4096/],
+    [{ TRUST_PROXY: 'not-an-address' }, /^TRUST_PROXY: /],
+    [{ REDIS_URL: 'localhost:6379' }, /^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
   ];
   for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
 });

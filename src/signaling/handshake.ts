@@ -21,6 +21,8 @@ export interface HandshakeDeps {
   failedAuthPerMinute: number;
   eventsPerSecond: number;
   now: () => number;
+  /** The client's address, through trusted proxies (X-Forwarded-For). */
+  clientAddress: (socket: Socket) => string;
 }
 
 type Refusal = { message: string; account?: Account; reason: RefusalReason };
@@ -30,7 +32,7 @@ export function createHandshake(deps: HandshakeDeps) {
   const failedAuth = createFailedAuthLimiter({ perMinute: deps.failedAuthPerMinute });
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
-    const address = socket.handshake.address;
+    const address = deps.clientAddress(socket);
     if (failedAuth.blocked(address, now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
@@ -81,7 +83,7 @@ export function createHandshake(deps: HandshakeDeps) {
         log.warn(
           {
             socket: socket.id,
-            ip: socket.handshake.address,
+            ip: deps.clientAddress(socket),
             account: refusal.account?.name,
             reason: refusal.reason,
             ...(production ? {} : { auth: socket.handshake.auth }),

@@ -63,6 +63,8 @@ export function next<T = Record<string, unknown>>(
       socket.off(event, listener);
       reject(new Error(`no matching "${event}" within ${ms} ms`));
     }, ms);
+    // A pending wait must not keep the test process alive once the tests are done.
+    timer.unref();
     const listener = (payload: T) => {
       if (!match(payload)) return;
       clearTimeout(timer);
