@@ -8,7 +8,7 @@ function startupLine(config: Config, port: number, secure: boolean): string {
   const url = `${secure ? 'wss' : 'ws'}://localhost:${port}/`;
   const mode = config.production ? 'production' : 'development';
   const token =
-    config.staticToken === DEV_STATIC_TOKEN ? `, static token "${DEV_STATIC_TOKEN}" (set STATIC_TOKEN to change it)` : '';
+    config.staticToken === DEV_STATIC_TOKEN ? `, static token "${DEV_STATIC_TOKEN}"; set STATIC_TOKEN to change it` : '';
   return `VideoWhisper WebRTC signaling on ${url} (${mode} mode${token})`;
 }
 
@@ -33,7 +33,7 @@ async function main() {
     log.fatal({ err: err.message, port: config.port }, 'cannot listen');
     process.exit(1);
   });
-  if (!server.secure) log.warn('CERTIFICATE is not set: serving plain HTTP/WS (use it locally or behind a TLS proxy)');
+  if (!server.secure && config.production) log.warn('CERTIFICATE is not set: serving plain HTTP/WS (use it locally or behind a TLS proxy)');
   // pm2 cluster mode sets NODE_APP_INSTANCE in every process: without Redis they would not share state.
   if (process.env.NODE_APP_INSTANCE !== undefined && process.env.exec_mode === 'cluster_mode' && !config.redisUrl)
     log.warn('pm2 cluster mode without REDIS_URL: each process has its own channels and limits');

@@ -255,6 +255,7 @@ test('50 sockets of an account limited to 5 connections, over two instances: exa
     findByToken: (token) => (token === 'limited-token' ? limited : undefined),
     reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
     isReady: () => true,
+    hasLoaded: () => true,
     count: () => 1,
     close: async () => undefined,
   };

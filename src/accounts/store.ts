@@ -28,6 +28,8 @@ export interface AccountStore {
   reload(): Promise<ReloadResult>;
   /** True once the static token is set or the source has loaded once. */
   isReady(): boolean;
+  /** True when there is no source, or it has loaded at least once. */
+  hasLoaded(): boolean;
   count(): number;
   close(): Promise<void>;
 }
@@ -103,6 +105,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
     },
     reload,
     isReady: () => Boolean(staticDigest) || loaded,
+    hasLoaded: () => !source || loaded,
     count: () => byToken.size,
     async close() {
       closed = true;

@@ -36,6 +36,9 @@ export function createHandshake(deps: HandshakeDeps) {
     if (failedAuth.blocked(address, now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
+    // Until the accounts have loaded once (database down at start), an
+    // account token is not wrong: the client should retry later.
+    if (!account && auth.success && !accounts.hasLoaded()) return { message: HandshakeError.unavailable, reason: 'unavailable' };
     if (!account) {
       failedAuth.failed(address, now());
       return { message: HandshakeError.authentication, reason: 'auth' };
