@@ -41,12 +41,14 @@ export interface NameLimits {
   maxNameLength: number;
 }
 
-// A number or a numeric string (forms often hand strings over), never NaN,
-// negative or absurd.
-const streamNumber = z.preprocess(
-  (value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value),
-  z.number().finite().min(0).max(1e9),
-);
+/** A number or a numeric string (forms often hand strings over), never NaN, negative or over `max`. */
+export const numeric = (max: number) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value),
+    z.number().finite().min(0).max(max),
+  );
+
+const streamNumber = numeric(1e9);
 
 const streamSchema = z
   .looseObject({

@@ -2,6 +2,7 @@
 // the lookup the handshake uses. Shared by every account source.
 import { z } from 'zod';
 import { UNLIMITED, type Plan } from '../limits';
+import { numeric } from '../protocol';
 
 export const STATIC_ACCOUNT = '_static';
 
@@ -33,10 +34,8 @@ export interface AccountRows {
   plans: PlanRow[];
 }
 
-const limit = z.preprocess(
-  (v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v ?? 0),
-  z.number().finite().min(0),
-);
+// A null limit is no limit, like a missing one.
+const limit = z.preprocess((v) => v ?? 0, numeric(Number.MAX_VALUE));
 const planSchema = z
   .looseObject({
     connections: limit.optional(),

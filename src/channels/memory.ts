@@ -1,9 +1,9 @@
 // The registry of one process. Every operation is O(1) in the number of
 // unrelated connections: state is indexed by account, then channel, then
 // peer, and each account's usage is kept up to date instead of recounted.
-import { connectRefusal, fitsTotalBitrate } from '../limits';
+import { connectRefusal, fitsTotalBitrate, streamCost } from '../limits';
 import type { Peer, Stream } from '../protocol';
-import type { AccountUsage, ChannelRegistry, ChannelSummary, JoinRequest, JoinResult, RegistrySnapshot } from './registry';
+import { channelSummary, type AccountUsage, type ChannelRegistry, type JoinRequest, type JoinResult, type RegistrySnapshot } from './registry';
 
 interface PublishedStream extends Stream {
   publisher: string;
@@ -74,9 +74,8 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
     if (req.role === 'broadcaster') newStream = { ...(req.stream as Stream), publisher: req.peerID, time: now() };
     else if (oldStream?.publisher === req.peerID) newStream = undefined;
 
-    const cost = (s: Stream | undefined) => (s ? s.bitrate + s.audioBitrate : 0);
     const used = state.usage.bitrate + state.usage.audioBitrate;
-    if (!fitsTotalBitrate(req.plan, used, after * cost(newStream) - before * cost(oldStream))) {
+    if (!fitsTotalBitrate(req.plan, used, after * streamCost(newStream) - before * streamCost(oldStream))) {
       forgetIfIdle(req.account, state);
       return { ok: false, refusal: 'totalBitrate' };
     }
@@ -123,20 +122,7 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
       result.stats.push([account, { ...state.usage, issues: { ...state.usage.issues }, refused: { ...state.usage.refused } }]);
       for (const [name, channel] of state.channels) {
         result.connections.push([name, Object.fromEntries([...channel.peers].map(([id, p]) => [id, { ...p }]))]);
-        const s = channel.stream;
-        if (!s) continue;
-        const summary: ChannelSummary = {
-          width: s.width,
-          height: s.height,
-          bitrate: s.bitrate,
-          frameRate: s.frameRate,
-          audioBitrate: s.audioBitrate,
-          publisher: s.publisher,
-          time: s.time,
-          peers: channel.peers.size,
-          account,
-        };
-        result.channels.push([name, summary]);
+        if (channel.stream) result.channels.push([name, channelSummary(channel.stream, channel.peers.size, account)]);
       }
     }
     return result;

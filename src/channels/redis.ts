@@ -8,14 +8,15 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ConnectRefusal } from '../limits';
 import type { Peer, PeerRole } from '../protocol';
-import type {
-  AccountUsage,
-  ChannelRegistry,
-  ChannelSummary,
-  JoinRefusal,
-  JoinRequest,
-  JoinResult,
-  RegistrySnapshot,
+import {
+  channelSummary,
+  type AccountUsage,
+  type ChannelRegistry,
+  type ChannelSummary,
+  type JoinRefusal,
+  type JoinRequest,
+  type JoinResult,
+  type RegistrySnapshot,
 } from './registry';
 
 /** The one command the registry needs from a Redis client (node-redis `sendCommand`). */
@@ -363,19 +364,8 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
           const byPeerID = peers.map(([field, value]) => [decode(field), toPeer(account, field, value)] as const);
           result.connections.push([name, Object.fromEntries(byPeerID)]);
           if (!stream) continue;
-          const s = JSON.parse(stream) as Omit<ChannelSummary, 'peers' | 'account'>;
-          const summary: ChannelSummary = {
-            width: s.width,
-            height: s.height,
-            bitrate: s.bitrate,
-            frameRate: s.frameRate,
-            audioBitrate: s.audioBitrate,
-            publisher: s.publisher,
-            time: s.time,
-            peers: peers.length,
-            account,
-          };
-          result.channels.push([name, summary]);
+          const published = JSON.parse(stream) as Omit<ChannelSummary, 'peers' | 'account'>;
+          result.channels.push([name, channelSummary(published, peers.length, account)]);
         }
       }
       return result;

@@ -40,6 +40,16 @@ export interface ChannelSummary extends Stream {
   account: string;
 }
 
+/** A published channel as `/channels` shows it: the stream, then who and how many. */
+export function channelSummary(
+  stream: Stream & { publisher: string; time: number },
+  peers: number,
+  account: string,
+): ChannelSummary {
+  const { width, height, bitrate, frameRate, audioBitrate, publisher, time } = stream;
+  return { width, height, bitrate, frameRate, audioBitrate, publisher, time, peers, account };
+}
+
 export interface AccountUsage {
   connections: number;
   bitrate: number;
