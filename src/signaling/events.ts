@@ -4,7 +4,7 @@
 // calls them with the socket as `this`), so an idle socket costs no closures.
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import type { ChannelRegistry, JoinRequest } from '../channels/registry';
+import type { ChannelRegistry, JoinRefusal, JoinRequest } from '../channels/registry';
 import type { PeerConfig } from '../ice';
 import { streamIssues } from '../limits';
 import type { RefusalReason, Telemetry } from '../metrics';
@@ -105,6 +105,22 @@ export function createSignaling(deps: SignalingDeps) {
     }
   }
 
+  /** Answers a join the registry refused, or could not decide (no refusal). */
+  async function refuseJoin(
+    socket: SignalingSocket,
+    action: 'publish' | 'subscribe',
+    peerID: string,
+    channel: string,
+    refusal: JoinRefusal | undefined,
+  ) {
+    const errorEvent = action === 'publish' ? 'publishError' : 'subscribeError';
+    if (!refusal) return sendError(socket, errorEvent, peerID, HandshakeError.unavailable, 'unavailable');
+    if (refusal === 'uniqueness')
+      return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
+    await registry.countRefusal(socket.data.account.name, action, [refusal]);
+    return sendError(socket, errorEvent, peerID, unfitMessage([refusal]), refusal);
+  }
+
   async function publish(socket: SignalingSocket, args: unknown[]) {
     const parsed = schemas.publish.safeParse(args);
     if (!parsed.success)
@@ -118,13 +134,7 @@ export function createSignaling(deps: SignalingDeps) {
       return sendError(socket, 'publishError', peerID, unfitMessage(issues), ...issues);
     }
     const result = await join(socket, { channel, peerID, role: 'broadcaster', stream });
-    if (!result) return sendError(socket, 'publishError', peerID, HandshakeError.unavailable, 'unavailable');
-    if (!result.ok) {
-      if (result.refusal === 'uniqueness')
-        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
-      await registry.countRefusal(account.name, 'publish', [result.refusal]);
-      return sendError(socket, 'publishError', peerID, unfitMessage([result.refusal]), result.refusal);
-    }
+    if (!result?.ok) return refuseJoin(socket, 'publish', peerID, channel, result?.refusal);
     socket.emit('message', {
       type: 'peers',
       from: '_channel_',
@@ -142,13 +152,7 @@ export function createSignaling(deps: SignalingDeps) {
     const [peerID, requested] = parsed.data;
     const channel = requested || DEFAULT_CHANNEL;
     const result = await join(socket, { channel, peerID, role: 'player' });
-    if (!result) return sendError(socket, 'subscribeError', peerID, HandshakeError.unavailable, 'unavailable');
-    if (!result.ok) {
-      if (result.refusal === 'uniqueness')
-        return sendError(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
-      await registry.countRefusal(socket.data.account.name, 'subscribe', [result.refusal]);
-      return sendError(socket, 'subscribeError', peerID, unfitMessage([result.refusal]), result.refusal);
-    }
+    if (!result?.ok) return refuseJoin(socket, 'subscribe', peerID, channel, result?.refusal);
     if (result.publisher && result.isNew)
       deliver(result.publisher.socketId, 'message', { type: 'peer', from: peerID, target: result.publisher.peerID, peerID });
     log.debug({ ...bindings(socket), channel }, 'subscribed');
