@@ -1,13 +1,10 @@
 // Abuse limits and faults: every client is hostile, every dependency fallible.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { get } from './helpers/api';
-import { connect, connectClient, next, nextMessage, refusal, type Client } from './helpers/client';
+import { broadcastAndWatch, connect, connectClient, next, nextMessage, refusal, STREAM, type Client } from './helpers/client';
+import { spawnServer } from './helpers/process';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
-import { testCertificate } from './helpers/tls';
-
-const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
 
 type Stats = [string, { issues: Record<string, number>; refused: Record<string, number>; connections: number }][];
 const statsOf = async (url: string) => (await get(url, `/stats?apikey=${API_KEY}`)).json<Stats>();
@@ -27,7 +24,7 @@ test('events over the per-socket rate are refused with a clear error and counted
   const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '10' });
   const socket = await connect(t, url, TOKEN);
   const limited = next<{ message: string }>(socket, 'publishError', (e) => e.message === 'ERROR: Too many events, slow down');
-  for (let i = 0; i < 30; i++) socket.emit('publish', 'Studio', 'rate', stream);
+  for (let i = 0; i < 30; i++) socket.emit('publish', 'Studio', 'rate', STREAM);
   assert.equal((await limited).message, 'ERROR: Too many events, slow down');
   const relayLimited = next<{ message: string }>(socket, 'messageError');
   // The bucket is empty: a relay event is refused too (at most one notice a second).
@@ -40,7 +37,7 @@ test('events over the per-socket rate are refused with a clear error and counted
   assert.ok((usage?.refused.publish ?? 0) >= 1 && (usage?.refused.message ?? 0) >= 1);
   // The socket is still usable once it slows down.
   await new Promise((resolve) => setTimeout(resolve, 1100));
-  socket.emit('publish', 'Studio', 'rate', stream);
+  socket.emit('publish', 'Studio', 'rate', STREAM);
   await nextMessage(socket, 'peers');
 });
 
@@ -79,12 +76,12 @@ test('behind a trusted proxy, failed handshakes are counted per forwarded client
 test('an account may hold a bounded number of channels and peers', async (t) => {
   const { url } = await startServer(t, { ACCOUNT_MAX_CHANNELS: '2', ACCOUNT_MAX_PEERS: '3' });
   const [a, b, c, d] = await Promise.all([connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN)]);
-  a.emit('publish', 'A', 'one', stream);
+  a.emit('publish', 'A', 'one', STREAM);
   await nextMessage(a, 'peers');
-  b.emit('publish', 'B', 'two', stream);
+  b.emit('publish', 'B', 'two', STREAM);
   await nextMessage(b, 'peers');
   const refusedChannel = next<{ message: string }>(c, 'publishError');
-  c.emit('publish', 'C', 'three', stream);
+  c.emit('publish', 'C', 'three', STREAM);
   assert.equal((await refusedChannel).message, 'Unfit: channels.');
   const joined = nextMessage(a, 'peer');
   c.emit('subscribe', 'C', 'one');
@@ -99,13 +96,7 @@ test('an account may hold a bounded number of channels and peers', async (t) => 
 
 test('a client that stops answering pings is dropped and its channel told', async (t) => {
   const { url, server } = await startServer(t, { PING_INTERVAL_MS: '200', PING_TIMEOUT_MS: '300' });
-  const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'silent', stream);
-  await nextMessage(broadcaster, 'peers');
-  const player: Client = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Silent', 'silent');
-  await noticed;
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'silent', player: 'Silent' });
   // The player's process hangs: it no longer answers the server's pings.
   const engine = player.io.engine as unknown as { _sendPacket: (type: string, ...rest: unknown[]) => void };
   const send = engine._sendPacket.bind(engine);
@@ -125,7 +116,7 @@ test('a burst of 2,000 connects and disconnects leaves the registry at zero', { 
       sockets.push(socket);
       return Promise.race([next(socket, 'connect', () => true, 60_000).then(() => true), next(socket, 'connect_error', () => true, 60_000).then(() => false)]).then((ok) => {
         // Half of them register before leaving, so channels churn too.
-        if (ok && i % 2 === 0) socket.emit(i % 4 === 0 ? 'publish' : 'subscribe', `peer-${i}`, `burst-${i % 50}`, stream);
+        if (ok && i % 2 === 0) socket.emit(i % 4 === 0 ? 'publish' : 'subscribe', `peer-${i}`, `burst-${i % 50}`, STREAM);
         return ok;
       });
     }),
@@ -136,61 +127,19 @@ test('a burst of 2,000 connects and disconnects leaves the registry at zero', { 
   await drained(server);
   const health = await get(url, '/health');
   assert.equal(health.status, 200);
-  await assertServes(t, url);
+  // The server still serves a pair.
+  await broadcastAndWatch(t, url, TOKEN, { channel: 'after' });
 });
 
 test('SIGTERM in the middle of handshakes exits cleanly and tells the peers', { timeout: 60_000 }, async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${__dirname}/../src/main.ts`], {
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      CERTIFICATE: testCertificate().prefix,
-      STATIC_TOKEN: TOKEN,
-      API_KEY,
-      LOG_LEVEL: 'info',
-      DOTENV_CONFIG_PATH: '/nonexistent',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const port = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /signaling on wss:\/\/localhost:(\d+)\//.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    child.once('exit', () => reject(new Error(`exited early: ${out}`)));
-  });
-  const url = `https://127.0.0.1:${port}`;
-  const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'sigterm', stream);
-  await nextMessage(broadcaster, 'peers');
-  const player = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', 'sigterm');
-  await noticed;
+  const server = await spawnServer(t);
+  const { player } = await broadcastAndWatch(t, server.url, TOKEN, { channel: 'sigterm' });
   // Handshakes in flight while the signal lands.
-  const inFlight = Array.from({ length: 50 }, () => connectClient(url, { token: TOKEN }));
+  const inFlight = Array.from({ length: 50 }, () => connectClient(server.url, { token: TOKEN }));
   t.after(() => inFlight.forEach((s) => s.close()));
   const closed = nextMessage(player, 'close');
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  assert.equal(await exited, 0);
+  server.child.kill('SIGTERM');
+  assert.equal(await server.exited, 0);
   assert.equal(((await closed).payload as { message: string }).message, 'Studio left @sigterm');
-  assert.doesNotMatch(stderr, /Error|unhandled/i);
+  assert.doesNotMatch(server.stderr(), /Error|unhandled/i);
 });
-
-async function assertServes(t: Parameters<typeof connect>[0], url: string) {
-  const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'after', stream);
-  await nextMessage(broadcaster, 'peers');
-  const player = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', 'after');
-  await noticed;
-}

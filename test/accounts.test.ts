@@ -11,7 +11,7 @@ import { Manager, type Socket } from 'socket.io-client';
 import type { AccountUsage } from '../src/channels/registry';
 import type { Peer } from '../src/protocol';
 import { get } from './helpers/api';
-import { connect, connectClient, next, nextMessage, type Client } from './helpers/client';
+import { broadcastAndWatch, connect, connectClient, next, nextMessage, type Client } from './helpers/client';
 import { privateMariadb, testDatabase, testServer, type TestDatabase } from './helpers/mysql';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
 import { testCertificate } from './helpers/tls';
@@ -39,6 +39,21 @@ async function sampleServer(t: TestContext): Promise<TestServer | undefined> {
   if (!db) return undefined;
   await db.loadSample();
   return serverOn(t, db);
+}
+
+/**
+ * A server where 'Open Site' (openToken) has the sample plan without its
+ * connection limit, and three of its sockets, all connected while the account
+ * uses nothing.
+ */
+async function openSite(t: TestContext): Promise<{ url: string; sockets: [Client, Client, Client] } | undefined> {
+  const db = await testDatabase(t);
+  if (!db) return undefined;
+  const plan = await db.addPlan('Sample without a connection limit', { ...samplePlan, connections: 0 });
+  await db.addAccount('Open Site', 'openToken', {}, plan);
+  const { url } = await serverOn(t, db);
+  const sockets = await Promise.all([connect(t, url, 'openToken'), connect(t, url, 'openToken'), connect(t, url, 'openToken')]);
+  return { url, sockets };
 }
 
 const api = async <T>(url: string, path: string) => {
@@ -88,6 +103,13 @@ function subscribe(player: Client, peerID: string, channel: string, broadcaster:
   ]);
   player.emit('subscribe', peerID, channel);
   return reply;
+}
+
+/** Publishes "Studio" in "lobby"; the peers list that comes back, as peerID@account. */
+async function peersOf(socket: Client): Promise<string[]> {
+  const reply = nextMessage(socket, 'peers');
+  socket.emit('publish', 'Studio', 'lobby', atLimits);
+  return ((await reply).peers as Peer[]).map((p) => `${p.peerID}@${p.account}`);
 }
 
 /** 'connected', or the connect_error message; the socket is closed after the test. */
@@ -196,9 +218,8 @@ test('totalBitrate with the sample plan: 1064 fits one 500+32 stream and one pla
   const started = await sampleServer(t);
   if (!started) return;
   const { url } = started;
-  const [broadcaster, player] = await Promise.all([connect(t, url, 'testToken'), connect(t, url, 'testToken')]);
-  assert.equal(await publish(broadcaster, 'Studio', 'show', atLimits), 'published');
-  assert.equal(await subscribe(player, 'Viewer', 'show', broadcaster), 'subscribed');
+  // The stream and its player fit: neither publish nor subscribe is refused.
+  await broadcastAndWatch(t, url, 'testToken', { channel: 'show', stream: atLimits });
   const stats = await statsOf(url, 'Test Account');
   assert.equal(stats?.bitrate, 1000);
   assert.equal(stats?.audioBitrate, 64);
@@ -210,17 +231,9 @@ test('totalBitrate with the sample plan: 1064 fits one 500+32 stream and one pla
 });
 
 test('totalBitrate with connections unlimited: a second player\'s subscribe is refused with "Unfit: totalBitrate."', timely, async (t) => {
-  const db = await testDatabase(t);
-  if (!db) return;
-  const plan = await db.addPlan('Sample without a connection limit', { ...samplePlan, connections: 0 });
-  await db.addAccount('Open Site', 'openToken', {}, plan);
-  const { url } = await serverOn(t, db);
-  // All three sockets connect while the account uses nothing.
-  const [broadcaster, first, second] = await Promise.all([
-    connect(t, url, 'openToken'),
-    connect(t, url, 'openToken'),
-    connect(t, url, 'openToken'),
-  ]);
+  const site = await openSite(t);
+  if (!site) return;
+  const { url, sockets: [broadcaster, first, second] } = site;
   assert.equal(await publish(broadcaster, 'Studio', 'show', atLimits), 'published');
   assert.equal(await subscribe(first, 'Viewer1', 'show', broadcaster), 'subscribed');
   assert.equal(await subscribe(second, 'Viewer2', 'show', broadcaster), 'Unfit: totalBitrate.');
@@ -240,16 +253,9 @@ test('totalBitrate with connections unlimited: a second player\'s subscribe is r
 });
 
 test('totalBitrate on publish: a stream that would push the channel\'s players over the limit is refused', timely, async (t) => {
-  const db = await testDatabase(t);
-  if (!db) return;
-  const plan = await db.addPlan('Sample without a connection limit', { ...samplePlan, connections: 0 });
-  await db.addAccount('Open Site', 'openToken', {}, plan);
-  const { url } = await serverOn(t, db);
-  const [broadcaster, first, second] = await Promise.all([
-    connect(t, url, 'openToken'),
-    connect(t, url, 'openToken'),
-    connect(t, url, 'openToken'),
-  ]);
+  const site = await openSite(t);
+  if (!site) return;
+  const { url, sockets: [broadcaster, first, second] } = site;
   // Players wait in the channel before the stream starts: they cost nothing yet.
   first.emit('subscribe', 'Viewer1', 'show');
   second.emit('subscribe', 'Viewer2', 'show');
@@ -454,11 +460,6 @@ test('two accounts using the same channel name never see each other\'s peers, me
   ]);
 
   // The same broadcaster name in the same channel, three times: no clash.
-  const peersOf = async (socket: Client) => {
-    const reply = nextMessage(socket, 'peers');
-    socket.emit('publish', 'Studio', 'lobby', atLimits);
-    return ((await reply).peers as Peer[]).map((p) => `${p.peerID}@${p.account}`);
-  };
   assert.deepEqual(await peersOf(studioA), ['Studio@Site A']);
   assert.deepEqual(await peersOf(studioB), ['Studio@Site B']);
   assert.deepEqual(await peersOf(studioStatic), ['Studio@_static']);
@@ -532,11 +533,6 @@ test('two sites registered under the same account name are still isolated, and t
     connect(t, url, 'impostorToken'),
     connect(t, url, TOKEN),
   ]);
-  const peersOf = async (socket: Client) => {
-    const reply = nextMessage(socket, 'peers');
-    socket.emit('publish', 'Studio', 'lobby', atLimits);
-    return ((await reply).peers as Peer[]).map((p) => `${p.peerID}@${p.account}`);
-  };
   // The first row keeps its name; a later row with a taken name gets its id.
   assert.deepEqual(await peersOf(first), ['Studio@My Site']);
   assert.deepEqual(await peersOf(second), ['Studio@My Site #2']);

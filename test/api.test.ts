@@ -2,10 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { get } from './helpers/api';
-import { connect, nextMessage } from './helpers/client';
+import { broadcastAndWatch, STREAM } from './helpers/client';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
-
-const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
 
 test('GET / names the server, its version and features without a key', async (t) => {
   const { url } = await startServer(t);
@@ -46,13 +44,7 @@ test('development mode needs no key', async (t) => {
 
 test('/connections, /channels and /stats show a broadcaster with one player in the original shapes', async (t) => {
   const { url } = await startServer(t);
-  const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'Lobby', stream);
-  await nextMessage(broadcaster, 'peers');
-  const player = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', 'Lobby');
-  await noticed;
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'Lobby', stream: STREAM });
 
   const connections = (await get(url, `/connections?apikey=${API_KEY}`)).json();
   assert.deepEqual(connections, [
@@ -70,7 +62,7 @@ test('/connections, /channels and /stats show a broadcaster with one player in t
   const [name, channel] = channels[0] ?? [];
   assert.equal(name, 'Lobby');
   assert.equal(typeof channel?.time, 'number');
-  assert.deepEqual({ ...channel, time: 0 }, { ...stream, publisher: 'Studio', time: 0, peers: 2, account: '_static' });
+  assert.deepEqual({ ...channel, time: 0 }, { ...STREAM, publisher: 'Studio', time: 0, peers: 2, account: '_static' });
 
   const stats = (await get(url, `/stats?apikey=${API_KEY}`)).json<[string, Record<string, unknown>][]>();
   assert.equal(stats.length, 1);

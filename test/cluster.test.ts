@@ -2,9 +2,7 @@
 // instances, limits hold cluster-wide, a dead instance's peers are closed,
 // and a Redis restart is survived. Needs Redis on 127.0.0.1:6379.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import pino from 'pino';
@@ -15,13 +13,12 @@ import { createRedisRegistry } from '../src/channels/redis';
 import type { ChannelRegistry, RegistrySnapshot } from '../src/channels/registry';
 import { UNLIMITED } from '../src/limits';
 import { get } from './helpers/api';
-import { connect, connectClient, next, nextMessage, type Client } from './helpers/client';
+import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
+import { spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
-import { testCertificate } from './helpers/tls';
 
 const TIMEOUT_MS = 4000;
-const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
 const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
 const candidate = { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
 const isClose = (from: string) => (m: Record<string, unknown>) =>
@@ -89,7 +86,7 @@ async function attempt(url: string, token: string, ms?: number) {
 /** Publishes and resolves with the `peers` reply, or rejects with the publishError message. */
 function publish(socket: Client, peerID: string, channel: string, ms?: number) {
   const reply = either<Record<string, unknown>>(socket, ['message', (m) => m.type === 'peers'], 'publishError', ms);
-  socket.emit('publish', peerID, channel, stream);
+  socket.emit('publish', peerID, channel, STREAM);
   return reply;
 }
 
@@ -163,7 +160,7 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
               peerID: o.peerID,
               socketId: o.socketId,
               role: o.broadcaster ? 'broadcaster' : 'player',
-              ...(o.broadcaster && { stream: { ...stream, bitrate: o.bitrate } }),
+              ...(o.broadcaster && { stream: { ...STREAM, bitrate: o.bitrate } }),
               plan: { totalBitrate: o.totalBitrate },
               maxChannels: o.maxChannels,
               maxPeers: o.maxPeers,
@@ -228,17 +225,19 @@ test('a peerID held on one instance gets uniquenessError on another; once it lea
   const redis = await testRedis(t);
   if (!redis) return;
   const [one, two, three] = await Promise.all([instance(redis), instance(redis), instance(redis)]);
-  const host = await connect(t, one.url, TOKEN);
-  const first = await connect(t, two.url, TOKEN);
+  const { broadcaster: host, player: first } = await broadcastAndWatch(t, one.url, TOKEN, {
+    channel: 'unique',
+    broadcaster: 'Host',
+    player: 'Same',
+    playerUrl: two.url,
+  });
   const second = await connect(t, three.url, TOKEN);
-  await publish(host, 'Host', 'unique');
-  await subscribe(first, 'Same', 'unique', host);
 
   const refused = next(second, 'uniquenessError');
   second.emit('subscribe', 'Same', 'unique');
   assert.deepEqual(await refused, { from: '_server_', to: 'Same', message: 'Same is already connected to @unique.' });
   const refusedPublish = next(second, 'uniquenessError');
-  second.emit('publish', 'Host', 'unique', stream);
+  second.emit('publish', 'Host', 'unique', STREAM);
   assert.equal((await refusedPublish).to, 'Host');
 
   const left = next(host, 'message', isClose('Same'));
@@ -335,53 +334,22 @@ test(killedTitle, { timeout: 60_000 }, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
   const survivor = await instance(redis);
-  const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      NODE_ENV: 'production',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      CERTIFICATE: testCertificate().prefix,
-      STATIC_TOKEN: TOKEN,
-      API_KEY,
-      REDIS_URL: redis.url,
-      REDIS_PREFIX: redis.prefix,
-      CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS),
-      LOG_LEVEL: 'info',
-      DOTENV_CONFIG_PATH: '/nonexistent',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  redis.onCleanup(() => void child.kill('SIGKILL'));
-  // The startup line names the port it got.
-  const port = await new Promise<string>((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`instance did not start: ${output.slice(-500)}`)), 30_000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const found = /signaling on wss:\/\/localhost:(\d+)\//.exec(output);
-      if (found?.[1]) {
-        clearTimeout(timer);
-        resolve(found[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`instance exited (${code}): ${output.slice(-500)}`)));
-  });
-  const doomed = `https://127.0.0.1:${port}`;
-  assert.equal((await get(doomed, '/')).status, 200);
+  // Killed, should it still run, before the test's keys are deleted.
+  const doomed = await spawnServer(
+    { after: redis.onCleanup },
+    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) },
+  );
+  assert.equal((await get(doomed.url, '/')).status, 200);
 
-  const broadcaster = await connect(t, doomed, TOKEN);
-  const remotePlayer = await connect(t, doomed, TOKEN);
+  const { broadcaster } = await broadcastAndWatch(t, doomed.url, TOKEN, { channel: 'killed', player: 'Remote' });
   const player = await connect(t, survivor.url, TOKEN);
-  await publish(broadcaster, 'Studio', 'killed');
-  await subscribe(remotePlayer, 'Remote', 'killed', broadcaster);
   await subscribe(player, 'Local', 'killed', broadcaster);
   type Stats = [string, { connections: number; players: number; broadcasters: number; bitrate: number }][];
   assert.equal((await api<Stats>(survivor, '/stats'))[0]?.[1].connections, 3);
 
   const closes = ['Studio', 'Remote'].map((peer) => next(player, 'message', isClose(peer), 2 * TIMEOUT_MS));
   const killed = Date.now();
-  child.kill('SIGKILL');
+  doomed.child.kill('SIGKILL');
   const messages = await Promise.all(closes);
   const elapsed = Date.now() - killed;
   t.diagnostic(`peers closed ${elapsed} ms after the kill`);
@@ -408,10 +376,7 @@ test(restartTitle, { timeout: 60_000 }, async (t) => {
   const redis = await testRedis(t, server.url);
   if (!redis) return;
   const [one, two] = await Promise.all([instance(redis), instance(redis)]);
-  const broadcaster = await connect(t, one.url, TOKEN);
-  const player = await connect(t, two.url, TOKEN);
-  await publish(broadcaster, 'Studio', 'restart');
-  await subscribe(player, 'Viewer', 'restart', broadcaster);
+  const { broadcaster, player } = await broadcastAndWatch(t, one.url, TOKEN, { channel: 'restart', playerUrl: two.url });
 
   await server.stop();
   await assert.rejects(publish(broadcaster, 'Studio', 'restart'), { message: 'ERROR: Server unavailable' });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { get } from './helpers/api';
-import { connect, connectClient, next, nextMessage, refusal, type Client } from './helpers/client';
+import { broadcastAndWatch, connectClient, next, nextMessage, refusal, type Client } from './helpers/client';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
 
 const seed = Number(process.env.FUZZ_SEED ?? 20261125);
@@ -51,13 +51,12 @@ const auths = fc.oneof(
 test(`fuzz: ${RUNS * EVENTS_PER_RUN} random events and ${RUNS} random handshakes leave the server serving and the registry empty`, { timeout: 120_000 }, async (t) => {
   // A high event rate: the fuzzer measures robustness, not the rate limit.
   const { url, server } = await startServer(t, { RATE_EVENTS_PER_SECOND: '100000', RATE_FAILED_AUTH_PER_MINUTE: '100000' });
-  const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Honest', 'honest-channel', { width: 640, height: 360 });
-  await nextMessage(broadcaster, 'peers');
-  const player = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'HonestViewer', 'honest-channel');
-  await noticed;
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, {
+    channel: 'honest-channel',
+    broadcaster: 'Honest',
+    player: 'HonestViewer',
+    stream: { width: 640, height: 360 },
+  });
   let sent = 0;
 
   t.diagnostic(`fuzz seed ${seed} (FUZZ_SEED=${seed} replays this run)`);

@@ -2,11 +2,9 @@
 // up, nothing leaks into shared state, and an honest pair still signals.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connect, next, nextMessage, type Client } from './helpers/client';
+import { broadcastAndWatch, connect, next, nextMessage, STREAM } from './helpers/client';
 import { get } from './helpers/api';
 import { startServer, TOKEN } from './helpers/server';
-
-const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
 
 function deep(levels: number): Record<string, unknown> {
   let value: Record<string, unknown> = { leaf: true };
@@ -21,12 +19,12 @@ const malformed: [string, string, unknown[], 'publishError' | 'subscribeError' |
   ['publish with a numeric peerID', 'publish', [123, 'ch'], 'publishError'],
   ['publish with an object channel', 'publish', ['p', { $gt: '' }], 'publishError'],
   ['publish with string params', 'publish', ['p', 'ch', 'not-an-object'], 'publishError'],
-  ['publish with a non-numeric width', 'publish', ['p', 'ch', { ...stream, width: 'wide' }], 'publishError'],
-  ['publish with a negative bitrate', 'publish', ['p', 'ch', { ...stream, bitrate: -5 }], 'publishError'],
-  ['publish with an absurd frame rate', 'publish', ['p', 'ch', { ...stream, frameRate: 1e12 }], 'publishError'],
-  ['publish with an empty peerID', 'publish', ['', 'ch', stream], 'publishError'],
-  ['publish with a 10 KB peerID', 'publish', ['p'.repeat(10_000), 'ch', stream], 'publishError'],
-  ['publish with 1,000 extra arguments', 'publish', ['Attacker', 'honest', stream, ...Array.from({ length: 1000 }, (_, i) => i)], null],
+  ['publish with a non-numeric width', 'publish', ['p', 'ch', { ...STREAM, width: 'wide' }], 'publishError'],
+  ['publish with a negative bitrate', 'publish', ['p', 'ch', { ...STREAM, bitrate: -5 }], 'publishError'],
+  ['publish with an absurd frame rate', 'publish', ['p', 'ch', { ...STREAM, frameRate: 1e12 }], 'publishError'],
+  ['publish with an empty peerID', 'publish', ['', 'ch', STREAM], 'publishError'],
+  ['publish with a 10 KB peerID', 'publish', ['p'.repeat(10_000), 'ch', STREAM], 'publishError'],
+  ['publish with 1,000 extra arguments', 'publish', ['Attacker', 'honest', STREAM, ...Array.from({ length: 1000 }, (_, i) => i)], null],
   ['publish with a binary peerID', 'publish', [Buffer.from('peer'), 'ch'], 'publishError'],
   ['subscribe with no arguments', 'subscribe', [], 'subscribeError'],
   ['subscribe with an object peerID', 'subscribe', [{ toString: 'x' }, 'ch'], 'subscribeError'],
@@ -48,15 +46,12 @@ const malformed: [string, string, unknown[], 'publishError' | 'subscribeError' |
 
 test(`${malformed.length} malformed events are refused or dropped and an honest pair still signals`, async (t) => {
   const { url } = await startServer(t);
-  const attacker = await connect(t, url, TOKEN);
-  // The attacker registers first so its relay events reach the handlers.
-  attacker.emit('publish', 'Attacker', 'honest', stream);
-  await nextMessage(attacker, 'peers');
-  // A victim in the attacker's channel receives what is relayed to it.
-  const victim = await connect(t, url, TOKEN);
-  const noticed = nextMessage(attacker, 'peer');
-  victim.emit('subscribe', 'Viewer', 'honest');
-  await noticed;
+  // The attacker registers first so its relay events reach the handlers; a
+  // victim in the attacker's channel receives what is relayed to it.
+  const { broadcaster: attacker, player: victim } = await broadcastAndWatch(t, url, TOKEN, {
+    channel: 'honest',
+    broadcaster: 'Attacker',
+  });
   const errors: { event: string; message: string }[] = [];
   for (const event of ['publishError', 'subscribeError'])
     attacker.on(event, (e: { message: string }) => errors.push({ event, message: e.message }));
@@ -70,7 +65,7 @@ test(`${malformed.length} malformed events are refused or dropped and an honest 
     }
   }
   // A publish round trip orders every event above before what follows.
-  attacker.emit('publish', 'Attacker', 'honest', stream);
+  attacker.emit('publish', 'Attacker', 'honest', STREAM);
   await nextMessage(attacker, 'peers');
   assert.ok(errors.every((e) => /^Invalid (publish|subscribe): /.test(e.message)), JSON.stringify(errors));
   assert.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype is untouched');
@@ -88,13 +83,12 @@ test(`${malformed.length} malformed events are refused or dropped and an honest 
 
 test('names like __proto__ and constructor are just names', async (t) => {
   const { url } = await startServer(t);
-  const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', '__proto__', 'constructor', stream);
-  await nextMessage(broadcaster, 'peers');
-  const player = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'hasOwnProperty', 'constructor');
-  assert.equal((await noticed).peerID, 'hasOwnProperty');
+  const { broadcaster, player, notice } = await broadcastAndWatch(t, url, TOKEN, {
+    channel: 'constructor',
+    broadcaster: '__proto__',
+    player: 'hasOwnProperty',
+  });
+  assert.equal(notice.peerID, 'hasOwnProperty');
   const offered = nextMessage(player, 'offer');
   broadcaster.emit('messagePeer', { target: 'hasOwnProperty', type: 'offer', content: { sdp: 'v=0' } });
   assert.equal((await offered).from, '__proto__');
@@ -123,13 +117,7 @@ test('a packet that is not Socket.IO disconnects only its sender', async (t) => 
 });
 
 async function assertHonestPairWorks(t: Parameters<typeof connect>[0], url: string, channel: string) {
-  const broadcaster: Client = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', channel, stream);
-  await nextMessage(broadcaster, 'peers');
-  const player = await connect(t, url, TOKEN);
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', channel);
-  await noticed;
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel });
   const offered = nextMessage(player, 'offer');
   broadcaster.emit('messagePeer', { from: 'Studio', target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
   assert.equal((await offered).from, 'Studio');

@@ -3,10 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { get } from './helpers/api';
-import { connect, next, nextMessage, type Client } from './helpers/client';
+import { broadcastAndWatch, connect, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { startServer, TOKEN } from './helpers/server';
-
-const stream = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
 const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
 const candidate = { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
 
@@ -48,7 +46,7 @@ test('broadcaster publishes first, then a player subscribes: offer, answer and c
   const { url } = await startServer(t);
   const broadcaster = await connect(t, url, TOKEN);
   actAsBroadcaster(broadcaster, 'Studio');
-  broadcaster.emit('publish', 'Studio', 'room1', stream);
+  broadcaster.emit('publish', 'Studio', 'room1', STREAM);
   const peers = await nextMessage(broadcaster, 'peers');
   assert.equal(peers.from, '_channel_');
   assert.equal(peers.target, 'Studio');
@@ -82,7 +80,7 @@ test('players subscribe first, then the broadcaster publishes and offers to each
   let peers: Record<string, unknown> | undefined;
   for (let attempt = 0; attempt < 50; attempt++) {
     const reply = nextMessage(broadcaster, 'peers');
-    broadcaster.emit('publish', 'Studio', 'room2', stream);
+    broadcaster.emit('publish', 'Studio', 'room2', STREAM);
     peers = await reply;
     if ((peers?.peers as unknown[]).length === 3) break;
   }
@@ -103,7 +101,7 @@ test('players subscribe first, then the broadcaster publishes and offers to each
 test('subscribe without a channel joins the default channel "VideoWhisper"', async (t) => {
   const { url } = await startServer(t);
   const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'VideoWhisper', stream);
+  broadcaster.emit('publish', 'Studio', 'VideoWhisper', STREAM);
   await nextMessage(broadcaster, 'peers');
   const player = await connect(t, url, TOKEN);
   const noticed = nextMessage(broadcaster, 'peer');
@@ -114,9 +112,9 @@ test('subscribe without a channel joins the default channel "VideoWhisper"', asy
 test('publishing again from the same socket updates the stream', async (t) => {
   const { url } = await startServer(t);
   const broadcaster = await connect(t, url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'room3', stream);
+  broadcaster.emit('publish', 'Studio', 'room3', STREAM);
   await nextMessage(broadcaster, 'peers');
-  broadcaster.emit('publish', 'Studio', 'room3', { ...stream, width: 1280, height: 720, bitrate: 1500 });
+  broadcaster.emit('publish', 'Studio', 'room3', { ...STREAM, width: 1280, height: 720, bitrate: 1500 });
   const again = await nextMessage(broadcaster, 'peers');
   assert.equal((again.peers as unknown[]).length, 1, 'still one peer');
   const channels = (await get(url, '/channels?apikey=test-api-key')).json<[string, Record<string, unknown>][]>();
@@ -129,22 +127,12 @@ test('publishing again from the same socket updates the stream', async (t) => {
 
 test('a disconnect sends the close message to its own channel only', async (t) => {
   const { url } = await startServer(t);
-  const [broadcaster, player, outsider, outsiderPeer] = await Promise.all([
-    connect(t, url, TOKEN),
-    connect(t, url, TOKEN),
-    connect(t, url, TOKEN),
-    connect(t, url, TOKEN),
-  ]);
-  broadcaster.emit('publish', 'Studio', 'closing', stream);
-  await nextMessage(broadcaster, 'peers');
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', 'closing');
-  await noticed;
-  outsiderPeer.emit('publish', 'Other', 'elsewhere', stream);
-  await nextMessage(outsiderPeer, 'peers');
-  const otherNoticed = nextMessage(outsiderPeer, 'peer');
-  outsider.emit('subscribe', 'Outsider', 'elsewhere');
-  await otherNoticed;
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'closing' });
+  const { broadcaster: outsiderPeer, player: outsider } = await broadcastAndWatch(t, url, TOKEN, {
+    channel: 'elsewhere',
+    broadcaster: 'Other',
+    player: 'Outsider',
+  });
 
   const closed = nextMessage(player, 'close');
   broadcaster.disconnect();
@@ -163,12 +151,7 @@ test('a disconnect sends the close message to its own channel only', async (t) =
 
 test('messagePeer carries the sender registered name, not the one it claims', async (t) => {
   const { url } = await startServer(t);
-  const [broadcaster, player] = await Promise.all([connect(t, url, TOKEN), connect(t, url, TOKEN)]);
-  broadcaster.emit('publish', 'Studio', 'spoof', stream);
-  await nextMessage(broadcaster, 'peers');
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', 'spoof');
-  await noticed;
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'spoof' });
   const received = nextMessage(broadcaster, 'answer');
   player.emit('messagePeer', { from: 'Studio', target: 'Studio', type: 'answer', content: sdp('answer') });
   assert.equal((await received).from, 'Viewer');
@@ -179,17 +162,17 @@ test('messagePeer carries the sender registered name, not the one it claims', as
 
 test('a peerID held by another live socket gets uniquenessError; after it leaves the name is free', async (t) => {
   const { url } = await startServer(t);
-  const [host, first, second] = await Promise.all([connect(t, url, TOKEN), connect(t, url, TOKEN), connect(t, url, TOKEN)]);
-  host.emit('publish', 'Host', 'unique', stream);
-  await nextMessage(host, 'peers');
-  const noticed = nextMessage(host, 'peer');
-  first.emit('subscribe', 'Same', 'unique');
-  await noticed;
+  const { broadcaster: host, player: first } = await broadcastAndWatch(t, url, TOKEN, {
+    channel: 'unique',
+    broadcaster: 'Host',
+    player: 'Same',
+  });
+  const second = await connect(t, url, TOKEN);
   const refused = next(second, 'uniquenessError');
   second.emit('subscribe', 'Same', 'unique');
   assert.deepEqual(await refused, { from: '_server_', to: 'Same', message: 'Same is already connected to @unique.' });
   const refusedPublish = next(second, 'uniquenessError');
-  second.emit('publish', 'Host', 'unique', stream);
+  second.emit('publish', 'Host', 'unique', STREAM);
   assert.equal((await refusedPublish).to, 'Host');
 
   const left = nextMessage(host, 'close');
@@ -206,8 +189,8 @@ test('two servers in one process keep separate state', async (t) => {
   const [a, b] = await Promise.all([startServer(t), startServer(t)]);
   const onA = await connect(t, a.url, TOKEN);
   const onB = await connect(t, b.url, TOKEN);
-  onA.emit('publish', 'Studio', 'same', stream);
-  onB.emit('publish', 'Studio', 'same', stream);
+  onA.emit('publish', 'Studio', 'same', STREAM);
+  onB.emit('publish', 'Studio', 'same', STREAM);
   assert.equal(((await nextMessage(onA, 'peers')).peers as unknown[]).length, 1);
   assert.equal(((await nextMessage(onB, 'peers')).peers as unknown[]).length, 1);
 });

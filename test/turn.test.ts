@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import type { IceServer, PeerConfig } from '../src/ice';
 import { connect, nextMessage } from './helpers/client';
+import { waitForOutput } from './helpers/process';
 import { startServer, TOKEN } from './helpers/server';
 
 const SECRET = 'turn-shared-secret';
@@ -45,18 +46,7 @@ async function startCoturn(t: { after(fn: () => unknown): void }): Promise<numbe
     rmSync(dir, { recursive: true, force: true });
   });
   // coturn says when its listener is up.
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('coturn did not start')), 10_000);
-    let seen = '';
-    turn.stdout.on('data', (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (/DB connection success/.test(seen)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    turn.once('exit', () => reject(new Error(`coturn exited: ${seen.slice(-500)}`)));
-  });
+  await waitForOutput(turn, 'coturn', /DB connection success/);
   return port;
 }
 

@@ -6,6 +6,9 @@ import { testCertificate } from './tls';
 
 export type Client = Socket & { messages: Record<string, unknown>[] };
 
+/** The stream a broadcaster publishes when a test needs no other. */
+export const STREAM = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
+
 export function connectClient(url: string, auth: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}): Client {
   const socket = io(url, {
     ...(auth === undefined ? {} : { auth }),
@@ -78,3 +81,50 @@ export function next<T = Record<string, unknown>>(
 /** The next signaling message of a given type (or close action) addressed to this socket. */
 export const nextMessage = (socket: Socket, type: string, ms?: number) =>
   next(socket, 'message', (m) => m.type === type || (type === 'close' && (m.payload as { action?: string })?.action === 'close'), ms);
+
+/** `reply`, unless `socket` gets the `refusal` event first: then the wait fails with the server's reason. */
+async function unlessRefused<T>(reply: Promise<T>, socket: Client, refusal: string): Promise<T> {
+  let refused = (_error: { message?: unknown }) => {};
+  const failure = new Promise<never>((_, reject) => {
+    refused = (error) => reject(new Error(`${refusal}: ${String(error?.message)}`));
+  });
+  socket.on(refusal, refused);
+  try {
+    return await Promise.race([reply, failure]);
+  } finally {
+    socket.off(refusal, refused);
+  }
+}
+
+export interface BroadcastAndWatch {
+  channel: string;
+  /** The broadcaster's peerID ('Studio' unless given). */
+  broadcaster?: string;
+  /** The player's peerID ('Viewer' unless given). */
+  player?: string;
+  stream?: Record<string, unknown>;
+  /** Where the player connects when not where the broadcaster does (another instance of a cluster). */
+  playerUrl?: string;
+}
+
+/**
+ * The protocol's usual opening: a broadcaster publishes `channel` and gets
+ * its `peers` list, then a player subscribes and the broadcaster gets the
+ * `peer` notice (returned). A publishError or subscribeError fails it with
+ * the server's reason. Both sockets are closed after the test.
+ */
+export async function broadcastAndWatch(
+  t: TestContext | undefined,
+  url: string,
+  token: string,
+  { channel, broadcaster = 'Studio', player = 'Viewer', stream = STREAM, playerUrl = url }: BroadcastAndWatch,
+): Promise<{ broadcaster: Client; player: Client; notice: Record<string, unknown> }> {
+  const broadcasting = await connect(t, url, token);
+  const published = unlessRefused(nextMessage(broadcasting, 'peers'), broadcasting, 'publishError');
+  broadcasting.emit('publish', broadcaster, channel, stream);
+  await published;
+  const watching = await connect(t, playerUrl, token);
+  const noticed = unlessRefused(nextMessage(broadcasting, 'peer'), watching, 'subscribeError');
+  watching.emit('subscribe', player, channel);
+  return { broadcaster: broadcasting, player: watching, notice: await noticed };
+}

@@ -7,12 +7,13 @@
 // with CI=true they fail.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { createConnection, createPool, type Connection, type ResultSetHeader } from 'mysql2/promise';
+import { findProgram, freePort, restartable, type Restartable } from './process';
+import { requireService } from './skip';
 
 export const SQL_DIR = join(__dirname, '..', '..', 'sql');
 
@@ -62,10 +63,8 @@ function connectTo(server: DatabaseServer): Promise<Connection> {
   return createConnection(settings(server));
 }
 
-// Reachability of each server is asked once per test process, and the
-// banner is shown once.
+// Reachability of each server is asked once per test process.
 const reachability = new Map<string, Promise<string | undefined>>();
-let warned = false;
 
 function unreachableReason(server: DatabaseServer): Promise<string | undefined> {
   const key = describeServer(server);
@@ -85,20 +84,10 @@ function unreachableReason(server: DatabaseServer): Promise<string | undefined> 
  * it needs is not there. Returns true when the test should go on.
  */
 function requireDatabase(t: TestContext, reason: string | undefined): boolean {
-  if (!reason) return true;
-  if (process.env.CI === 'true') throw new Error(`Database tests cannot run in CI: ${reason}`);
-  if (!warned) {
-    warned = true;
-    const line = '!'.repeat(78);
-    console.warn(
-      `\n${line}\n!! DATABASE TESTS SKIPPED: ${reason}\n` +
-        '!! Start MariaDB on 127.0.0.1:3306 (root, empty password) or set TEST_DB_HOST,\n' +
-        '!! TEST_DB_PORT, TEST_DB_USER, TEST_DB_PASSWORD. With CI=true this is a failure.\n' +
-        `${line}\n`,
-    );
-  }
-  t.skip(`database tests skipped: ${reason}`);
-  return false;
+  return requireService(t, 'Database', reason, [
+    'Start MariaDB on 127.0.0.1:3306 (root, empty password) or set TEST_DB_HOST,',
+    'TEST_DB_PORT, TEST_DB_USER, TEST_DB_PASSWORD.',
+  ]);
 }
 
 /**
@@ -156,37 +145,15 @@ export async function testDatabase(
   };
 }
 
-export interface PrivateMariadb extends DatabaseServer {
-  /** Starts the server and resolves once it accepts connections. */
-  start(): Promise<void>;
-  /** Stops the server; connections to its port are then refused. */
-  stop(): Promise<void>;
-}
-
-function findProgram(names: string[]): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/bin', '/usr/bin'];
-  for (const name of names) for (const dir of dirs) if (dir && existsSync(join(dir, name))) return join(dir, name);
-  return undefined;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+export type PrivateMariadb = DatabaseServer & Restartable;
 
 /**
  * A MariaDB server of the test's own on a temporary data directory and a free
  * loopback port, root with an empty password; removed after the test.
  */
 export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | undefined> {
-  const daemon = findProgram(['mariadbd', 'mysqld']);
-  const installer = findProgram(['mariadb-install-db', 'mysql_install_db']);
+  const daemon = findProgram('mariadbd', 'mysqld');
+  const installer = findProgram('mariadb-install-db', 'mysql_install_db');
   if (!daemon || !installer) {
     requireDatabase(t, 'mariadbd and mariadb-install-db are not installed (apt-get install mariadb-server)');
     return undefined;
@@ -205,13 +172,9 @@ export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | u
   }
   const port = await freePort();
   const server: DatabaseServer = { host: '127.0.0.1', port, user: 'root', password: '' };
-  let running: ChildProcess | undefined;
-  const killOnExit = () => running?.kill('SIGKILL');
-
-  async function start() {
-    if (running) return;
-    const child = spawn(
-      daemon as string,
+  const launch = () =>
+    spawn(
+      daemon,
       [
         '--no-defaults',
         `--datadir=${datadir}`,
@@ -225,8 +188,7 @@ export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | u
       ],
       { stdio: 'ignore' },
     );
-    running = child;
-    process.once('exit', killOnExit);
+  const accepting = async (child: ChildProcess) => {
     const exited = new Promise<never>((_, reject) =>
       child.once('exit', (code) => reject(new Error(`mariadbd exited (${code}): ${lastLogLine(dir)}`))),
     );
@@ -239,25 +201,14 @@ export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | u
       if (Date.now() > deadline) throw new Error(`mariadbd did not start within 15 s: ${lastLogLine(dir)}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-  }
-
-  async function stop() {
-    const child = running;
-    if (!child) return;
-    running = undefined;
-    process.off('exit', killOnExit);
-    if (child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
-
+  };
+  const mariadb = restartable(launch, accepting);
   t.after(async () => {
-    await stop();
+    await mariadb.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  await start();
-  return { ...server, start, stop };
+  await mariadb.start();
+  return { ...server, ...mariadb };
 }
 
 function lastLogLine(dir: string): string {

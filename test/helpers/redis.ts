@@ -4,14 +4,15 @@
 //
 // No Redis: outside CI the tests are skipped with a loud warning; with
 // CI=true they fail.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { createClient } from 'redis';
+import { findProgram, freePort, restartable, waitForOutput, type Restartable } from './process';
+import { requireService } from './skip';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -41,7 +42,6 @@ export async function connectRedis(url: string): Promise<RedisConnection> {
 }
 
 let probe: Promise<string | undefined> | undefined;
-let warned = false;
 
 function unreachableReason(): Promise<string | undefined> {
   probe ??= connectRedis(REDIS_URL).then(
@@ -57,19 +57,7 @@ function unreachableReason(): Promise<string | undefined> {
 
 /** Skips the test loudly (outside CI) or fails it (CI=true) when Redis is not there. */
 function requireRedis(t: TestContext, reason: string | undefined): boolean {
-  if (!reason) return true;
-  if (process.env.CI === 'true') throw new Error(`Redis tests cannot run in CI: ${reason}`);
-  if (!warned) {
-    warned = true;
-    const line = '!'.repeat(78);
-    console.warn(
-      `\n${line}\n!! REDIS TESTS SKIPPED: ${reason}\n` +
-        '!! Start Redis on 127.0.0.1:6379 (apt-get install redis-server) or set TEST_REDIS_URL.\n' +
-        `!! With CI=true this is a failure.\n${line}\n`,
-    );
-  }
-  t.skip(`Redis tests skipped: ${reason}`);
-  return false;
+  return requireService(t, 'Redis', reason, ['Start Redis on 127.0.0.1:6379 (apt-get install redis-server) or set TEST_REDIS_URL.']);
 }
 
 async function deleteKeys(client: RedisConnection, prefix: string) {
@@ -107,29 +95,8 @@ export async function testRedis(t: TestContext, url = REDIS_URL): Promise<TestRe
   };
 }
 
-export interface PrivateRedis {
+export interface PrivateRedis extends Restartable {
   url: string;
-  /** Starts redis-server and resolves once it accepts connections. */
-  start(): Promise<void>;
-  /** Stops it (SIGTERM) and resolves once it has exited: its port then refuses connections. */
-  stop(): Promise<void>;
-}
-
-function findProgram(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/local/bin', '/usr/sbin'];
-  for (const dir of dirs) if (dir && existsSync(join(dir, name))) return join(dir, name);
-  return undefined;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** A redis-server of the test's own on a free loopback port, without persistence; stopped after the test. */
@@ -141,51 +108,20 @@ export async function privateRedis(t: TestContext): Promise<PrivateRedis | undef
   }
   const dir = mkdtempSync(join(tmpdir(), 'vw-redis-'));
   const port = await freePort();
-  let running: ChildProcess | undefined;
-  const killOnExit = () => running?.kill('SIGKILL');
-
-  async function start() {
-    if (running) return;
-    const child = spawn(
-      program as string,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'notice'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    running = child;
-    process.once('exit', killOnExit);
+  const redis = restartable(
+    () =>
+      spawn(
+        program,
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'notice'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
     // redis-server says when it accepts connections.
-    await new Promise<void>((resolve, reject) => {
-      let output = '';
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 10 s: ${output.slice(-300)}`)), 10_000);
-      child.stdout?.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited (${code}): ${output.slice(-300)}`));
-      });
-    });
-  }
-
-  async function stop() {
-    const child = running;
-    if (!child) return;
-    running = undefined;
-    process.off('exit', killOnExit);
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await exited;
-  }
-
+    (child) => waitForOutput(child, 'redis-server', /Ready to accept connections/),
+  );
   t.after(async () => {
-    await stop();
+    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  await start();
-  return { url: `redis://127.0.0.1:${port}`, start, stop };
+  await redis.start();
+  return { url: `redis://127.0.0.1:${port}`, ...redis };
 }
