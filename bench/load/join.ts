@@ -1,0 +1,141 @@
+// join: complete signaling handshakes (publish, subscribe, peer notice,
+// offer, answer, two candidates each way) back to back, with many idle
+// sockets connected, to expose per-event work that grows with the
+// connection count. `workers` handshakes run at once; each takes the
+// broadcaster/player pair idle the longest from a pool, so every socket sends
+// a few dozen events a second at most, as a browser would, not hundreds.
+import { candidate, sdp, STREAM } from '../messages';
+import type { Job, Outcome, Window } from '../profile';
+import { cpuMs } from '../proc';
+import { messageType, type Wire } from '../wire';
+import { connectIdle, monotonicUs, registerChannels, sleep } from './common';
+
+/** One broadcaster/player pair; each handshake uses a new channel (registering elsewhere leaves the old one). */
+class Pair {
+  private round = 0;
+  private channel = '';
+  private got = { answer: false, offer: false, broadcasterCandidates: 0, playerCandidates: 0 };
+  private done: (() => void) | undefined;
+  private readonly bName: string;
+  private readonly pName: string;
+  private readonly offer: string;
+  private readonly answer: string;
+  private readonly toPlayer: string;
+  private readonly toBroadcaster: string;
+
+  constructor(
+    private readonly broadcaster: Wire,
+    private readonly player: Wire,
+    private readonly id: number,
+  ) {
+    const [b, p] = [(this.bName = `join-${id}-b`), (this.pName = `join-${id}-p`)];
+    this.offer = JSON.stringify(['messagePeer', { from: b, target: p, type: 'offer', content: { type: 'offer', sdp: sdp('offer', id) } }]);
+    this.answer = JSON.stringify(['messagePeer', { from: p, target: b, type: 'answer', content: { type: 'answer', sdp: sdp('answer', id) } }]);
+    this.toPlayer = JSON.stringify(['messagePeer', { from: b, target: p, type: 'candidate', candidate: candidate(id) }]);
+    this.toBroadcaster = JSON.stringify(['messagePeer', { from: p, target: b, type: 'candidate', candidate: candidate(id + 1) }]);
+    broadcaster.onEvent = (text) => this.onBroadcaster(messageType(text));
+    player.onEvent = (text) => this.onPlayer(messageType(text));
+  }
+
+  /** Runs one handshake; `done` is called once both sides have everything. */
+  handshake(done: () => void) {
+    this.done = done;
+    this.channel = `join-${this.id}-${this.round++}`;
+    this.got = { answer: false, offer: false, broadcasterCandidates: 0, playerCandidates: 0 };
+    this.broadcaster.emit('publish', this.bName, this.channel, STREAM);
+  }
+
+  private onBroadcaster(type: string) {
+    if (type === 'peers') this.player.emit('subscribe', this.pName, this.channel);
+    else if (type === 'peer') {
+      this.broadcaster.sendRaw(this.offer);
+      this.broadcaster.sendRaw(this.toPlayer);
+      this.broadcaster.sendRaw(this.toPlayer);
+    } else if (type === 'answer') this.got.answer = true;
+    else if (type === 'candidate') this.got.broadcasterCandidates++;
+    this.check();
+  }
+
+  private onPlayer(type: string) {
+    // The player also hears the close of its previous channel; nothing to do.
+    if (type === 'offer') {
+      this.got.offer = true;
+      this.player.sendRaw(this.answer);
+      this.player.sendRaw(this.toBroadcaster);
+      this.player.sendRaw(this.toBroadcaster);
+    } else if (type === 'candidate') this.got.playerCandidates++;
+    this.check();
+  }
+
+  private check() {
+    const g = this.got;
+    if (!this.done || !(g.answer && g.offer && g.broadcasterCandidates === 2 && g.playerCandidates === 2)) return;
+    const done = this.done;
+    this.done = undefined;
+    done();
+  }
+}
+
+export async function join(job: Job): Promise<Outcome> {
+  const p = job.profile.join;
+  const pairWires = await connectIdle(job, p.pairs * 2, 64);
+  const idle = Array.from({ length: p.pairs }, (_, i) => new Pair(pairWires[2 * i] as Wire, pairWires[2 * i + 1] as Wire, i));
+  let completed = 0;
+  let running = false;
+  let lastProgress = Date.now();
+  let active = 0;
+  const startOne = () => {
+    const pair = idle.shift();
+    if (!pair) return;
+    active++;
+    pair.handshake(() => {
+      completed++;
+      active--;
+      lastProgress = Date.now();
+      idle.push(pair);
+      if (running) startOne();
+    });
+  };
+
+  const background: Wire[] = [];
+  const figures: Record<string, number> = {};
+  const notes: Record<string, number> = {};
+  const windows: Window[] = [];
+  for (const [level, count] of p.background.entries()) {
+    const added = await connectIdle(job, count - background.length, 64);
+    await registerChannels(added, () => 2, `idle${background.length}`, STREAM);
+    background.push(...added);
+    await sleep(300);
+
+    running = true;
+    lastProgress = Date.now();
+    for (let i = 0; i < p.workers; i++) startOne();
+    // The first level also warms the server's JIT up.
+    await sleep(level === 0 ? p.warmupMs * 3 : p.warmupMs);
+    const done0 = completed;
+    const cpu0 = cpuMs(job.pid);
+    const load0 = process.cpuUsage();
+    const t0 = performance.now();
+    const startUs = monotonicUs();
+    const deadline = Date.now() + p.windowMs;
+    while (Date.now() < deadline) {
+      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
+      if (Date.now() - lastProgress > 10_000) throw new Error('no handshake completed for 10 s');
+    }
+    const done = completed - done0;
+    const elapsed = performance.now() - t0;
+    const serverCpu = cpuMs(job.pid) - cpu0;
+    const load = process.cpuUsage(load0);
+    windows.push({ label: `${count} idle`, startUs, endUs: monotonicUs() });
+    running = false;
+    const stopBy = Date.now() + 10_000;
+    while (active > 0 && Date.now() < stopBy) await sleep(10); // the handshakes in flight finish
+    if (active > 0) throw new Error(`${active} handshakes never finished`);
+    figures[`handshakesPerSec@${count}idle`] = (done * 1000) / elapsed;
+    figures[`cpuPerHandshakeUs@${count}idle`] = (serverCpu * 1000) / done;
+    notes[`serverCpuPct@${count}idle`] = (serverCpu / elapsed) * 100;
+    notes[`loadGeneratorCpuPct@${count}idle`] = ((load.user + load.system) / 1000 / elapsed) * 100;
+  }
+  for (const w of [...pairWires, ...background]) w.close();
+  return { figures, notes, windows };
+}

@@ -1,0 +1,165 @@
+// What the benchmark measures, in how much, and what each figure is called.
+// The orchestrator, the load generator and the test all read it from here.
+
+export interface Profile {
+  name: 'full' | 'quick';
+  /** Each scenario runs this many times per server, servers alternating. */
+  rounds: number;
+  connect: {
+    /** Idle sockets at which RSS is read; CPU is measured over the ramp to the last. */
+    counts: number[];
+    concurrency: number;
+    settleMs: number;
+  };
+  relay: {
+    /** Broadcaster/player pairs, one channel each. */
+    pairs: number;
+    /** Offered rates (messages/s) whose p50/p99 are reported. */
+    fixedRates: number[];
+    /** The fixed rate whose window gives CPU per message. */
+    cpuRate: number;
+    stepMs: number;
+    warmupMs: number;
+    /** Rates tried for the highest one under the latency bound: start, ×factor up to max, then bisected. */
+    search: { start: number; factor: number; max: number; refine: number; stepMs: number };
+    p99BoundMs: number;
+  };
+  join: {
+    /** Idle background sockets (registered in channels of two) for each measurement. */
+    background: number[];
+    /** Handshakes in flight at once. */
+    workers: number;
+    /** Broadcaster/player pairs the handshakes take turns on, so no socket sends more than a browser would. */
+    pairs: number;
+    warmupMs: number;
+    windowMs: number;
+  };
+  massDisconnect: {
+    peers: number;
+    /** The GET / answer time that counts as answering again. */
+    answerBoundMs: number;
+    probeEveryMs: number;
+    maxObserveMs: number;
+  };
+}
+
+export const FULL: Profile = {
+  name: 'full',
+  rounds: 3,
+  connect: { counts: [2000, 10000], concurrency: 64, settleMs: 1000 },
+  relay: {
+    pairs: 500,
+    fixedRates: [1000, 5000],
+    cpuRate: 5000,
+    stepMs: 4000,
+    warmupMs: 1500,
+    search: { start: 5000, factor: 1.5, max: 60000, refine: 2, stepMs: 2000 },
+    p99BoundMs: 50,
+  },
+  join: { background: [1000, 6000], workers: 64, pairs: 400, warmupMs: 1000, windowMs: 5000 },
+  massDisconnect: { peers: 4000, answerBoundMs: 50, probeEveryMs: 10, maxObserveMs: 15000 },
+};
+
+/** Every figure of the full run, on small counts and short windows: under a minute. */
+export const QUICK: Profile = {
+  name: 'quick',
+  rounds: 1,
+  connect: { counts: [200, 1000], concurrency: 32, settleMs: 500 },
+  relay: {
+    pairs: 100,
+    fixedRates: [1000, 5000],
+    cpuRate: 5000,
+    stepMs: 800,
+    warmupMs: 400,
+    search: { start: 4000, factor: 2, max: 16000, refine: 0, stepMs: 600 },
+    p99BoundMs: 50,
+  },
+  join: { background: [100, 600], workers: 16, pairs: 100, warmupMs: 300, windowMs: 1000 },
+  massDisconnect: { peers: 400, answerBoundMs: 50, probeEveryMs: 10, maxObserveMs: 5000 },
+};
+
+export type Scenario = 'connect' | 'relay' | 'join' | 'massDisconnect';
+export const SCENARIOS: Scenario[] = ['connect', 'relay', 'join', 'massDisconnect'];
+
+export interface Metric {
+  key: string;
+  label: string;
+  /** Throughput: the ratio is baseline/server, so > 1 still means this server does worse. */
+  higherIsBetter?: boolean;
+  /** Below this a difference is not measurable (ratio denominators are raised to it). */
+  floor?: number;
+  /** The target on the ratio, as the issue states it. */
+  target?: { max: number; text: string };
+}
+
+/** The figures each scenario produces under a profile, in table order. */
+export function metrics(p: Profile): Record<Scenario, Metric[]> {
+  const most = p.connect.counts.at(-1) ?? 0;
+  const lastBackground = p.join.background.at(-1);
+  return {
+    connect: [
+      { key: 'cpuPerConnectionUs', label: `CPU per accepted connection, µs (ramp to ${most})`, floor: 1, target: { max: 1.1, text: '<= 1.1x' } },
+      ...p.connect.counts.map(
+        (n): Metric => ({
+          key: `rssPerIdleConnectionKiB@${n}`,
+          label: `RSS per idle connection at ${n}, KiB`,
+          floor: 0.1,
+          target: { max: 1.0, text: '<= 1.0x' },
+        }),
+      ),
+    ],
+    relay: [
+      { key: 'cpuPerMessageUs', label: `CPU per relayed message, µs (at ${p.relay.cpuRate}/s)`, floor: 0.1, target: { max: 1.1, text: '<= 1.1x' } },
+      ...p.relay.fixedRates.flatMap((r): Metric[] => [
+        { key: `p50Ms@${r}/s`, label: `p50 delivery at ${r} msg/s, ms`, floor: 0.1 },
+        { key: `p99Ms@${r}/s`, label: `p99 delivery at ${r} msg/s, ms`, floor: 0.1 },
+      ]),
+      { key: 'maxRateP99Under50ms', label: `highest msg/s with p99 < ${p.relay.p99BoundMs} ms`, higherIsBetter: true, floor: 1 },
+    ],
+    join: p.join.background.flatMap((n): Metric[] => [
+      {
+        key: `handshakesPerSec@${n}idle`,
+        label: `handshakes/s with ${n} idle sockets`,
+        higherIsBetter: true,
+        floor: 1,
+        ...(n === lastBackground && { target: { max: 1.0, text: '>= 1.0x rate' } }),
+      },
+      { key: `cpuPerHandshakeUs@${n}idle`, label: `CPU per handshake with ${n} idle sockets, µs`, floor: 1 },
+    ]),
+    massDisconnect: [
+      { key: 'cpuMs', label: `CPU to drop ${p.massDisconnect.peers} peers, ms`, floor: 1, target: { max: 1.5, text: '<= 1.5x' } },
+      { key: 'recoveryMs', label: `until GET / answers within ${p.massDisconnect.answerBoundMs} ms, ms`, floor: p.massDisconnect.probeEveryMs },
+      { key: 'maxEventLoopDelayMs', label: 'worst event-loop delay, ms (target < 100 ms)', floor: 1 },
+      { key: 'peakRssMiB', label: 'peak RSS, MiB', floor: 0.1 },
+    ],
+  };
+}
+
+/** A job the orchestrator hands a load-generator process. */
+export interface Job {
+  scenario: Scenario;
+  profile: Profile;
+  /** https://127.0.0.1:port */
+  url: string;
+  token: string;
+  /** The server's certificate, PEM. */
+  ca: string;
+  /** The server process, for /proc and SIGUSR2. */
+  pid: number;
+  loopDelayFile: string;
+}
+
+/** A measurement window on CLOCK_MONOTONIC (µs), to cut a server's CPU profile to it. */
+export interface Window {
+  label: string;
+  startUs: number;
+  endUs: number;
+}
+
+export interface Outcome {
+  figures: Record<string, number>;
+  notes: Record<string, number>;
+  windows: Window[];
+}
+
+export type JobResult = ({ ok: true } & Outcome) | { ok: false; error: string };
