@@ -148,7 +148,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   io.on('connection', (socket) => {
     signaling.attach(socket);
-    log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
+    if (log.isLevelEnabled('debug'))
+      log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
 
   let closing: Promise<void> | undefined;

@@ -46,6 +46,10 @@ const describe = (error: z.ZodError) =>
 
 export function createSignaling(deps: SignalingDeps) {
   const { io, registry, schemas, peerConfig, log, telemetry, now } = deps;
+  // Debug lines cost their arguments even when off: build them only when on.
+  const debug = (build: () => Record<string, unknown>, msg: string) => {
+    if (log.isLevelEnabled('debug')) log.debug(build(), msg);
+  };
   const bindings = (socket: SignalingSocket) => ({
     socket: socket.id,
     account: socket.data.account.name,
@@ -76,8 +80,10 @@ export function createSignaling(deps: SignalingDeps) {
     socket.data.registration = undefined;
     const { channel, peerID } = registration;
     const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
-    if (remaining?.length) io.to(remaining.map((p) => p.socketId)).emit('message', closeMessage(peerID, channel));
-    log.debug({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }, 'peer left');
+    // Peers that disconnected in the same burst need no close message.
+    const notify = remaining?.filter((p) => !departing.has(p.socketId)).map((p) => p.socketId);
+    if (notify?.length) io.to(notify).emit('message', closeMessage(peerID, channel));
+    debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
   }
 
   /**
@@ -89,8 +95,12 @@ export function createSignaling(deps: SignalingDeps) {
     const current = socket.data.registration;
     try {
       if (current && (current.channel !== request.channel || current.peerID !== request.peerID)) await leaveChannel(socket);
+      // Fields written out: a spread with added keys is slow on this hot path.
       const result = await registry.join({
-        ...request,
+        channel: request.channel,
+        peerID: request.peerID,
+        role: request.role,
+        ...(request.stream && { stream: request.stream }),
         account: account.name,
         socketId: socket.id,
         plan: account.plan,
@@ -142,7 +152,7 @@ export function createSignaling(deps: SignalingDeps) {
       peers: result.peers,
       peerConfig: peerConfig(account.name),
     });
-    log.debug({ ...bindings(socket), channel, stream, peers: result.peers.length }, 'published');
+    debug(() => ({ ...bindings(socket), channel, stream, peers: result.peers.length }), 'published');
   }
 
   async function subscribe(socket: SignalingSocket, args: unknown[]) {
@@ -155,7 +165,7 @@ export function createSignaling(deps: SignalingDeps) {
     if (!result?.ok) return refuseJoin(socket, 'subscribe', peerID, channel, result?.refusal);
     if (result.publisher && result.isNew)
       deliver(result.publisher.socketId, 'message', { type: 'peer', from: peerID, target: result.publisher.peerID, peerID });
-    log.debug({ ...bindings(socket), channel }, 'subscribed');
+    debug(() => ({ ...bindings(socket), channel }), 'subscribed');
   }
 
   async function messagePeer(socket: SignalingSocket, args: unknown[]) {
@@ -230,12 +240,44 @@ export function createSignaling(deps: SignalingDeps) {
     return [event, listener] as const;
   });
 
+  // Disconnects are handled in batches on the next turn of the event loop:
+  // when thousands of sockets drop at once (a network cut), each batch is
+  // bounded, timers and HTTP requests run between batches, and peers that
+  // left together are not sent each other's close messages.
+  const LEAVE_BATCH = 256;
+  const departing = new Set<string>();
+  const leaving: { socket: SignalingSocket; done: () => void }[] = [];
+  let flushScheduled = false;
+
+  const scheduleFlush = () => {
+    if (flushScheduled || leaving.length === 0) return;
+    flushScheduled = true;
+    setImmediate(flushLeaves);
+  };
+
+  async function flushLeaves() {
+    flushScheduled = false;
+    const batch = leaving.splice(0, LEAVE_BATCH);
+    await Promise.all(batch.map(({ socket }) => leaveChannel(socket).catch(failed(socket, 'disconnect'))));
+    for (const { socket, done } of batch) {
+      departing.delete(socket.id);
+      done();
+    }
+    scheduleFlush();
+  }
+
   function onDisconnect(this: SignalingSocket, reason: string) {
     const socket = this;
     socket.data.release();
+    departing.add(socket.id);
     // Queued behind the socket's pending events, and never dropped.
-    enqueue(socket, () => leaveChannel(socket), failed(socket, 'disconnect'), true);
-    log.debug({ ...bindings(socket), reason }, 'disconnected');
+    const leaveSoon = () =>
+      new Promise<void>((done) => {
+        leaving.push({ socket, done });
+        scheduleFlush();
+      });
+    enqueue(socket, leaveSoon, failed(socket, 'disconnect'), true);
+    debug(() => ({ ...bindings(socket), reason }), 'disconnected');
   }
 
   return { attach, leaveChannel };
