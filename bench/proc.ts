@@ -1,6 +1,6 @@
 // What the OS says a process costs: CPU time and resident memory from /proc.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 
 let ticksPerSecond: number | undefined;
 
@@ -54,4 +54,35 @@ export function resetPeakRss(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** Local ports of the TCP connections these processes hold to `remotePort` (for telling their Redis commands apart). */
+export function connectionPorts(pids: number[], remotePort: number): Set<number> {
+  const inodes = new Set<string>();
+  for (const pid of pids)
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (match) inodes.add(match[1] as string);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10 || !inodes.has(fields[9] as string)) continue;
+      const port = (address: string) => Number.parseInt(address.slice(address.lastIndexOf(':') + 1), 16);
+      if (port(fields[2] as string) === remotePort) ports.add(port(fields[1] as string));
+    }
+  }
+  return ports;
 }

@@ -135,9 +135,73 @@ export function metrics(p: Profile): Record<Scenario, Metric[]> {
   };
 }
 
+/**
+ * The two-instance run (--cluster): the join scenario with one instance in
+ * memory, one on Redis and two on Redis, then Redis round trips per event.
+ */
+export interface ClusterProfile {
+  name: 'full' | 'quick';
+  /** Each setup runs this many times, the order of setups rotating. */
+  rounds: number;
+  /** The join scenario's settings (one background level). */
+  join: Profile['join'];
+  events: RedisEvents;
+}
+
+export interface RedisEvents {
+  /** Events of each kind (publish, subscribe, messagePeer, disconnect) counted on Redis. */
+  count: number;
+  /** Complete handshakes counted on Redis, `workers` at a time. */
+  handshakes: number;
+  workers: number;
+}
+
+export const CLUSTER_FULL: ClusterProfile = {
+  name: 'full',
+  rounds: 3,
+  join: { background: [1000], workers: 64, pairs: 400, warmupMs: 1000, windowMs: 5000 },
+  events: { count: 200, handshakes: 200, workers: 8 },
+};
+
+export const CLUSTER_QUICK: ClusterProfile = {
+  name: 'quick',
+  rounds: 1,
+  // Enough pairs that none goes over the server's 100 events/s per socket, even at 5,000 handshakes/s.
+  join: { background: [100], workers: 16, pairs: 300, warmupMs: 300, windowMs: 1000 },
+  events: { count: 40, handshakes: 40, workers: 8 },
+};
+
+export type Setup = 'memory' | 'redis' | 'twoInstances';
+export const SETUPS: Setup[] = ['memory', 'redis', 'twoInstances'];
+export const SETUP_NAME: Record<Setup, string> = {
+  memory: 'one instance, in memory',
+  redis: 'one instance, Redis',
+  twoInstances: 'two instances, Redis',
+};
+
+/** Events whose Redis round trips are counted one kind at a time (bench/load/redis-events.ts). */
+export const REDIS_EVENTS = ['handshake', 'publish', 'subscribe', 'messagePeer', 'disconnect'] as const;
+export type RedisEvent = (typeof REDIS_EVENTS)[number];
+
+/** The figures of the two-instance run, in table order, with the setups that have them. */
+export function clusterMetrics(p: ClusterProfile): (Metric & { setups: Setup[] })[] {
+  const idle = p.join.background.at(-1) ?? 0;
+  const redis: Setup[] = ['redis', 'twoInstances'];
+  return [
+    { key: 'handshakesPerSec', label: `handshakes/s with ${idle} idle sockets`, setups: SETUPS },
+    { key: 'serverCpuPerHandshakeUs', label: 'server CPU per handshake, µs (all instances)', setups: SETUPS },
+    { key: 'redisCpuPerHandshakeUs', label: 'Redis CPU per handshake, µs', setups: redis },
+    { key: 'redisCommandsPerHandshake', label: 'Redis commands per handshake, in scripts too', setups: redis },
+    ...REDIS_EVENTS.flatMap((event): (Metric & { setups: Setup[] })[] => [
+      { key: `roundTrips.${event}`, label: `Redis round trips per ${event}`, setups: redis },
+      { key: `scriptCommands.${event}`, label: `Redis commands in scripts per ${event}`, setups: redis },
+    ]),
+  ];
+}
+
 /** A job the orchestrator hands a load-generator process. */
 export interface Job {
-  scenario: Scenario;
+  scenario: Scenario | 'redisEvents';
   profile: Profile;
   /** https://127.0.0.1:port */
   url: string;
@@ -147,6 +211,14 @@ export interface Job {
   /** The server process, for /proc and SIGUSR2. */
   pid: number;
   loopDelayFile: string;
+  /** Where players connect (the second instance); `url` when absent. */
+  playerUrl?: string;
+  /** Every server process whose CPU counts; [pid] when absent. */
+  pids?: number[];
+  /** The Redis the servers share, to count its commands and CPU. */
+  redisUrl?: string;
+  /** For redisEvents. */
+  events?: RedisEvents;
 }
 
 /** A measurement window on CLOCK_MONOTONIC (µs), to cut a server's CPU profile to it. */

@@ -1,4 +1,5 @@
 // npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
+// npm run bench -- --cluster [--quick] [--rounds N] [--out file.json] [--no-build]
 //
 // Measures this server against a bare Socket.IO relay (bench/bare-relay.ts),
 // both over TLS, each in its own process pinned to its own core, driven by a
@@ -7,6 +8,7 @@
 // memory come from /proc. See bench/profile.ts for the counts. With --cpu-prof
 // both servers run under `node --cpu-prof`, and each profile is summarised over
 // the measurement windows only (profiles and summaries: bench/results/profiles.tmp/).
+// With --cluster it measures one instance against two on Redis instead (bench/cluster.ts).
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -14,9 +16,24 @@ import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runCluster } from './cluster';
 import { summarize } from './cpu-profile';
 import { coreBusyMs, cpuMs } from './proc';
-import { FULL, metrics, QUICK, SCENARIOS, type Job, type JobResult, type Metric, type Outcome, type Profile, type Scenario } from './profile';
+import {
+  CLUSTER_FULL,
+  CLUSTER_QUICK,
+  FULL,
+  metrics,
+  QUICK,
+  SCENARIOS,
+  type ClusterProfile,
+  type Job,
+  type JobResult,
+  type Metric,
+  type Outcome,
+  type Profile,
+  type Scenario,
+} from './profile';
 
 const ROOT = resolve(__dirname, '..');
 const COMPILED = join(ROOT, 'node_modules', '.cache', 'vw-bench');
@@ -29,6 +46,8 @@ const TARGET_NAME: Record<Target, string> = { server: 'this server', baseline: '
 
 interface Options {
   profile: Profile;
+  /** Set with --cluster: one instance against two on Redis, instead of against the bare relay. */
+  cluster?: ClusterProfile;
   accounts: boolean;
   only: Scenario[];
   out: string;
@@ -43,15 +62,19 @@ function parseArgs(argv: string[]): Options {
     return at >= 0 ? argv[at + 1] : undefined;
   };
   const profile: Profile = { ...(flag('--quick') ? QUICK : FULL) };
+  const cluster = flag('--cluster') ? { ...(flag('--quick') ? CLUSTER_QUICK : CLUSTER_FULL) } : undefined;
   const rounds = value('--rounds');
   if (rounds) profile.rounds = Math.max(1, Number.parseInt(rounds, 10) || 1);
+  if (rounds && cluster) cluster.rounds = profile.rounds;
   const asked = value('--only')?.split(',') ?? SCENARIOS;
   for (const s of asked) if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const only = SCENARIOS.filter((s) => asked.includes(s));
   const accounts = flag('--accounts');
-  const name = profile.name === 'quick' ? 'quick.json.tmp' : accounts ? 'latest-accounts.json' : 'latest.json';
+  if (cluster && (accounts || flag('--only') || flag('--cpu-prof'))) throw new Error('--cluster goes with --quick, --rounds, --out and --no-build only');
+  const quickName = cluster ? 'cluster-quick.json.tmp' : 'quick.json.tmp';
+  const name = profile.name === 'quick' ? quickName : cluster ? 'cluster.json' : accounts ? 'latest-accounts.json' : 'latest.json';
   const out = resolve(value('--out') ?? join(ROOT, 'bench', 'results', name));
-  return { profile, accounts, only, out, build: !flag('--no-build'), cpuProf: flag('--cpu-prof') };
+  return { profile, ...(cluster && { cluster }), accounts, only, out, build: !flag('--no-build'), cpuProf: flag('--cpu-prof') };
 }
 
 // Every process the bench starts, so that none outlives it.
@@ -68,13 +91,42 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-/** Cores: the servers get the last one, the load generator the others; none when taskset or a second core is missing. */
-function corePlan(): { server?: string; load?: string; description: string } {
+interface CorePlan {
+  server?: string;
+  /** With --cluster: the second instance's core. */
+  second?: string;
+  load?: string;
+  description: string;
+}
+
+/**
+ * Cores: the servers get the last one, the load generator the others; none
+ * when taskset or a second core is missing. With --cluster the second
+ * instance gets the next core down, which on two cores is the load generator's.
+ */
+function corePlan(cluster: boolean): CorePlan {
   const cores = os.availableParallelism();
   const taskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
   if (!taskset || cores < 2) return { description: `not pinned (${taskset ? 'one core' : 'no taskset'})` };
-  const load = cores === 2 ? '0' : `0-${cores - 2}`;
-  return { server: String(cores - 1), load, description: `servers on core ${cores - 1}, load generator on core(s) ${load}` };
+  const server = String(cores - 1);
+  if (!cluster) {
+    const load = cores === 2 ? '0' : `0-${cores - 2}`;
+    return { server, load, description: `servers on core ${server}, load generator on core(s) ${load}` };
+  }
+  if (cores === 2)
+    return {
+      server,
+      second: '0',
+      load: '0',
+      description: 'instance A on core 1; instance B and the load generator share core 0 (two cores only); Redis not pinned',
+    };
+  const load = cores === 3 ? '0' : `0-${cores - 3}`;
+  return {
+    server,
+    second: String(cores - 2),
+    load,
+    description: `instance A on core ${server}, instance B on core ${cores - 2}, load generator on core(s) ${load}; Redis not pinned`,
+  };
 }
 
 /** Starts `argv` pinned to `cores`, with the open-files limit raised to the hard limit (10,000 sockets need it). */
@@ -171,13 +223,14 @@ interface Running {
 
 interface Context {
   options: Options;
-  cores: ReturnType<typeof corePlan>;
+  cores: CorePlan;
   dir: string;
   cert: { prefix: string; ca: string };
   token: string;
 }
 
-async function startTarget(ctx: Context, target: Target, runId: string): Promise<Running> {
+/** Starts a server; `extra.env` is added to its environment, `extra.cores` replaces its core. */
+async function startTarget(ctx: Context, target: Target, runId: string, extra: { env?: NodeJS.ProcessEnv; cores?: string } = {}): Promise<Running> {
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const loopDelayFile = join(ctx.dir, `${runId}.loop-delay.json`);
@@ -190,6 +243,7 @@ async function startTarget(ctx: Context, target: Target, runId: string): Promise
     CERTIFICATE: ctx.cert.prefix,
     API_KEY,
     BENCH_LOOP_DELAY_FILE: loopDelayFile,
+    ...extra.env,
   };
   if (target === 'baseline' || !ctx.options.accounts) env.STATIC_TOKEN = ctx.token;
   else
@@ -199,7 +253,7 @@ async function startTarget(ctx: Context, target: Target, runId: string): Promise
   const profiling = ctx.options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const out = openSync(logFile, 'w');
   // The working directory is the bench's own, so no .env of the checkout is read.
-  const child = spawnPinned(ctx.cores.server, [process.execPath, ...profiling, '--require', join(COMPILED, 'server-preload.js'), script], {
+  const child = spawnPinned(extra.cores ?? ctx.cores.server, [process.execPath, ...profiling, '--require', join(COMPILED, 'server-preload.js'), script], {
     cwd: ctx.dir,
     env,
     stdio: ['ignore', out, out, 'ipc'],
@@ -223,13 +277,15 @@ async function startTarget(ctx: Context, target: Target, runId: string): Promise
   };
   const failure = (why: string) => new Error(`${TARGET_NAME[target]} ${why}; its log:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
   const deadline = Date.now() + 20_000;
+  // On Redis, connections are refused until Redis answers: /ready says when.
+  const probe = extra.env?.REDIS_URL ? '/ready' : '/';
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw failure(`exited (${child.exitCode ?? child.signalCode})`);
     if (Date.now() > deadline) {
       await stop();
-      throw failure('did not answer GET / within 20 s');
+      throw failure(`did not answer GET ${probe} within 20 s`);
     }
-    const ok = await get(`${url}/`, ctx.cert.ca).then((r) => r.status === 200, () => false);
+    const ok = await get(`${url}${probe}`, ctx.cert.ca).then((r) => r.status === 200, () => false);
     if (ok) break;
     await sleep(100);
   }
@@ -337,7 +393,7 @@ function keepProfile(out: string, runId: string, file: string, windows: Outcome[
   log(`  profile ${runId}:\n${summary.replace(/^/gm, '    ')}`);
 }
 
-function machine(cores: ReturnType<typeof corePlan>): string {
+function machine(cores: CorePlan): string {
   const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU';
   const memory = `${Math.round(os.totalmem() / 2 ** 30)} GiB`;
   return `${cpu}, ${os.availableParallelism()} cores, ${memory}, Linux ${os.release()}, Node ${process.version}; ${cores.description}`;
@@ -359,11 +415,27 @@ async function main() {
   try {
     const ctx: Context = {
       options,
-      cores: corePlan(),
+      cores: corePlan(options.cluster !== undefined),
       dir,
       cert: makeCertificate(dir),
       token: options.accounts ? ACCOUNT_TOKEN : TOKEN,
     };
+    if (options.cluster) {
+      await runCluster({
+        profile: options.cluster,
+        base: profile,
+        out: options.out,
+        machine: machine(ctx.cores),
+        cores: ctx.cores,
+        token: ctx.token,
+        ca: ctx.cert.ca,
+        startServer: (runId, env, cores) => startTarget(ctx, 'server', runId, { env, cores }),
+        runLoad: (job) => runLoad(ctx, job),
+        log,
+        format,
+      });
+      return;
+    }
     log(`bench (${profile.name}${options.accounts ? ', MySQL accounts' : ', static token'}): ${machine(ctx.cores)}`);
     const defs = metrics(profile);
     const figures: Record<string, Record<Target, Record<string, number>[]>> = {};

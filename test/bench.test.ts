@@ -1,32 +1,41 @@
-// The benchmark's quick mode, run once so it cannot rot: every scenario must
-// still produce every figure. No timing is asserted; that is the bench's job.
+// The benchmark's quick modes, run once so they cannot rot: every scenario
+// must still produce every figure. No timing is asserted; that is the bench's job.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { test } from 'node:test';
-import { metrics, QUICK, SCENARIOS } from '../bench/profile';
+import { test, type TestContext } from 'node:test';
+import { CLUSTER_QUICK, clusterMetrics, metrics, QUICK, SCENARIOS } from '../bench/profile';
+import { testRedis } from './helpers/redis';
 
 const root = resolve(__dirname, '..');
 
-test('npm run bench -- --quick produces every figure of every scenario', { timeout: 85_000 }, async (t) => {
+/** Runs `npm run bench -- ...args --out <tmp>.json`; resolves with its results and everything it printed. */
+async function bench(t: TestContext, args: string[], env: NodeJS.ProcessEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vw-bench-test-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const out = join(dir, 'quick.json');
 
-  const bench = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick', '--out', out], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args, '--out', out], {
     cwd: root,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.after(() => bench.kill('SIGINT'));
+  t.after(() => child.kill('SIGINT'));
   let output = '';
-  bench.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  bench.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((done) => bench.once('exit', done));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number | null>((done) => child.once('exit', done));
   assert.equal(code, 0, `the bench failed:\n${output}`);
+  return { results: JSON.parse(readFileSync(out, 'utf8')) as Record<string, Record<string, unknown>>, output };
+}
 
-  const results = JSON.parse(readFileSync(out, 'utf8')) as Record<string, Record<string, Record<string, unknown>>>;
+const isFinite = (value: unknown) => typeof value === 'number' && Number.isFinite(value);
+
+test('npm run bench -- --quick produces every figure of every scenario', { timeout: 85_000 }, async (t) => {
+  const { results: raw, output } = await bench(t, ['--quick']);
+  const results = raw as Record<string, Record<string, Record<string, unknown>>>;
   const expected = metrics(QUICK);
   assert.deepEqual(Object.keys(results), SCENARIOS);
   for (const scenario of SCENARIOS) {
@@ -38,8 +47,22 @@ test('npm run bench -- --quick produces every figure of every scenario', { timeo
     for (const { key } of expected[scenario])
       for (const side of ['server', 'baseline', 'ratio']) {
         const value = results[scenario]?.[key]?.[side];
-        assert.ok(typeof value === 'number' && Number.isFinite(value), `${scenario}.${key}.${side} is ${String(value)}`);
+        assert.ok(isFinite(value), `${scenario}.${key}.${side} is ${String(value)}`);
       }
   }
   assert.match(output, /\| scenario +\| metric/, 'the table is printed');
+});
+
+test('npm run bench -- --cluster --quick produces every figure of every setup', { timeout: 60_000 }, async (t) => {
+  // Without Redis: skipped loudly, or failed with CI=true.
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const { results, output } = await bench(t, ['--cluster', '--quick'], { BENCH_REDIS_URL: redis.url });
+  const expected = clusterMetrics(CLUSTER_QUICK);
+  assert.deepEqual(Object.keys(results), expected.map((m) => m.key), 'the figures');
+  for (const { key, setups } of expected) {
+    assert.deepEqual(Object.keys(results[key] ?? {}), setups, `${key}: the setups`);
+    for (const setup of setups) assert.ok(isFinite(results[key]?.[setup]), `${key}.${setup} is ${String(results[key]?.[setup])}`);
+  }
+  assert.match(output, /\| metric +\| +one instance, in memory \| +one instance, Redis \| +two instances, Redis \|/, 'the table is printed');
 });

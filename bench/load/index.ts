@@ -5,9 +5,10 @@ import type { Job, JobResult, Outcome } from '../profile';
 import { connect } from './connect';
 import { join } from './join';
 import { hold, massDisconnect } from './mass-disconnect';
+import { redisEvents } from './redis-events';
 import { relay } from './relay';
 
-const scenarios: Record<Job['scenario'], (job: Job) => Promise<Outcome>> = { connect, relay, join, massDisconnect };
+const scenarios: Record<Job['scenario'], (job: Job) => Promise<Outcome>> = { connect, relay, join, massDisconnect, redisEvents };
 
 async function run(job: Job): Promise<JobResult> {
   try {

@@ -4,14 +4,18 @@
 // connection count. `workers` handshakes run at once; each takes the
 // broadcaster/player pair idle the longest from a pool, so every socket sends
 // a few dozen events a second at most, as a browser would, not hundreds.
+// With a second instance (job.playerUrl) every player and half the idle
+// sockets are on it, so every handshake crosses instances; with Redis
+// (job.redisUrl) its commands and CPU are read too.
 import { candidate, sdp, STREAM } from '../messages';
 import type { Job, Outcome, Window } from '../profile';
 import { cpuMs } from '../proc';
 import { messageType, type Wire } from '../wire';
 import { connectIdle, monotonicUs, registerChannels, sleep } from './common';
+import { minus, RedisCounters } from './redis';
 
 /** One broadcaster/player pair; each handshake uses a new channel (registering elsewhere leaves the old one). */
-class Pair {
+export class Pair {
   private round = 0;
   private channel = '';
   private got = { answer: false, offer: false, broadcasterCandidates: 0, playerCandidates: 0 };
@@ -76,10 +80,23 @@ class Pair {
   }
 }
 
+/** The job with players' connections going to the second instance, if any. */
+export const playerSide = (job: Job): Job => ({ ...job, url: job.playerUrl ?? job.url });
+
+/** `count` sockets; with a second instance, every other one is on it (so channels of two cross instances). */
+async function connectSpread(job: Job, count: number): Promise<Wire[]> {
+  if (!job.playerUrl) return connectIdle(job, count, 64);
+  const [first, second] = await Promise.all([connectIdle(job, Math.ceil(count / 2), 32), connectIdle(playerSide(job), Math.floor(count / 2), 32)]);
+  return first.flatMap((w, i) => (second[i] ? [w, second[i]] : [w]));
+}
+
+const serverCpuMs = (job: Job) => (job.pids ?? [job.pid]).reduce((sum, pid) => sum + cpuMs(pid), 0);
+
 export async function join(job: Job): Promise<Outcome> {
   const p = job.profile.join;
-  const pairWires = await connectIdle(job, p.pairs * 2, 64);
+  const pairWires = await connectSpread(job, p.pairs * 2);
   const idle = Array.from({ length: p.pairs }, (_, i) => new Pair(pairWires[2 * i] as Wire, pairWires[2 * i + 1] as Wire, i));
+  const redis = job.redisUrl ? await RedisCounters.open(job.redisUrl) : undefined;
   let completed = 0;
   let running = false;
   let lastProgress = Date.now();
@@ -102,7 +119,7 @@ export async function join(job: Job): Promise<Outcome> {
   const notes: Record<string, number> = {};
   const windows: Window[] = [];
   for (const [level, count] of p.background.entries()) {
-    const added = await connectIdle(job, count - background.length, 64);
+    const added = await connectSpread(job, count - background.length);
     await registerChannels(added, () => 2, `idle${background.length}`, STREAM);
     background.push(...added);
     await sleep(300);
@@ -112,8 +129,9 @@ export async function join(job: Job): Promise<Outcome> {
     for (let i = 0; i < p.workers; i++) startOne();
     // The first level also warms the server's JIT up.
     await sleep(level === 0 ? p.warmupMs * 3 : p.warmupMs);
+    const redis0 = await redis?.read();
     const done0 = completed;
-    const cpu0 = cpuMs(job.pid);
+    const cpu0 = serverCpuMs(job);
     const load0 = process.cpuUsage();
     const t0 = performance.now();
     const startUs = monotonicUs();
@@ -124,8 +142,9 @@ export async function join(job: Job): Promise<Outcome> {
     }
     const done = completed - done0;
     const elapsed = performance.now() - t0;
-    const serverCpu = cpuMs(job.pid) - cpu0;
+    const serverCpu = serverCpuMs(job) - cpu0;
     const load = process.cpuUsage(load0);
+    const redis1 = await redis?.read();
     windows.push({ label: `${count} idle`, startUs, endUs: monotonicUs() });
     running = false;
     const stopBy = Date.now() + 10_000;
@@ -135,7 +154,22 @@ export async function join(job: Job): Promise<Outcome> {
     figures[`cpuPerHandshakeUs@${count}idle`] = (serverCpu * 1000) / done;
     notes[`serverCpuPct@${count}idle`] = (serverCpu / elapsed) * 100;
     notes[`loadGeneratorCpuPct@${count}idle`] = ((load.user + load.system) / 1000 / elapsed) * 100;
+    if (redis && redis0 && redis1) {
+      // Heartbeats and the adapter's own traffic go on without handshakes: an
+      // idle interval as long as the window is read and taken off.
+      const busy = minus(redis1, redis0);
+      await sleep(300);
+      const idle0 = await redis.read();
+      await sleep(p.windowMs);
+      const quiet = minus(await redis.read(), idle0);
+      const scale = busy.at / quiet.at;
+      figures[`redisCommandsPerHandshake@${count}idle`] = (busy.commands - quiet.commands * scale) / done;
+      figures[`redisCpuPerHandshakeUs@${count}idle`] = ((busy.cpuMs - quiet.cpuMs * scale) * 1000) / done;
+      notes[`redisCpuPct@${count}idle`] = (busy.cpuMs / busy.at) * 100;
+      notes[`redisIdleCommandsPerSec@${count}idle`] = (quiet.commands * 1000) / quiet.at;
+    }
   }
+  redis?.close();
   for (const w of [...pairWires, ...background]) w.close();
   return { figures, notes, windows };
 }

@@ -1,0 +1,220 @@
+// npm run bench -- --cluster [--quick]: what sharing state through Redis
+// costs and what a second instance brings. The join scenario (complete
+// handshakes, bench/load/join.ts) runs three ways: one instance in memory,
+// one instance on Redis, and two instances on Redis with each pair's
+// broadcaster on A and its player on B, so all signaling crosses instances.
+// Then Redis round trips are counted per event, one kind at a time
+// (bench/load/redis-events.ts). Each run has a REDIS_PREFIX of its own whose
+// keys (the adapter's stream included) are deleted after it.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { clusterMetrics, SETUP_NAME, SETUPS, type ClusterProfile, type Job, type Outcome, type Profile, type Setup } from './profile';
+
+const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
+
+interface ServerProcess {
+  pid: number;
+  url: string;
+  loopDelayFile: string;
+  stop(): Promise<unknown>;
+}
+
+/** What bench/run.ts lends: its processes, pinning and formatting. */
+export interface ClusterHarness {
+  profile: ClusterProfile;
+  /** The bench's profile, whose join settings the cluster profile replaces. */
+  base: Profile;
+  out: string;
+  machine: string;
+  cores: { server?: string; second?: string; load?: string; description: string };
+  token: string;
+  ca: string;
+  startServer(runId: string, env: NodeJS.ProcessEnv, cores: string | undefined): Promise<ServerProcess>;
+  runLoad(job: Job): Promise<Outcome>;
+  log(line: string): void;
+  format(value: number): string;
+}
+
+type Results = Record<string, Partial<Record<Setup, number>>>;
+
+type RedisClient = ReturnType<typeof import('redis').createClient>;
+
+async function connectRedis(): Promise<RedisClient> {
+  // Loaded here, so the bench without --cluster never loads it.
+  const { createClient } = require('redis') as typeof import('redis');
+  const client = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false, connectTimeout: 3000 } });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new Error(`--cluster needs Redis at ${REDIS_URL} (or set BENCH_REDIS_URL): ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return client;
+}
+
+async function deleteKeys(client: RedisClient, prefix: string) {
+  let cursor = '0';
+  do {
+    const [next, keys] = (await client.sendCommand(['SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000'])) as [string, string[]];
+    if (keys.length) await client.sendCommand(['DEL', ...keys]);
+    cursor = next;
+  } while (cursor !== '0');
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+
+const round = (value: number) => (Math.abs(value) >= 100 ? Math.round(value * 10) / 10 : Math.round(value * 1000) / 1000);
+
+export async function runCluster(h: ClusterHarness): Promise<void> {
+  const started = Date.now();
+  const { profile } = h;
+  const jobProfile: Profile = { ...h.base, rounds: profile.rounds, join: profile.join };
+  const idle = profile.join.background.at(-1) ?? 0;
+  const redis = await connectRedis();
+  const runTag = `vwbench:${randomBytes(4).toString('hex')}:`;
+  h.log(`bench --cluster (${profile.name}): ${h.machine}`);
+  try {
+    /** Starts the setup's servers, runs the job on them, stops them and deletes the run's keys. */
+    const run = async (setup: Setup, runId: string, job: Pick<Job, 'scenario'> & Partial<Job>): Promise<Outcome> => {
+      const prefix = `${runTag}${runId}:`;
+      const env = setup === 'memory' ? {} : { REDIS_URL, REDIS_PREFIX: prefix };
+      const servers: ServerProcess[] = [];
+      try {
+        servers.push(await h.startServer(`${runId}-a`, env, h.cores.server));
+        if (setup === 'twoInstances') servers.push(await h.startServer(`${runId}-b`, env, h.cores.second));
+        const [a, b] = servers as [ServerProcess, ServerProcess | undefined];
+        return await h.runLoad({
+          profile: jobProfile,
+          url: a.url,
+          token: h.token,
+          ca: h.ca,
+          pid: a.pid,
+          loopDelayFile: a.loopDelayFile,
+          pids: servers.map((s) => s.pid),
+          ...(b && { playerUrl: b.url }),
+          ...(setup !== 'memory' && { redisUrl: REDIS_URL }),
+          ...job,
+        });
+      } finally {
+        await Promise.all(servers.map((s) => s.stop()));
+        if (setup !== 'memory') await deleteKeys(redis, prefix);
+      }
+    };
+
+    const figures: Record<Setup, Record<string, number>[]> = { memory: [], redis: [], twoInstances: [] };
+    const notes: string[] = [];
+    const shown = (o: Outcome) => Object.entries(o.notes).map(([k, v]) => `${k} ${h.format(v)}`).join(', ');
+    for (let r = 0; r < profile.rounds; r++) {
+      // The setups take turns at going first.
+      const order = SETUPS.map((_, i) => SETUPS[(i + r) % SETUPS.length] as Setup);
+      for (const setup of order) {
+        const t0 = Date.now();
+        const outcome = await run(setup, `join-${setup}-${r + 1}`, { scenario: 'join' });
+        const f = outcome.figures;
+        figures[setup].push({
+          handshakesPerSec: f[`handshakesPerSec@${idle}idle`] ?? Number.NaN,
+          serverCpuPerHandshakeUs: f[`cpuPerHandshakeUs@${idle}idle`] ?? Number.NaN,
+          ...(setup !== 'memory' && {
+            redisCpuPerHandshakeUs: f[`redisCpuPerHandshakeUs@${idle}idle`] ?? Number.NaN,
+            redisCommandsPerHandshake: f[`redisCommandsPerHandshake@${idle}idle`] ?? Number.NaN,
+          }),
+        });
+        notes.push(`join round ${r + 1} ${SETUP_NAME[setup]}: ${shown(outcome)}`);
+        h.log(`  join round ${r + 1}/${profile.rounds} ${SETUP_NAME[setup]}: ${((Date.now() - t0) / 1000).toFixed(1)} s (${shown(outcome)})`);
+        await sleep(300);
+      }
+    }
+
+    // Counts, not rates: one run per setup is enough.
+    const events: Partial<Record<Setup, Outcome>> = {};
+    for (const setup of ['redis', 'twoInstances'] as const) {
+      const t0 = Date.now();
+      const outcome = await run(setup, `events-${setup}`, { scenario: 'redisEvents', events: profile.events });
+      events[setup] = outcome;
+      notes.push(`round trips ${SETUP_NAME[setup]}: ${shown(outcome)}`);
+      h.log(`  round trips ${SETUP_NAME[setup]}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+
+    const results: Results = {};
+    for (const metric of clusterMetrics(profile)) {
+      const row: Partial<Record<Setup, number>> = {};
+      for (const setup of metric.setups) {
+        const fromEvents = events[setup]?.figures[metric.key];
+        const value = fromEvents ?? median(figures[setup].map((f) => f[metric.key] ?? Number.NaN));
+        row[setup] = round(value);
+      }
+      results[metric.key] = row;
+    }
+
+    const text = table(profile, results, h.format);
+    const seconds = Math.round((Date.now() - started) / 1000);
+    process.stdout.write(`\n${text}\n\nCores: ${h.cores.description}. Medians of ${profile.rounds} round(s); ${seconds} s.\n`);
+    mkdirSync(dirname(h.out), { recursive: true });
+    writeFileSync(h.out, `${JSON.stringify(results, null, 2)}\n`);
+    if (h.out.endsWith('.json')) writeFileSync(h.out.replace(/\.json$/, '.md'), page(h, text, seconds, figures, notes));
+    h.log(`written: ${h.out}`);
+  } finally {
+    // Also after a failure halfway: no run's keys are left behind.
+    if (redis.isReady) await deleteKeys(redis, runTag).catch(() => undefined);
+    redis.destroy();
+  }
+}
+
+function table(profile: ClusterProfile, results: Results, format: (value: number) => string): string {
+  const rows: string[][] = [['metric', ...SETUPS.map((s) => SETUP_NAME[s])]];
+  for (const metric of clusterMetrics(profile)) {
+    const row = results[metric.key] ?? {};
+    rows.push([metric.label, ...SETUPS.map((s) => (row[s] === undefined ? '–' : format(row[s])))]);
+  }
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] as string).length))) ?? [];
+  const line = (row: string[]) => `| ${row.map((cell, i) => (i > 0 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i > 0 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(rows[0] as string[]), rule, ...rows.slice(1).map(line)].join('\n');
+}
+
+function page(h: ClusterHarness, text: string, seconds: number, figures: Record<Setup, Record<string, number>[]>, notes: string[]): string {
+  const { profile } = h;
+  const j = profile.join;
+  const e = profile.events;
+  return [
+    `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench -- --cluster${profile.name === 'quick' ? ' --quick' : ''}\` (${profile.name}, ${profile.rounds} round(s), ${seconds} s)`,
+    `on ${h.machine}.`,
+    '',
+    text,
+    '',
+    `- handshakes: the join scenario (publish, subscribe, peer notice, offer, answer, two candidates each way), ${j.workers} in flight over ${j.pairs} pairs, ` +
+      `${j.background.at(-1)} idle sockets in channels of two, a ${j.windowMs / 1000} s window; medians of ${profile.rounds} round(s), the setups taking turns at going first. ` +
+      'With two instances every broadcaster is on A and every player on B (half the idle sockets too), so every notice and message crosses instances.',
+    '- server CPU: all instances together, from /proc. Redis CPU and commands: redis-server as a whole (INFO), over the window, less an idle interval of the same length ' +
+      '(heartbeats, the adapter’s own traffic); commands run inside Lua scripts count there.',
+    `- round trips: commands the instances sent Redis, counted with MONITOR (which tells them from the commands scripts run) over ${e.handshakes} handshakes ` +
+      `(${e.workers} at a time, each pair’s second, so its previous channel is left as in the join runs), then ${e.count} of each other event, one kind at a time, ` +
+      'broadcasters on A and players on B; an idle interval as long as all phases is taken off in proportion. The adapter’s XREAD is re-sent after each batch it reads, ' +
+      'so under load (bigger batches) it costs fewer round trips per event than here.',
+    `- cores: ${h.cores.description}.` +
+      (h.cores.second !== undefined && h.cores.second === h.cores.load
+        ? ' Instance B shares its core with the load generator (and Redis runs where it can), so the two-instance rate shows what crossing instances costs more than what a second core brings; CPU per handshake is the figure that carries over to more cores.'
+        : ''),
+    '',
+    '<details><summary>Every round (medians above)</summary>',
+    '',
+    ...SETUPS.flatMap((setup) =>
+      Object.keys(figures[setup][0] ?? {}).map((key) => `- ${SETUP_NAME[setup]} ${key}: ${figures[setup].map((f) => h.format(f[key] ?? Number.NaN)).join(', ')}`),
+    ),
+    '',
+    '</details>',
+    '',
+    '<details><summary>Per-run notes (round trips by command, per event)</summary>',
+    '',
+    ...notes.map((n) => `- ${n}`),
+    '',
+    '</details>',
+    '',
+  ].join('\n');
+}
