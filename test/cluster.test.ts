@@ -32,6 +32,8 @@ async function instance(redis: TestRedis, env: Record<string, string> = {}, deps
     deps,
   );
   redis.onCleanup(() => server.close());
+  // As a load balancer would: no traffic before /ready says Redis answers.
+  await eventually('the instance is ready', async () => (await get(server.url, '/ready')).status === 200);
   return server;
 }
 
