@@ -39,15 +39,15 @@ export function enqueue(
 ): boolean {
   const data = socket.data;
   if (data.pending >= MAX_PENDING_EVENTS && !always) return false;
-  data.pending++;
+  // An idle socket keeps no promise: the queue is dropped once it runs dry.
+  const settle = () => {
+    if (--data.pending === 0) data.queue = undefined;
+  };
   const run = () =>
-    task().then(
-      () => void data.pending--,
-      (err: unknown) => {
-        data.pending--;
-        onError(err);
-      },
-    );
-  data.queue = data.queue ? data.queue.then(run) : run();
+    task().then(settle, (err: unknown) => {
+      settle();
+      onError(err);
+    });
+  data.queue = data.pending++ > 0 && data.queue ? data.queue.then(run) : run();
   return true;
 }
