@@ -22,7 +22,7 @@ import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
-import { closeMessage, eventSchemas, HandshakeError } from './protocol';
+import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { createHandshake } from './signaling/handshake';
 import type { SignalingServer } from './signaling/session';
@@ -111,13 +111,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     pingTimeout: config.pingTimeoutMs,
     cors: { origin: corsOrigin },
   });
-  if (cluster) {
-    io.adapter(cluster.adapter);
-    // Peers of an instance that died: their channels hear them leave, as on a disconnect.
-    cluster.onPeersGone((gone) => {
-      for (const { channel, peerID, socketIds } of gone) io.to(socketIds).emit('message', closeMessage(peerID, channel));
-    });
-  }
+  if (cluster) io.adapter(cluster.adapter);
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   io.use(
@@ -145,6 +139,10 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     eventsPerSecond: config.rateEventsPerSecond,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
+  });
+  // Peers of an instance that died: their channels hear them leave, as on a disconnect.
+  cluster?.onPeersGone((gone) => {
+    for (const { channel, peerID, socketIds } of gone) signaling.announceLeave(peerID, channel, socketIds);
   });
   io.on('connection', (socket) => {
     signaling.attach(socket);

@@ -74,15 +74,19 @@ export function createSignaling(deps: SignalingDeps) {
     else io.to(socketId).emit(event, ...payload);
   };
 
+  /** Tells a channel's remaining peers that `peerID` left; peers that disconnected in the same burst need no telling. */
+  function announceLeave(peerID: string, channel: string, socketIds: string[]) {
+    const notify = socketIds.filter((id) => !departing.has(id));
+    if (notify.length) io.to(notify).emit('message', closeMessage(peerID, channel));
+  }
+
   async function leaveChannel(socket: SignalingSocket) {
     const registration = socket.data.registration;
     if (!registration) return;
     socket.data.registration = undefined;
     const { channel, peerID } = registration;
     const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
-    // Peers that disconnected in the same burst need no close message.
-    const notify = remaining?.filter((p) => !departing.has(p.socketId)).map((p) => p.socketId);
-    if (notify?.length) io.to(notify).emit('message', closeMessage(peerID, channel));
+    if (remaining) announceLeave(peerID, channel, remaining.map((p) => p.socketId));
     debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
   }
 
@@ -280,5 +284,5 @@ export function createSignaling(deps: SignalingDeps) {
     debug(() => ({ ...bindings(socket), reason }), 'disconnected');
   }
 
-  return { attach, leaveChannel };
+  return { attach, leaveChannel, announceLeave };
 }
