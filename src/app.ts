@@ -167,6 +167,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     await accounts.close();
     await registry.close();
     await cluster?.close();
+    metrics.close();
     log.info({ sockets: sockets.length }, 'server closed');
   }
 
