@@ -19,6 +19,7 @@ interface ServerProcess {
   url: string;
   loopDelayFile: string;
   stop(): Promise<unknown>;
+  failed(err: unknown): Error;
 }
 
 /** What bench/run.ts lends: its processes, pinning and formatting. */
@@ -89,7 +90,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
         servers.push(await h.startServer(`${runId}-a`, env, h.cores.server));
         if (setup === 'twoInstances') servers.push(await h.startServer(`${runId}-b`, env, h.cores.second));
         const [a, b] = servers as [ServerProcess, ServerProcess | undefined];
-        return await h.runLoad({
+        const outcome = h.runLoad({
           profile: jobProfile,
           url: a.url,
           token: h.token,
@@ -100,6 +101,10 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
           ...(b && { playerUrl: b.url }),
           ...(setup !== 'memory' && { redisUrl: REDIS_URL }),
           ...job,
+        });
+        // Each server's state and log, since any of them may be the one that stalled.
+        return await outcome.catch((err: unknown) => {
+          throw new Error(servers.map((s) => s.failed(err).message).join('\n'));
         });
       } finally {
         await Promise.all(servers.map((s) => s.stop()));

@@ -219,6 +219,8 @@ interface Running {
   loopDelayFile: string;
   /** Stops the server; with --cpu-prof, resolves with its profile's path. */
   stop(): Promise<string | undefined>;
+  /** A job's error with the server's name, whether it still runs, and the end of its log. */
+  failed(err: unknown): Error;
 }
 
 interface Context {
@@ -296,7 +298,11 @@ async function startTarget(ctx: Context, target: Target, runId: string, extra: {
       throw failure(`could not load the accounts (${JSON.stringify(reloaded)})`);
     }
   }
-  return { pid: child.pid as number, url, loopDelayFile, stop };
+  const failed = (err: unknown) => {
+    const state = child.exitCode !== null || child.signalCode !== null ? `had exited (${child.exitCode ?? child.signalCode})` : 'was still running';
+    return failure(`${state} when the job failed: ${err instanceof Error ? err.message : String(err)}`);
+  };
+  return { pid: child.pid as number, url, loopDelayFile, stop, failed };
 }
 
 function runLoad(ctx: Context, job: Job): Promise<Outcome> {
@@ -454,7 +460,9 @@ async function main() {
             // Others' work on the server's core, which the medians cannot fully hide.
             const core = Number(ctx.cores.server);
             const [busy0, server0, wall0] = [coreBusyMs(core), cpuMs(running.pid), Date.now()];
-            result = await runLoad(ctx, job);
+            result = await runLoad(ctx, job).catch((err: unknown) => {
+              throw running.failed(err);
+            });
             const others = coreBusyMs(core) - busy0 - (cpuMs(running.pid) - server0);
             if (ctx.cores.server !== undefined) result.notes.othersOnServerCorePct = Math.max(0, (others / (Date.now() - wall0)) * 100);
             figures[scenario]?.[target].push(result.figures);

@@ -20,6 +20,8 @@ export class Pair {
   private channel = '';
   private got = { answer: false, offer: false, broadcasterCandidates: 0, playerCandidates: 0 };
   private done: (() => void) | undefined;
+  /** The last events each side heard (`b:peers`, `p:offer`), for a report when a handshake stalls. */
+  private heard: string[] = [];
   private readonly bName: string;
   private readonly pName: string;
   private readonly offer: string;
@@ -37,8 +39,27 @@ export class Pair {
     this.answer = JSON.stringify(['messagePeer', { from: p, target: b, type: 'answer', content: { type: 'answer', sdp: sdp('answer', id) } }]);
     this.toPlayer = JSON.stringify(['messagePeer', { from: b, target: p, type: 'candidate', candidate: candidate(id) }]);
     this.toBroadcaster = JSON.stringify(['messagePeer', { from: p, target: b, type: 'candidate', candidate: candidate(id + 1) }]);
-    broadcaster.onEvent = (text) => this.onBroadcaster(messageType(text));
-    player.onEvent = (text) => this.onPlayer(messageType(text));
+    broadcaster.onEvent = (text) => this.onBroadcaster(this.hear('b', text));
+    player.onEvent = (text) => this.onPlayer(this.hear('p', text));
+  }
+
+  private hear(side: 'b' | 'p', text: string): string {
+    const type = messageType(text);
+    // An event other than `message` (an error) is kept whole: it says why.
+    this.heard.push(`${side}:${text.startsWith('42["message"') ? type : text.slice(2, 200)}`);
+    if (this.heard.length > 6) this.heard.shift();
+    return type;
+  }
+
+  /** Where an unfinished handshake stands. */
+  describe(): string {
+    const g = this.got;
+    const open = `${this.broadcaster.open ? 'open' : 'CLOSED'}/${this.player.open ? 'open' : 'CLOSED'}`;
+    return `pair ${this.id} on ${this.channel} (sockets ${open}): offer ${g.offer}, answer ${g.answer}, candidates ${g.broadcasterCandidates}+${g.playerCandidates}; heard ${this.heard.join(' ') || 'nothing'}`;
+  }
+
+  get busy() {
+    return this.done !== undefined;
   }
 
   /** Runs one handshake; `done` is called once both sides have everything. */
@@ -95,7 +116,8 @@ const serverCpuMs = (job: Job) => (job.pids ?? [job.pid]).reduce((sum, pid) => s
 export async function join(job: Job): Promise<Outcome> {
   const p = job.profile.join;
   const pairWires = await connectSpread(job, p.pairs * 2);
-  const idle = Array.from({ length: p.pairs }, (_, i) => new Pair(pairWires[2 * i] as Wire, pairWires[2 * i + 1] as Wire, i));
+  const pairs = Array.from({ length: p.pairs }, (_, i) => new Pair(pairWires[2 * i] as Wire, pairWires[2 * i + 1] as Wire, i));
+  const idle = [...pairs];
   const redis = job.redisUrl ? await RedisCounters.open(job.redisUrl) : undefined;
   let completed = 0;
   let running = false;
@@ -149,7 +171,10 @@ export async function join(job: Job): Promise<Outcome> {
     running = false;
     const stopBy = Date.now() + 10_000;
     while (active > 0 && Date.now() < stopBy) await sleep(10); // the handshakes in flight finish
-    if (active > 0) throw new Error(`${active} handshakes never finished`);
+    if (active > 0) {
+      const stuck = pairs.filter((pair) => pair.busy).slice(0, 4);
+      throw new Error(`${active} handshakes never finished (${completed} had); ${stuck.map((pair) => pair.describe()).join('; ')}`);
+    }
     figures[`handshakesPerSec@${count}idle`] = (done * 1000) / elapsed;
     figures[`cpuPerHandshakeUs@${count}idle`] = (serverCpu * 1000) / done;
     notes[`serverCpuPct@${count}idle`] = (serverCpu / elapsed) * 100;
