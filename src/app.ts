@@ -114,20 +114,19 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   if (cluster) io.adapter(cluster.adapter);
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
-  io.use(
-    createHandshake({
-      accounts,
-      registry,
-      schemas,
-      log,
-      telemetry: metrics.telemetry,
-      production: config.production,
-      failedAuthPerMinute: config.rateFailedAuthPerMinute,
-      eventsPerSecond: config.rateEventsPerSecond,
-      now,
-      clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
-    }),
-  );
+  const handshake = createHandshake({
+    accounts,
+    registry,
+    schemas,
+    log,
+    telemetry: metrics.telemetry,
+    production: config.production,
+    failedAuthPerMinute: config.rateFailedAuthPerMinute,
+    eventsPerSecond: config.rateEventsPerSecond,
+    now,
+    clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
+  });
+  io.use(handshake.middleware);
   const signaling = createSignaling({
     io,
     registry,
@@ -139,6 +138,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     eventsPerSecond: config.rateEventsPerSecond,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
+    releaseConnection: handshake.releaseConnection,
   });
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
   cluster?.onPeersGone((gone) => {

@@ -34,6 +34,8 @@ export interface SignalingDeps {
   eventsPerSecond: number;
   accountMaxChannels: number;
   accountMaxPeers: number;
+  /** Gives the socket's connection back to its account's count. */
+  releaseConnection: (socket: SignalingSocket) => void;
 }
 
 type ErrorEvent = 'publishError' | 'subscribeError' | 'uniquenessError' | 'messageError';
@@ -211,7 +213,7 @@ export function createSignaling(deps: SignalingDeps) {
     socket.on('disconnect', onDisconnect);
   }
 
-  const failed = (socket: SignalingSocket, event: string) => (err: unknown) =>
+  const failed = (event: string) => (socket: SignalingSocket, err: unknown) =>
     log.error({ ...bindings(socket), event, err }, 'event handler failed');
 
   const errorEventOf = { publish: 'publishError', subscribe: 'subscribeError', messagePeer: 'messageError', message: 'messageError' } as const;
@@ -220,7 +222,7 @@ export function createSignaling(deps: SignalingDeps) {
   /** Drops an event over the socket's rate; tells the client at most once a second. */
   function overRate(socket: SignalingSocket, event: keyof typeof handlers, args: unknown[]) {
     const t = now();
-    if (takeEvent(socket.data.bucket, deps.eventsPerSecond, t)) return false;
+    if (takeEvent(socket.data, deps.eventsPerSecond, t)) return false;
     telemetry.refused('rate');
     if (t - socket.data.rateNoticeAt >= 1000) {
       socket.data.rateNoticeAt = t;
@@ -234,9 +236,10 @@ export function createSignaling(deps: SignalingDeps) {
 
   const sharedListeners = (Object.keys(handlers) as (keyof typeof handlers)[]).map((event) => {
     const handler = handlers[event];
+    const onError = failed(event);
     const listener = function (this: SignalingSocket, ...args: unknown[]) {
       if (overRate(this, event, args)) return;
-      if (!enqueue(this, () => handler(this, args), failed(this, event))) {
+      if (!enqueue(this, handler, args, onError)) {
         telemetry.refused('rate');
         log.warn({ ...bindings(this), event }, 'event dropped: too many events waiting');
       }
@@ -259,10 +262,12 @@ export function createSignaling(deps: SignalingDeps) {
     setImmediate(flushLeaves);
   };
 
+  const failedDisconnect = failed('disconnect');
+
   async function flushLeaves() {
     flushScheduled = false;
     const batch = leaving.splice(0, LEAVE_BATCH);
-    await Promise.all(batch.map(({ socket }) => leaveChannel(socket).catch(failed(socket, 'disconnect'))));
+    await Promise.all(batch.map(({ socket }) => leaveChannel(socket).catch((err: unknown) => failedDisconnect(socket, err))));
     for (const { socket, done } of batch) {
       departing.delete(socket.id);
       done();
@@ -270,17 +275,18 @@ export function createSignaling(deps: SignalingDeps) {
     scheduleFlush();
   }
 
+  const leaveSoon = (socket: SignalingSocket) =>
+    new Promise<void>((done) => {
+      leaving.push({ socket, done });
+      scheduleFlush();
+    });
+
   function onDisconnect(this: SignalingSocket, reason: string) {
     const socket = this;
-    socket.data.release();
+    deps.releaseConnection(socket);
     departing.add(socket.id);
     // Queued behind the socket's pending events, and never dropped.
-    const leaveSoon = () =>
-      new Promise<void>((done) => {
-        leaving.push({ socket, done });
-        scheduleFlush();
-      });
-    enqueue(socket, leaveSoon, failed(socket, 'disconnect'), true);
+    enqueue(socket, leaveSoon, undefined, failedDisconnect, true);
     debug(() => ({ ...bindings(socket), reason }), 'disconnected');
   }
 

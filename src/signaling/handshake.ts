@@ -31,6 +31,14 @@ export function createHandshake(deps: HandshakeDeps) {
   const { accounts, registry, schemas, log, telemetry, production, now } = deps;
   const failedAuth = createFailedAuthLimiter({ perMinute: deps.failedAuthPerMinute });
 
+  /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
+  function releaseConnection(socket: SignalingSocket) {
+    const { data } = socket;
+    if (data.released) return;
+    data.released = true;
+    registry.disconnect(data.account.name).catch((err: unknown) => log.error({ err, account: data.account.name }, 'releasing a connection failed'));
+  }
+
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
     if (failedAuth.blocked(address, now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
@@ -52,27 +60,24 @@ export function createHandshake(deps: HandshakeDeps) {
       await registry.countRefusal(account.name, 'connect', [refusal]);
       return { message: HandshakeError[refusal], account, reason: refusal };
     }
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      registry.disconnect(account.name).catch((err: unknown) => log.error({ err, account: account.name }, 'releasing a connection failed'));
-    };
     socket.data = {
       account,
       pending: 0,
-      release,
-      bucket: { tokens: deps.eventsPerSecond, refilledAt: now() },
+      tokens: deps.eventsPerSecond,
+      refilledAt: now(),
       rateNoticeAt: 0,
+      released: false,
+      // Present from the start, so every socket's data keeps one shape.
+      registration: undefined,
+      queue: undefined,
     };
-    // The client may have gone while the registry was asked; then no
-    // `disconnect` will ever come for this socket.
-    if (socket.conn.readyState !== 'open') release();
-    else socket.conn.once('close', release);
+    // The client may have gone while the registry was asked; then Socket.IO
+    // drops the socket and no `disconnect` will ever come for it.
+    if (socket.conn.readyState !== 'open') releaseConnection(socket);
     return null;
   }
 
-  return (socket: Socket, next: (err?: Error) => void) => {
+  const middleware = (socket: Socket, next: (err?: Error) => void) => {
     const started = performance.now();
     const took = () => (performance.now() - started) / 1000;
     authenticate(socket as SignalingSocket).then(
@@ -102,4 +107,5 @@ export function createHandshake(deps: HandshakeDeps) {
       },
     );
   };
+  return { middleware, releaseConnection };
 }

@@ -11,17 +11,19 @@ export interface Registration {
   role: PeerRole;
 }
 
-export interface SocketData {
+// Kept flat, with no closure or object per socket: thousands of idle sockets
+// each hold one of these for as long as they stay connected.
+/** The socket's own event bucket (see rate-limits.ts), and what else the server keeps for it. */
+export interface SocketData extends EventBucket {
   account: Account;
-  /** Events this socket may still send now (see rate-limits.ts). */
-  bucket: EventBucket;
   /** When the socket was last told it is over the rate limit. */
   rateNoticeAt: number;
   registration?: Registration | undefined;
   /** Events accepted but not yet handled. */
   pending: number;
-  queue?: Promise<void>;
-  release: () => void;
+  queue?: Promise<void> | undefined;
+  /** Whether the account's connection count has been given back. */
+  released: boolean;
 }
 
 export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -30,24 +32,28 @@ export type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents,
 /** Events one socket may have waiting; more are dropped, so a flood cannot hold memory. */
 export const MAX_PENDING_EVENTS = 32;
 
-/** Runs `task` after the socket's earlier events; false when the queue is full (unless `always`). */
-export function enqueue(
-  socket: SignalingSocket,
-  task: () => Promise<void>,
-  onError: (err: unknown) => void,
-  always = false,
-): boolean {
+type Task<A> = (socket: SignalingSocket, arg: A) => Promise<void>;
+type OnError = (socket: SignalingSocket, err: unknown) => void;
+
+/**
+ * Runs `task(socket, arg)` after the socket's earlier events; false when the
+ * queue is full (unless `always`). Task and error handler are shared
+ * functions, so an event allocates no closure unless it has to wait.
+ */
+export function enqueue<A>(socket: SignalingSocket, task: Task<A>, arg: A, onError: OnError, always = false): boolean {
   const data = socket.data;
   if (data.pending >= MAX_PENDING_EVENTS && !always) return false;
-  // An idle socket keeps no promise: the queue is dropped once it runs dry.
-  const settle = () => {
-    if (--data.pending === 0) data.queue = undefined;
-  };
-  const run = () =>
-    task().then(settle, (err: unknown) => {
-      settle();
-      onError(err);
-    });
-  data.queue = data.pending++ > 0 && data.queue ? data.queue.then(run) : run();
+  data.queue = data.pending++ > 0 && data.queue ? data.queue.then(() => run(socket, task, arg, onError)) : run(socket, task, arg, onError);
   return true;
+}
+
+async function run<A>(socket: SignalingSocket, task: Task<A>, arg: A, onError: OnError): Promise<void> {
+  try {
+    await task(socket, arg);
+  } catch (err) {
+    onError(socket, err);
+  } finally {
+    // An idle socket keeps no promise: the queue is dropped once it runs dry.
+    if (--socket.data.pending === 0) socket.data.queue = undefined;
+  }
 }
