@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client), one registry per server so several
 // servers can live in one process. Counters are bumped on the hot path
-// through pre-labelled children; gauges are read from the channel registry
-// only when scraped.
+// through pre-labelled children (relayed messages: plain numbers, added at
+// scrape); gauges are read from the channel registry only when scraped.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ChannelRegistry } from './channels/registry';
 
@@ -27,6 +27,7 @@ export const REFUSAL_REASONS = [
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 const RELAYED_TYPES = ['offer', 'answer', 'candidate', 'other', 'broadcast'] as const;
+type RelayedType = (typeof RELAYED_TYPES)[number];
 
 /** What the signaling code reports; cheap enough for every event. */
 export interface Telemetry {
@@ -40,16 +41,22 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
   const register = new Registry();
   collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 10 });
 
+  // Relayed messages are counted as plain numbers and handed to prom-client
+  // when scraped: an offer or candidate then costs one addition.
+  const relayedSinceScrape = Object.fromEntries(RELAYED_TYPES.map((t) => [t, 0])) as Record<RelayedType, number>;
   const relayed = new Counter({
     name: 'videowhisper_relayed_messages_total',
     help: 'Signaling messages relayed between peers, by message type',
     labelNames: ['type'],
     registers: [register],
+    collect() {
+      for (const type of RELAYED_TYPES) {
+        this.labels(type).inc(relayedSinceScrape[type]);
+        relayedSinceScrape[type] = 0;
+      }
+    },
   });
-  const relayedBy = Object.fromEntries(RELAYED_TYPES.map((t) => [t, relayed.labels(t)])) as Record<
-    (typeof RELAYED_TYPES)[number],
-    ReturnType<typeof relayed.labels>
-  >;
+  for (const type of RELAYED_TYPES) relayed.labels(type).inc(0);
   const refusals = new Counter({
     name: 'videowhisper_refusals_total',
     help: 'Connections, publishes, subscribes and events refused, by reason',
@@ -100,7 +107,7 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
 
   const telemetry: Telemetry = {
     relayed(type) {
-      (typeof type === 'string' && Object.hasOwn(relayedBy, type) ? relayedBy[type as keyof typeof relayedBy] : relayedBy.other).inc();
+      relayedSinceScrape[typeof type === 'string' && Object.hasOwn(relayedSinceScrape, type) ? (type as RelayedType) : 'other']++;
     },
     refused: (reason) => refusals.labels(reason).inc(),
     handshake: (seconds, outcome) => handshakes.labels(outcome).observe(seconds),

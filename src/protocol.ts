@@ -80,10 +80,25 @@ export function eventSchemas({ maxNameLength }: NameLimits) {
     subscribe: z.tuple([name, z.union([name, z.literal(''), z.null(), z.undefined()]).optional()]).rest(z.unknown()),
     // A relayed message keeps every field the peers put in it; only what the
     // server routes on is checked.
-    messagePeer: z.tuple([z.looseObject({ target: name, type: z.string().max(64).optional() })]).rest(z.unknown()),
+    messagePeer: z.tuple([z.looseObject({ target: name, type: z.string().max(MAX_TYPE_LENGTH).optional() })]).rest(z.unknown()),
     message: z.tuple([z.looseObject({})]).rest(z.unknown()),
+    /**
+     * `messagePeer` checked by hand, to the same rules: it runs for every
+     * offer, answer and candidate, and hands back the client's own object
+     * (the schema copies it). The schema describes what a refused one lacks.
+     */
+    peerMessage(args: unknown[]): PeerMessage | undefined {
+      const message = args[0];
+      if (typeof message !== 'object' || message === null || Array.isArray(message)) return undefined;
+      const { target, type } = message as Record<string, unknown>;
+      if (typeof target !== 'string' || target.length < 1 || target.length > maxNameLength) return undefined;
+      if (type !== undefined && (typeof type !== 'string' || type.length > MAX_TYPE_LENGTH)) return undefined;
+      return message as PeerMessage;
+    },
   };
 }
+
+const MAX_TYPE_LENGTH = 64;
 export type EventSchemas = ReturnType<typeof eventSchemas>;
 
 export type PeerMessage = Record<string, unknown> & { target: string; from?: string; type?: string };

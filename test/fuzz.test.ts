@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { get } from './helpers/api';
 import { broadcastAndWatch, connectClient, next, nextMessage, refusal, type Client } from './helpers/client';
+import { eventSchemas } from '../src/protocol';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
 
 const seed = Number(process.env.FUZZ_SEED ?? 20261125);
@@ -113,4 +114,21 @@ test(`fuzz: ${RUNS * EVENTS_PER_RUN} random events and ${RUNS} random handshakes
   }
   const viaApi = (await get(url, `/connections?apikey=${API_KEY}`)).json<unknown[]>();
   assert.deepEqual(viaApi, []);
+});
+
+test('the hand-written messagePeer check accepts exactly what the messagePeer schema accepts', () => {
+  const schemas = eventSchemas({ maxNameLength: 128 });
+  // Names and types around their length limits (128 and 64) as well.
+  const nearLimits = fc.record({ target: fc.string({ minLength: 120, maxLength: 140 }), type: fc.string({ minLength: 60, maxLength: 70 }) }, { requiredKeys: [] });
+  const args = fc.array(fc.oneof(peerMessages, nearLimits, pollution, anything, fc.array(anything, { maxLength: 2 })), { maxLength: 2 });
+  fc.assert(
+    fc.property(args, (a) => {
+      const byHand = schemas.peerMessage(a);
+      const bySchema = schemas.messagePeer.safeParse(a);
+      assert.equal(byHand !== undefined, bySchema.success);
+      // What is relayed is the client's own object, not a copy.
+      if (byHand) assert.equal(byHand, a[0]);
+    }),
+    { seed, numRuns: 20_000 },
+  );
 });

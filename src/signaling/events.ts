@@ -17,7 +17,6 @@ import {
   RATE_LIMITED,
   ZERO_STREAM,
   type EventSchemas,
-  type PeerMessage,
   type ServerToClientEvents,
 } from '../protocol';
 import { takeEvent } from './rate-limits';
@@ -177,17 +176,19 @@ export function createSignaling(deps: SignalingDeps) {
   async function messagePeer(socket: SignalingSocket, args: unknown[]) {
     const registration = socket.data.registration;
     if (!registration) return void log.info(bindings(socket), 'messagePeer dropped: sender is in no channel');
-    const parsed = schemas.messagePeer.safeParse(args);
-    if (!parsed.success) {
+    const message = schemas.peerMessage(args);
+    if (!message) {
       telemetry.refused('validation');
-      return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'messagePeer dropped: invalid');
+      const parsed = schemas.messagePeer.safeParse(args);
+      return void log.info({ ...bindings(socket), why: parsed.success ? 'invalid' : describe(parsed.error) }, 'messagePeer dropped: invalid');
     }
-    const message = parsed.data[0] as PeerMessage;
     const target = await registry.findPeer(socket.data.account.name, registration.channel, message.target);
     if (!target)
       return void log.info({ ...bindings(socket), target: message.target }, 'messagePeer dropped: no such peer in the channel');
-    // `from` is the sender's registered name, whatever the client wrote.
-    deliver(target.socketId, 'message', { ...message, from: registration.peerID });
+    // `from` is the sender's registered name, whatever the client wrote. The
+    // object was decoded for this event alone, so it is stamped, not copied.
+    message.from = registration.peerID;
+    deliver(target.socketId, 'message', message);
     telemetry.relayed(message.type);
   }
 
