@@ -30,7 +30,10 @@ const emptyUsage = (): AccountUsage => ({
   refused: { connect: 0, publish: 0, subscribe: 0, message: 0 },
 });
 
-const roleCounter = (peer: Peer) => (peer.type === 'broadcaster' ? 'broadcasters' : 'players');
+const countPeer = (usage: AccountUsage, peer: Peer, delta: number) => {
+  if (peer.type === 'broadcaster') usage.broadcasters += delta;
+  else usage.players += delta;
+};
 
 export function createMemoryRegistry({ now = Date.now }: { now?: () => number } = {}): ChannelRegistry {
   const accounts = new Map<string, AccountState>();
@@ -85,20 +88,19 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
 
     const target = channel ?? { peers: new Map<string, Peer>() };
     if (!channel) state.channels.set(req.channel, target);
-    if (existing) state.usage[roleCounter(existing)]--;
+    if (existing) countPeer(state.usage, existing, -1);
     const peer: Peer = { socketId: req.socketId, peerID: req.peerID, type: req.role, account: req.account };
     target.peers.set(req.peerID, peer);
-    state.usage[roleCounter(peer)]++;
+    countPeer(state.usage, peer, 1);
     addStreamUsage(state.usage, oldStream, -before);
     addStreamUsage(state.usage, newStream, after);
     target.stream = newStream;
 
-    const publisher =
-      req.role === 'player' && newStream ? target.peers.get(newStream.publisher) : undefined;
+    // One object shape for every result: this runs for every publish and subscribe.
     return {
       ok: true,
       peers: req.role === 'broadcaster' ? [...target.peers.values()] : [],
-      ...(publisher && { publisher }),
+      publisher: req.role === 'player' && newStream ? target.peers.get(newStream.publisher) : undefined,
       isNew: !existing,
     };
   }
@@ -110,7 +112,7 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
     if (!state || !channel || !peer || peer.socketId !== socketId) return null;
     const before = channel.peers.size;
     channel.peers.delete(peerID);
-    state.usage[roleCounter(peer)]--;
+    countPeer(state.usage, peer, -1);
     addStreamUsage(state.usage, channel.stream, -before);
     if (channel.stream?.publisher === peerID) channel.stream = undefined;
     addStreamUsage(state.usage, channel.stream, before - 1);

@@ -317,7 +317,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       return {
         ok: true,
         peers: pairs(peers).map(([field, value]) => toPeer(req.account, field, value)),
-        ...(publisherPeer && { publisher: publisherPeer }),
+        publisher: publisherPeer,
         isNew: isNew === 1,
       };
     },

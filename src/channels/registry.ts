@@ -12,7 +12,7 @@ export interface JoinRequest {
   socketId: string;
   role: PeerRole;
   /** The stream a broadcaster publishes; players leave it out. */
-  stream?: Stream;
+  stream?: Stream | undefined;
   plan: Pick<Plan, 'totalBitrate'>;
   /** Abuse bounds per account: channels it may hold, peers it may register (0 or unset: none). */
   maxChannels?: number;
@@ -25,7 +25,7 @@ export type JoinResult =
       /** Everyone registered in the channel after the join, the joiner included. */
       peers: Peer[];
       /** The channel's broadcaster, when a player joined a published channel. */
-      publisher?: Peer;
+      publisher?: Peer | undefined;
       /** False when the same socket re-registered under the same name. */
       isNew: boolean;
     }
