@@ -24,6 +24,7 @@ import { createLogger } from './logger';
 import { createMetrics } from './metrics';
 import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
+import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
 import type { SignalingServer } from './signaling/session';
 import { readCertificate } from './tls';
@@ -112,6 +113,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     cors: { origin: corsOrigin },
   });
   if (cluster) io.adapter(cluster.adapter);
+  coalesceBatchedWrites(io);
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
