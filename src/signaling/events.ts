@@ -78,7 +78,9 @@ export function createSignaling(deps: SignalingDeps) {
   /** Tells a channel's remaining peers that `peerID` left; peers that disconnected in the same burst need no telling. */
   function announceLeave(peerID: string, channel: string, socketIds: string[]) {
     const notify = socketIds.filter((id) => !departing.has(id));
-    if (notify.length) io.to(notify).emit('message', closeMessage(peerID, channel));
+    // A channel of two (the usual call) has one peer to tell: no broadcast needed.
+    if (notify.length === 1) deliver(notify[0] as string, 'message', closeMessage(peerID, channel));
+    else if (notify.length) io.to(notify).emit('message', closeMessage(peerID, channel));
   }
 
   async function leaveChannel(socket: SignalingSocket) {
