@@ -125,7 +125,6 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     production: config.production,
     failedAuthPerMinute: config.rateFailedAuthPerMinute,
     eventsPerSecond: config.rateEventsPerSecond,
-    now,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
   });
   io.use(handshake.middleware);
@@ -136,7 +135,6 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     peerConfig: createPeerConfig(config, now),
     log,
     telemetry: metrics.telemetry,
-    now,
     eventsPerSecond: config.rateEventsPerSecond,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,

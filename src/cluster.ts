@@ -66,7 +66,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   let failures = 0;
   client.on('ready', () => {
     connected = true;
-    readySince = now();
+    readySince = performance.now(); // monotonic: a wall-clock step must not start a sweep early
     if (everConnected) log.warn({ redis: where }, 'Redis connection restored: joins are accepted again');
     else log.info({ redis: where, timeoutMs }, 'Redis connected: this instance is part of a cluster');
     everConnected = true;
@@ -122,7 +122,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     ticking = true;
     try {
       await registry.heartbeat();
-      if (readySince !== undefined && now() - readySince >= aliveMs) await registry.sweep();
+      if (readySince !== undefined && performance.now() - readySince >= aliveMs) await registry.sweep();
     } catch (err) {
       if (connected) log.error({ err }, 'cluster heartbeat failed');
       else log.debug({ err: (err as Error).message }, 'cluster heartbeat skipped: Redis unreachable');

@@ -41,6 +41,29 @@ test('events over the per-socket rate are refused with a clear error and counted
   await nextMessage(socket, 'peers');
 });
 
+test('a wall clock stepped back (NTP) does not stop the rate limit from refilling', async (t) => {
+  // The clock is in place before the server starts, so the server reads it too.
+  const wallClock = Date.now;
+  let stepped = 0;
+  t.mock.method(Date, 'now', () => wallClock() + stepped);
+  const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '20' });
+  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'clock-step' });
+  const refused: unknown[] = [];
+  broadcaster.on('messageError', (e: unknown) => refused.push(e));
+  stepped = -3_600_000;
+  const candidates = (from: number, count: number) => {
+    for (let n = from; n < from + count; n++) broadcaster.emit('messagePeer', { target: 'Viewer', type: 'candidate', n });
+  };
+  // Most of the bucket now, the rest once it has had time to refill.
+  candidates(0, 15);
+  await new Promise((resolve) => setTimeout(resolve, 800));
+  const last = next(player, 'message', (m) => m.n === 24);
+  candidates(15, 10);
+  await last;
+  assert.deepEqual(refused, []);
+  assert.equal(player.messages.filter((m) => m.type === 'candidate').length, 25);
+});
+
 test('failed handshakes per address are limited; the right token from elsewhere still works', async (t) => {
   const { url } = await startServer(t, { RATE_FAILED_AUTH_PER_MINUTE: '5' });
   for (let i = 0; i < 5; i++) assert.equal(await refusal(url, { token: `guess-${i}` }), 'ERROR: Authentication error');

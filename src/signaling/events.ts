@@ -29,7 +29,6 @@ export interface SignalingDeps {
   peerConfig: (account: string) => PeerConfig;
   log: Logger;
   telemetry: Telemetry;
-  now: () => number;
   eventsPerSecond: number;
   accountMaxChannels: number;
   accountMaxPeers: number;
@@ -46,7 +45,7 @@ const describe = (error: z.ZodError) =>
     .join('; ');
 
 export function createSignaling(deps: SignalingDeps) {
-  const { io, registry, schemas, peerConfig, log, telemetry, now } = deps;
+  const { io, registry, schemas, peerConfig, log, telemetry } = deps;
   // Debug lines cost their arguments even when off: build them only when on.
   const debug = (build: () => Record<string, unknown>, msg: string) => {
     if (log.isLevelEnabled('debug')) log.debug(build(), msg);
@@ -224,7 +223,7 @@ export function createSignaling(deps: SignalingDeps) {
 
   /** Drops an event over the socket's rate; tells the client at most once a second. */
   function overRate(socket: SignalingSocket, event: keyof typeof handlers, args: unknown[]) {
-    const t = now();
+    const t = performance.now();
     if (takeEvent(socket.data, deps.eventsPerSecond, t)) return false;
     telemetry.refused('rate');
     if (t - socket.data.rateNoticeAt >= 1000) {

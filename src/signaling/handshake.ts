@@ -20,7 +20,6 @@ export interface HandshakeDeps {
   production: boolean;
   failedAuthPerMinute: number;
   eventsPerSecond: number;
-  now: () => number;
   /** The client's address, through trusted proxies (X-Forwarded-For). */
   clientAddress: (socket: Socket) => string;
 }
@@ -28,7 +27,7 @@ export interface HandshakeDeps {
 type Refusal = { message: string; account?: Account; reason: RefusalReason };
 
 export function createHandshake(deps: HandshakeDeps) {
-  const { accounts, registry, schemas, log, telemetry, production, now } = deps;
+  const { accounts, registry, schemas, log, telemetry, production } = deps;
   const failedAuth = createFailedAuthLimiter({ perMinute: deps.failedAuthPerMinute });
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
@@ -41,14 +40,14 @@ export function createHandshake(deps: HandshakeDeps) {
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
-    if (failedAuth.blocked(address, now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
+    if (failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
     // Until the accounts have loaded once (database down at start), an
     // account token is not wrong: the client should retry later.
     if (!account && auth.success && !accounts.hasLoaded()) return { message: HandshakeError.unavailable, reason: 'unavailable' };
     if (!account) {
-      failedAuth.failed(address, now());
+      failedAuth.failed(address, performance.now());
       return { message: HandshakeError.authentication, reason: 'auth' };
     }
     if (account.suspended) {
@@ -64,8 +63,8 @@ export function createHandshake(deps: HandshakeDeps) {
       account,
       pending: 0,
       tokens: deps.eventsPerSecond,
-      refilledAt: now(),
-      rateNoticeAt: 0,
+      refilledAt: performance.now(),
+      rateNoticeAt: Number.NEGATIVE_INFINITY, // never told yet
       released: false,
       // Present from the start, so every socket's data keeps one shape.
       registration: undefined,

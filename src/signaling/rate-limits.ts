@@ -1,6 +1,8 @@
 // Abuse limits that no plan covers: how fast one socket may send events, and
 // how many failed handshakes one address may make (token guessing). Both are
-// bounded in memory whatever clients do.
+// bounded in memory whatever clients do. Times are monotonic milliseconds
+// (performance.now()): a wall clock stepped back by NTP would otherwise stop
+// every bucket from refilling, and every socket would go silent.
 
 /** A token bucket: `perSecond` events a second, bursts up to `perSecond`. */
 export interface EventBucket {
