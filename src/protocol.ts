@@ -71,6 +71,9 @@ const streamSchema = z
 
 export const ZERO_STREAM: Stream = { width: 0, height: 0, bitrate: 0, frameRate: 0, audioBitrate: 0 };
 
+/** A relayed message's `type` (offer, answer, candidate, or the peers' own) is short. */
+const MAX_TYPE_LENGTH = 64;
+
 /** Schemas for the client events; built per server so limits come from config. */
 export function eventSchemas({ maxNameLength }: NameLimits) {
   const name = z.string().min(1).max(maxNameLength);
@@ -97,8 +100,6 @@ export function eventSchemas({ maxNameLength }: NameLimits) {
     },
   };
 }
-
-const MAX_TYPE_LENGTH = 64;
 export type EventSchemas = ReturnType<typeof eventSchemas>;
 
 export type PeerMessage = Record<string, unknown> & { target: string; from?: string; type?: string };
