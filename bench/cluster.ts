@@ -73,7 +73,7 @@ const median = (values: number[]) => {
 const round = (value: number) => (Math.abs(value) >= 100 ? Math.round(value * 10) / 10 : Math.round(value * 1000) / 1000);
 
 export async function runCluster(h: ClusterHarness): Promise<void> {
-  const started = Date.now();
+  const started = performance.now();
   const { profile } = h;
   const jobProfile: Profile = { ...h.base, rounds: profile.rounds, join: profile.join };
   const idle = profile.join.background.at(-1) ?? 0;
@@ -119,7 +119,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
       // The setups take turns at going first.
       const order = SETUPS.map((_, i) => SETUPS[(i + r) % SETUPS.length] as Setup);
       for (const setup of order) {
-        const t0 = Date.now();
+        const t0 = performance.now();
         const outcome = await run(setup, `join-${setup}-${r + 1}`, { scenario: 'join' });
         const f = outcome.figures;
         figures[setup].push({
@@ -131,7 +131,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
           }),
         });
         notes.push(`join round ${r + 1} ${SETUP_NAME[setup]}: ${shown(outcome)}`);
-        h.log(`  join round ${r + 1}/${profile.rounds} ${SETUP_NAME[setup]}: ${((Date.now() - t0) / 1000).toFixed(1)} s (${shown(outcome)})`);
+        h.log(`  join round ${r + 1}/${profile.rounds} ${SETUP_NAME[setup]}: ${((performance.now() - t0) / 1000).toFixed(1)} s (${shown(outcome)})`);
         await sleep(300);
       }
     }
@@ -139,11 +139,11 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
     // Counts, not rates: one run per setup is enough.
     const events: Partial<Record<Setup, Outcome>> = {};
     for (const setup of ['redis', 'twoInstances'] as const) {
-      const t0 = Date.now();
+      const t0 = performance.now();
       const outcome = await run(setup, `events-${setup}`, { scenario: 'redisEvents', events: profile.events });
       events[setup] = outcome;
       notes.push(`round trips ${SETUP_NAME[setup]}: ${shown(outcome)}`);
-      h.log(`  round trips ${SETUP_NAME[setup]}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      h.log(`  round trips ${SETUP_NAME[setup]}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
 
     const results: Results = {};
@@ -158,7 +158,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
     }
 
     const text = table(profile, results, h.format);
-    const seconds = Math.round((Date.now() - started) / 1000);
+    const seconds = Math.round((performance.now() - started) / 1000);
     process.stdout.write(`\n${text}\n\nCores: ${h.cores.description}. Medians of ${profile.rounds} round(s); ${seconds} s.\n`);
     mkdirSync(dirname(h.out), { recursive: true });
     writeFileSync(h.out, `${JSON.stringify(results, null, 2)}\n`);

@@ -278,12 +278,12 @@ async function startTarget(ctx: Context, target: Target, runId: string, extra: {
     return file && join(profileDir, file);
   };
   const failure = (why: string) => new Error(`${TARGET_NAME[target]} ${why}; its log:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-  const deadline = Date.now() + 20_000;
+  const deadline = performance.now() + 20_000;
   // On Redis, connections are refused until Redis answers: /ready says when.
   const probe = extra.env?.REDIS_URL ? '/ready' : '/';
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw failure(`exited (${child.exitCode ?? child.signalCode})`);
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       await stop();
       throw failure(`did not answer GET ${probe} within 20 s`);
     }
@@ -408,7 +408,7 @@ function machine(cores: CorePlan): string {
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   const { profile } = options;
-  const started = Date.now();
+  const started = performance.now();
   if (!existsSync('/proc/self/stat')) throw new Error('the benchmark reads /proc: it needs Linux');
   if (options.build) execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'bench', 'tsconfig.json')], {
@@ -451,7 +451,7 @@ async function main() {
       for (let r = 0; r < profile.rounds; r++) {
         const order: Target[] = r % 2 === 0 ? ['server', 'baseline'] : ['baseline', 'server'];
         for (const target of order) {
-          const t0 = Date.now();
+          const t0 = performance.now();
           const runId = `${scenario}-${target}-${r + 1}`;
           const running = await startTarget(ctx, target, runId);
           let result: Outcome | undefined;
@@ -459,16 +459,16 @@ async function main() {
             const job: Job = { scenario, profile, url: running.url, token: ctx.token, ca: ctx.cert.ca, pid: running.pid, loopDelayFile: running.loopDelayFile };
             // Others' work on the server's core, which the medians cannot fully hide.
             const core = Number(ctx.cores.server);
-            const [busy0, server0, wall0] = [coreBusyMs(core), cpuMs(running.pid), Date.now()];
+            const [busy0, server0, wall0] = [coreBusyMs(core), cpuMs(running.pid), performance.now()];
             result = await runLoad(ctx, job).catch((err: unknown) => {
               throw running.failed(err);
             });
             const others = coreBusyMs(core) - busy0 - (cpuMs(running.pid) - server0);
-            if (ctx.cores.server !== undefined) result.notes.othersOnServerCorePct = Math.max(0, (others / (Date.now() - wall0)) * 100);
+            if (ctx.cores.server !== undefined) result.notes.othersOnServerCorePct = Math.max(0, (others / (performance.now() - wall0)) * 100);
             figures[scenario]?.[target].push(result.figures);
             const shown = Object.entries(result.notes).map(([k, v]) => `${k} ${format(v)}`).join(', ');
             notes.push(`${scenario} round ${r + 1} ${TARGET_NAME[target]}: ${shown}`);
-            log(`  ${scenario} round ${r + 1}/${profile.rounds} ${TARGET_NAME[target]}: ${((Date.now() - t0) / 1000).toFixed(1)} s${shown ? ` (${shown})` : ''}`);
+            log(`  ${scenario} round ${r + 1}/${profile.rounds} ${TARGET_NAME[target]}: ${((performance.now() - t0) / 1000).toFixed(1)} s${shown ? ` (${shown})` : ''}`);
           } finally {
             const profileFile = await running.stop();
             if (profileFile && result) keepProfile(options.out, runId, profileFile, result.windows);
@@ -490,7 +490,7 @@ async function main() {
     }
 
     const text = table(profile, results);
-    const seconds = Math.round((Date.now() - started) / 1000);
+    const seconds = Math.round((performance.now() - started) / 1000);
     process.stdout.write(`\n${text}\n\nratio > 1: this server costs more (for rates: reaches less). Medians of ${profile.rounds} round(s); ${seconds} s.\n`);
     mkdirSync(dirname(options.out), { recursive: true });
     writeFileSync(options.out, `${JSON.stringify(results, null, 2)}\n`);

@@ -114,10 +114,10 @@ async function main() {
     const stats = { sessions: 0, messages: 0 };
     // CHANNELS channels live and die in parallel until the time is up.
     const churn = (seconds: number, label: string) => {
-      const deadline = Date.now() + seconds * 1000;
+      const deadline = performance.now() + seconds * 1000;
       return Promise.all(
         Array.from({ length: CHANNELS }, async (_, c) => {
-          for (let round = 0; Date.now() < deadline; round++) await channelLife(url, `${label}-${c}-${round}`, stats).catch(() => undefined);
+          for (let round = 0; performance.now() < deadline; round++) await channelLife(url, `${label}-${c}-${round}`, stats).catch(() => undefined);
         }),
       );
     };
@@ -128,10 +128,10 @@ async function main() {
     const baseline = rssKb(pid);
     const heapBaseline = await heapUsedMb(url);
     const samples: { second: number; rssMb: number; sessions: number }[] = [];
-    const started = Date.now();
+    const started = performance.now();
     stats.sessions = 0;
     stats.messages = 0;
-    const sampler = setInterval(() => samples.push({ second: Math.round((Date.now() - started) / 1000), rssMb: rssKb(pid) / 1024, sessions: stats.sessions }), Math.max(1000, (SECONDS * 1000) / 24));
+    const sampler = setInterval(() => samples.push({ second: Math.round((performance.now() - started) / 1000), rssMb: rssKb(pid) / 1024, sessions: stats.sessions }), Math.max(1000, (SECONDS * 1000) / 24));
     await churn(SECONDS, 'soak');
     clearInterval(sampler);
     // Every client is gone: the registry must be empty.

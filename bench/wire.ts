@@ -89,7 +89,7 @@ export async function openMany(count: number, concurrency: number, options: Wire
   let next = 0;
   const worker = async () => {
     while (next < count) {
-      if (Date.now() > deadline) throw new Error(`only ${wires.length} of ${count} connections before the deadline`);
+      if (performance.now() > deadline) throw new Error(`only ${wires.length} of ${count} connections before the deadline`);
       next++;
       wires.push(await openWire(options));
     }

@@ -20,9 +20,9 @@ export function percentile(values: Float64Array, count: number, p: number): numb
 
 /** Waits until `done()` holds, checking every `everyMs`; throws after `ms`. */
 export async function until(done: () => boolean, ms: number, what: string, everyMs = 5): Promise<void> {
-  const deadline = Date.now() + ms;
+  const deadline = performance.now() + ms;
   while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(everyMs);
   }
 }
@@ -70,5 +70,5 @@ export async function registerChannels(wires: Wire[], sizes: (channel: number) =
 }
 
 export async function connectIdle(job: Job, count: number, concurrency: number): Promise<Wire[]> {
-  return openMany(count, concurrency, wireOptions(job), Date.now() + 120_000);
+  return openMany(count, concurrency, wireOptions(job), performance.now() + 120_000);
 }

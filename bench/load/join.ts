@@ -121,7 +121,7 @@ export async function join(job: Job): Promise<Outcome> {
   const redis = job.redisUrl ? await RedisCounters.open(job.redisUrl) : undefined;
   let completed = 0;
   let running = false;
-  let lastProgress = Date.now();
+  let lastProgress = performance.now();
   let active = 0;
   const startOne = () => {
     const pair = idle.shift();
@@ -130,7 +130,7 @@ export async function join(job: Job): Promise<Outcome> {
     pair.handshake(() => {
       completed++;
       active--;
-      lastProgress = Date.now();
+      lastProgress = performance.now();
       idle.push(pair);
       if (running) startOne();
     });
@@ -147,7 +147,7 @@ export async function join(job: Job): Promise<Outcome> {
     await sleep(300);
 
     running = true;
-    lastProgress = Date.now();
+    lastProgress = performance.now();
     for (let i = 0; i < p.workers; i++) startOne();
     // The first level also warms the server's JIT up.
     await sleep(level === 0 ? p.warmupMs * 3 : p.warmupMs);
@@ -157,10 +157,10 @@ export async function join(job: Job): Promise<Outcome> {
     const load0 = process.cpuUsage();
     const t0 = performance.now();
     const startUs = monotonicUs();
-    const deadline = Date.now() + p.windowMs;
-    while (Date.now() < deadline) {
-      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
-      if (Date.now() - lastProgress > 10_000) throw new Error('no handshake completed for 10 s');
+    const deadline = performance.now() + p.windowMs;
+    while (performance.now() < deadline) {
+      await sleep(Math.min(100, Math.max(1, deadline - performance.now())));
+      if (performance.now() - lastProgress > 10_000) throw new Error('no handshake completed for 10 s');
     }
     const done = completed - done0;
     const elapsed = performance.now() - t0;
@@ -169,8 +169,8 @@ export async function join(job: Job): Promise<Outcome> {
     const redis1 = await redis?.read();
     windows.push({ label: `${count} idle`, startUs, endUs: monotonicUs() });
     running = false;
-    const stopBy = Date.now() + 10_000;
-    while (active > 0 && Date.now() < stopBy) await sleep(10); // the handshakes in flight finish
+    const stopBy = performance.now() + 10_000;
+    while (active > 0 && performance.now() < stopBy) await sleep(10); // the handshakes in flight finish
     if (active > 0) {
       const stuck = pairs.filter((pair) => pair.busy).slice(0, 4);
       throw new Error(`${active} handshakes never finished (${completed} had); ${stuck.map((pair) => pair.describe()).join('; ')}`);
