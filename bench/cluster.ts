@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clusterMetrics, SETUP_NAME, SETUPS, type ClusterProfile, type Job, type Outcome, type Profile, type Setup } from './profile';
+import { details, format, median, round } from './report';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -22,7 +23,7 @@ interface ServerProcess {
   failed(err: unknown): Error;
 }
 
-/** What bench/run.ts lends: its processes, pinning and formatting. */
+/** What bench/run.ts lends: its processes and pinning. */
 export interface ClusterHarness {
   profile: ClusterProfile;
   /** The bench's profile, whose join settings the cluster profile replaces. */
@@ -35,7 +36,6 @@ export interface ClusterHarness {
   startServer(runId: string, env: NodeJS.ProcessEnv, cores: string | undefined): Promise<ServerProcess>;
   runLoad(job: Job): Promise<Outcome>;
   log(line: string): void;
-  format(value: number): string;
 }
 
 type Results = Record<string, Partial<Record<Setup, number>>>;
@@ -63,14 +63,6 @@ async function deleteKeys(client: RedisClient, prefix: string) {
     cursor = next;
   } while (cursor !== '0');
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
-
-const round = (value: number) => (Math.abs(value) >= 100 ? Math.round(value * 10) / 10 : Math.round(value * 1000) / 1000);
 
 export async function runCluster(h: ClusterHarness): Promise<void> {
   const started = performance.now();
@@ -114,7 +106,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
 
     const figures: Record<Setup, Record<string, number>[]> = { memory: [], redis: [], twoInstances: [] };
     const notes: string[] = [];
-    const shown = (o: Outcome) => Object.entries(o.notes).map(([k, v]) => `${k} ${h.format(v)}`).join(', ');
+    const shown = (o: Outcome) => Object.entries(o.notes).map(([k, v]) => `${k} ${format(v)}`).join(', ');
     for (let r = 0; r < profile.rounds; r++) {
       // The setups take turns at going first.
       const order = SETUPS.map((_, i) => SETUPS[(i + r) % SETUPS.length] as Setup);
@@ -157,7 +149,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
       results[metric.key] = row;
     }
 
-    const text = table(profile, results, h.format);
+    const text = table(profile, results);
     const seconds = Math.round((performance.now() - started) / 1000);
     process.stdout.write(`\n${text}\n\nCores: ${h.cores.description}. Medians of ${profile.rounds} round(s); ${seconds} s.\n`);
     mkdirSync(dirname(h.out), { recursive: true });
@@ -171,7 +163,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
   }
 }
 
-function table(profile: ClusterProfile, results: Results, format: (value: number) => string): string {
+function table(profile: ClusterProfile, results: Results): string {
   const rows: string[][] = [['metric', ...SETUPS.map((s) => SETUP_NAME[s])]];
   for (const metric of clusterMetrics(profile)) {
     const row = results[metric.key] ?? {};
@@ -207,19 +199,12 @@ function page(h: ClusterHarness, text: string, seconds: number, figures: Record<
         ? ' Instance B shares its core with the load generator (and Redis runs where it can), so the two-instance rate shows what crossing instances costs more than what a second core brings; CPU per handshake is the figure that carries over to more cores.'
         : ''),
     '',
-    '<details><summary>Every round (medians above)</summary>',
-    '',
-    ...SETUPS.flatMap((setup) =>
-      Object.keys(figures[setup][0] ?? {}).map((key) => `- ${SETUP_NAME[setup]} ${key}: ${figures[setup].map((f) => h.format(f[key] ?? Number.NaN)).join(', ')}`),
+    ...details(
+      'Every round (medians above)',
+      SETUPS.flatMap((setup) =>
+        Object.keys(figures[setup][0] ?? {}).map((key) => `${SETUP_NAME[setup]} ${key}: ${figures[setup].map((f) => format(f[key] ?? Number.NaN)).join(', ')}`),
+      ),
     ),
-    '',
-    '</details>',
-    '',
-    '<details><summary>Per-run notes (round trips by command, per event)</summary>',
-    '',
-    ...notes.map((n) => `- ${n}`),
-    '',
-    '</details>',
-    '',
+    ...details('Per-run notes (round trips by command, per event)', notes),
   ].join('\n');
 }

@@ -18,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCluster } from './cluster';
 import { summarize } from './cpu-profile';
+import { details, format, median, round } from './report';
 import { coreBusyMs, cpuMs } from './proc';
 import {
   CLUSTER_FULL,
@@ -333,28 +334,11 @@ function runLoad(ctx: Context, job: Job): Promise<Outcome> {
   });
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
-
 function ratioOf(metric: Metric, server: number, baseline: number): number {
   const floor = metric.floor ?? 0;
   const [s, b] = [Math.max(server, floor), Math.max(baseline, floor)];
   if (s === 0 && b === 0) return 1;
   return metric.higherIsBetter ? b / s : s / b;
-}
-
-const round = (value: number) => (Math.abs(value) >= 100 ? Math.round(value * 10) / 10 : Math.round(value * 1000) / 1000);
-
-function format(value: number): string {
-  if (!Number.isFinite(value)) return String(value);
-  const abs = Math.abs(value);
-  if (abs >= 1000) return Math.round(value).toLocaleString('en-US');
-  if (abs >= 100) return value.toFixed(0);
-  if (abs >= 10) return value.toFixed(1);
-  return value.toFixed(2);
 }
 
 type Results = Record<string, Record<string, { server: number; baseline: number; ratio: number }>>;
@@ -438,7 +422,6 @@ async function main() {
         startServer: (runId, env, cores) => startTarget(ctx, 'server', runId, { env, cores }),
         runLoad: (job) => runLoad(ctx, job),
         log,
-        format,
       });
       return;
     }
@@ -505,23 +488,16 @@ async function main() {
         '',
         ...describe(profile),
         '',
-        '<details><summary>Every round (medians above)</summary>',
-        '',
-        ...options.only.flatMap((scenario) =>
-          defs[scenario].map((metric) => {
-            const rounds = (t: Target) => (figures[scenario]?.[t] ?? []).map((f) => format(f[metric.key] ?? Number.NaN)).join(', ');
-            return `- ${scenario} ${metric.key}: ${TARGET_NAME.server} ${rounds('server')}; ${TARGET_NAME.baseline} ${rounds('baseline')}`;
-          }),
+        ...details(
+          'Every round (medians above)',
+          options.only.flatMap((scenario) =>
+            defs[scenario].map((metric) => {
+              const rounds = (t: Target) => (figures[scenario]?.[t] ?? []).map((f) => format(f[metric.key] ?? Number.NaN)).join(', ');
+              return `${scenario} ${metric.key}: ${TARGET_NAME.server} ${rounds('server')}; ${TARGET_NAME.baseline} ${rounds('baseline')}`;
+            }),
+          ),
         ),
-        '',
-        '</details>',
-        '',
-        '<details><summary>Per-run notes</summary>',
-        '',
-        ...notes.map((n) => `- ${n}`),
-        '',
-        '</details>',
-        '',
+        ...details('Per-run notes', notes),
       ].join('\n');
       writeFileSync(options.out.replace(/\.json$/, '.md'), md);
     }
