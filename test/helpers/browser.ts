@@ -68,7 +68,7 @@ export function createLoopbackNetwork(): LoopbackNetwork {
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const close = () => {
     // Whatever this test started in the namespace goes with it.
-    let pids: string[] = [];
+    let pids: string[];
     try {
       const listed = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
       pids = listed.split(/\s+/).filter(Boolean);
