@@ -14,14 +14,13 @@ import { get } from './helpers/api';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, type Client } from './helpers/client';
 import { privateMariadb, testDatabase, testServer, type TestDatabase } from './helpers/mysql';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
+import { progressing, within } from './helpers/wait';
 import { testCertificate } from './helpers/tls';
 
 /** The sample plan's limits: width 640, height 360, bitrate 500, framerate 15, audioBitrate 32. */
 const atLimits = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
 const samplePlan = { connections: 2, totalBitrate: 1064, bitrate: 500, framerate: 15, audioBitrate: 32, width: 640, height: 360 };
-// Every step waits for an event; a test that hangs fails instead.
-const timely = { timeout: 15_000 };
-const slow = { timeout: 30_000 };
+// Every step waits for an event with a timer; npm test gives each test a finite timeout.
 
 // --- the story's plumbing -------------------------------------------------
 
@@ -68,21 +67,21 @@ const statsOf = async (url: string, account: string) =>
 const refusals = (stats: AccountUsage | undefined) =>
   stats && { connect: stats.refused.connect, publish: stats.refused.publish, subscribe: stats.refused.subscribe };
 
-/** The first value `settle` gives for an event on one of the sockets; listeners are removed after. */
+/** The first value `settle` gives for an event on one of the sockets, within 10 s; listeners are removed after. */
 function firstOf(listeners: [Socket, string, (payload: Record<string, unknown>) => string | undefined][]): Promise<string> {
-  return new Promise((resolve) => {
-    const offs: (() => void)[] = [];
+  const offs: (() => void)[] = [];
+  const first = new Promise<string>((resolve) => {
     for (const [socket, event, settle] of listeners) {
       const listener = (payload: Record<string, unknown>) => {
         const value = settle(payload);
-        if (value === undefined) return;
-        for (const off of offs) off();
-        resolve(value);
+        if (value !== undefined) resolve(value);
       };
       socket.on(event, listener);
       offs.push(() => socket.off(event, listener));
     }
   });
+  const events = listeners.map(([, event]) => event).join(' or ');
+  return within(first, `a settling ${events}`).finally(() => offs.forEach((off) => off()));
 }
 
 /** Publishes; 'published' once the peers list comes back, else the publishError message. */
@@ -130,7 +129,13 @@ async function openConnections(t: TestContext, url: string, token: string, count
       new Manager(url, { transports: ['websocket'], reconnection: false, autoConnect: false, ca: testCertificate().ca.toString() }),
   );
   t.after(() => managers.forEach((m) => m.engine?.close()));
-  await Promise.all(managers.map((m) => new Promise<void>((resolve, reject) => m.open((err) => (err ? reject(err) : resolve())))));
+  let settled = 0;
+  const opened = Promise.all(
+    managers.map((m) => new Promise<void>((resolve, reject) => m.open((err) => (settled++, err ? reject(err) : resolve())))),
+  );
+  // However slowly, as long as they keep opening; the first error fails at once.
+  await Promise.race([opened, progressing('the connections open', count, () => settled)]);
+  await opened;
   return managers.map((m) => m.socket('/', { auth: { token } }));
 }
 
@@ -160,25 +165,25 @@ async function checkLimit(t: TestContext, change: (by: number) => Record<string,
 
 // --- per-stream limits ----------------------------------------------------
 
-test('width: 640 fits the sample plan, 641 is refused with "Unfit: width."', timely, (t) =>
+test('width: 640 fits the sample plan, 641 is refused with "Unfit: width."', (t) =>
   checkLimit(t, (by) => ({ ...atLimits, width: 640 + by }), 'Unfit: width.'));
 
-test('height: 360 fits the sample plan, 361 is refused with "Unfit: height."', timely, (t) =>
+test('height: 360 fits the sample plan, 361 is refused with "Unfit: height."', (t) =>
   checkLimit(t, (by) => ({ ...atLimits, height: 360 + by }), 'Unfit: height.'));
 
-test('bitrate: 500 fits the sample plan, 501 is refused with "Unfit: bitrate."', timely, (t) =>
+test('bitrate: 500 fits the sample plan, 501 is refused with "Unfit: bitrate."', (t) =>
   checkLimit(t, (by) => ({ ...atLimits, bitrate: 500 + by }), 'Unfit: bitrate.'));
 
-test('frameRate: the sample plan spells framerate; 15 fits, 16 is refused with "Unfit: frameRate."', timely, (t) =>
+test('frameRate: the sample plan spells framerate; 15 fits, 16 is refused with "Unfit: frameRate."', (t) =>
   checkLimit(t, (by) => ({ ...atLimits, frameRate: 15 + by }), 'Unfit: frameRate.'));
 
-test('frameRate: a client that sends framerate in lower case is held to the same limit', timely, (t) =>
+test('frameRate: a client that sends framerate in lower case is held to the same limit', (t) =>
   checkLimit(t, (by) => ({ width: 640, height: 360, bitrate: 500, audioBitrate: 32, framerate: 15 + by }), 'Unfit: frameRate.'));
 
-test('audioBitrate: 32 fits the sample plan, 33 is refused with "Unfit: audioBitrate."', timely, (t) =>
+test('audioBitrate: 32 fits the sample plan, 33 is refused with "Unfit: audioBitrate."', (t) =>
   checkLimit(t, (by) => ({ ...atLimits, audioBitrate: 32 + by }), 'Unfit: audioBitrate.'));
 
-test('portrait: a 360x640 stream fits a 640x360 plan; 361 wide or 641 high is refused naming portrait', timely, async (t) => {
+test('portrait: a 360x640 stream fits a 640x360 plan; 361 wide or 641 high is refused naming portrait', async (t) => {
   const started = await sampleServer(t);
   if (!started) return;
   const broadcaster = await connect(t, started.url, 'testToken');
@@ -195,7 +200,7 @@ test('portrait: a 360x640 stream fits a 640x360 plan; 361 wide or 641 high is re
   assert.equal(await publish(broadcaster, 'Studio', 'show', { ...atLimits, width: 641 }), 'Unfit: width.');
 });
 
-test('a stream over every limit names each issue in order, and /stats counts them per limit', timely, async (t) => {
+test('a stream over every limit names each issue in order, and /stats counts them per limit', async (t) => {
   const started = await sampleServer(t);
   if (!started) return;
   const broadcaster = await connect(t, started.url, 'testToken');
@@ -214,7 +219,7 @@ test('a stream over every limit names each issue in order, and /stats counts the
 
 // --- totalBitrate -----------------------------------------------------------
 
-test('totalBitrate with the sample plan: 1064 fits one 500+32 stream and one player; a second player is refused', timely, async (t) => {
+test('totalBitrate with the sample plan: 1064 fits one 500+32 stream and one player; a second player is refused', async (t) => {
   const started = await sampleServer(t);
   if (!started) return;
   const { url } = started;
@@ -230,7 +235,7 @@ test('totalBitrate with the sample plan: 1064 fits one 500+32 stream and one pla
   assert.equal(await tryConnect(t, url, 'testToken'), 'ERROR: Connection limit exceeded');
 });
 
-test('totalBitrate with connections unlimited: a second player\'s subscribe is refused with "Unfit: totalBitrate."', timely, async (t) => {
+test('totalBitrate with connections unlimited: a second player\'s subscribe is refused with "Unfit: totalBitrate."', async (t) => {
   const site = await openSite(t);
   if (!site) return;
   const { url, sockets: [broadcaster, first, second] } = site;
@@ -252,7 +257,7 @@ test('totalBitrate with connections unlimited: a second player\'s subscribe is r
   assert.equal(await subscribe(second, 'Viewer2', 'show', broadcaster), 'subscribed');
 });
 
-test('totalBitrate on publish: a stream that would push the channel\'s players over the limit is refused', timely, async (t) => {
+test('totalBitrate on publish: a stream that would push the channel\'s players over the limit is refused', async (t) => {
   const site = await openSite(t);
   if (!site) return;
   const { url, sockets: [broadcaster, first, second] } = site;
@@ -271,7 +276,7 @@ test('totalBitrate on publish: a stream that would push the channel\'s players o
 
 // --- connections -------------------------------------------------------------
 
-test('connections: a burst of 50 simultaneous connects against connections: 5 accepts exactly 5', slow, async (t) => {
+test('connections: a burst of 50 simultaneous connects against connections: 5 accepts exactly 5', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   const plan = await db.addPlan('Five connections', { connections: 5 });
@@ -315,7 +320,7 @@ test('connections: a burst of 50 simultaneous connects against connections: 5 ac
 
 // --- suspended ---------------------------------------------------------------
 
-test('a suspended account is refused with "ERROR: Suspended account"; others on its plan still connect', timely, async (t) => {
+test('a suspended account is refused with "ERROR: Suspended account"; others on its plan still connect', async (t) => {
   const started = await sampleServer(t);
   if (!started) return;
   assert.equal(await tryConnect(t, started.url, 'suspendedToken'), 'ERROR: Suspended account');
@@ -329,7 +334,7 @@ test('a suspended account is refused with "ERROR: Suspended account"; others on 
 
 // --- reloads -------------------------------------------------------------------
 
-test('/update-accounts picks up an inserted account, a changed plan and a deleted account without restart', timely, async (t) => {
+test('/update-accounts picks up an inserted account, a changed plan and a deleted account without restart', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.loadSample();
@@ -353,7 +358,7 @@ test('/update-accounts picks up an inserted account, a changed plan and a delete
   assert.equal(await tryConnect(t, url, 'newToken'), 'ERROR: Authentication error');
 });
 
-test('a row with malformed JSON is skipped and logged; the other rows load', timely, async (t) => {
+test('a row with malformed JSON is skipped and logged; the other rows load', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.loadSample();
@@ -372,7 +377,7 @@ test('a row with malformed JSON is skipped and logged; the other rows load', tim
   assert.equal(await tryConnect(t, url, 'suspendedToken'), 'ERROR: Suspended account');
 });
 
-test('the database stopped during a reload: the accounts stay and the server keeps serving', slow, async (t) => {
+test('the database stopped during a reload: the accounts stay and the server keeps serving', async (t) => {
   const mariadb = await privateMariadb(t);
   if (!mariadb) return;
   const db = await testDatabase(t, mariadb);
@@ -407,7 +412,7 @@ test('the database stopped during a reload: the accounts stay and the server kee
   assert.equal(await tryConnect(t, url, 'newToken'), 'connected');
 });
 
-test('the server starts and serves the static token while the database is down, then loads the accounts by itself', slow, async (t) => {
+test('the server starts and serves the static token while the database is down, then loads the accounts by itself', async (t) => {
   const mariadb = await privateMariadb(t);
   if (!mariadb) return;
   const db = await testDatabase(t, mariadb);
@@ -430,7 +435,7 @@ test('the server starts and serves the static token while the database is down, 
   assert.equal(await tryConnect(t, url, 'testToken'), 'connected');
 });
 
-test('a wrong database password: the reload fails, the response says so, and the static token still works', timely, async (t) => {
+test('a wrong database password: the reload fails, the response says so, and the static token still works', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.loadSample();
@@ -445,7 +450,7 @@ test('a wrong database password: the reload fails, the response says so, and the
 
 // --- isolation ---------------------------------------------------------------
 
-test('two accounts using the same channel name never see each other\'s peers, messages or close events', timely, async (t) => {
+test('two accounts using the same channel name never see each other\'s peers, messages or close events', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.addAccount('Site A', 'tokenA', {}, null);
@@ -520,7 +525,7 @@ test('two accounts using the same channel name never see each other\'s peers, me
   assert.ok(!studioStatic.messages.some((m) => m.type !== 'peers'), 'the static account heard nothing');
 });
 
-test('two sites registered under the same account name are still isolated, and the static name stays the static token\'s', timely, async (t) => {
+test('two sites registered under the same account name are still isolated, and the static name stays the static token\'s', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.addAccount('My Site', 'firstToken', {}, null);
@@ -560,14 +565,14 @@ function runSetup(args: string[], env: Record<string, string>): Promise<Run> {
       {
         cwd: join(__dirname, '..'),
         env: { PATH: process.env.PATH ?? '', NODE_ENV: 'development', DB_HOST: '', ...env },
-        timeout: 20_000,
+        timeout: 120_000, // a hung process, not a slow one
       },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 
-test('npm run db:setup creates the tables and sample rows, keeps rows on a second run, and fails in one line', slow, async (t) => {
+test('npm run db:setup creates the tables and sample rows, keeps rows on a second run, and fails in one line', async (t) => {
   const db = await testDatabase(t, testServer(), { create: false });
   if (!db) return;
   const [created, unset, unreachable] = await Promise.all([

@@ -71,7 +71,7 @@ function skipOrFail(t: TestContext, why: string) {
   t.skip(message);
 }
 
-test('demo page: a broadcast reaches two viewers, who then see it end', { timeout: 60_000 }, async (t) => {
+test('demo page: a broadcast reaches two viewers, who then see it end', async (t) => {
   if (!existsSync(CHROMIUM)) return skipOrFail(t, `${CHROMIUM} is missing (apt install chromium)`);
   const unavailable = loopbackNetworkUnavailable();
   if (unavailable) return skipOrFail(t, unavailable);

@@ -332,7 +332,7 @@ test('a close message crosses instances, and every instance shows the same clust
 });
 
 const killedTitle = 'an instance killed with SIGKILL: the others close its peers and release its usage within the timeout';
-test(killedTitle, { timeout: 60_000 }, async (t) => {
+test(killedTitle, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
   const survivor = await instance(redis);
@@ -372,7 +372,7 @@ test(killedTitle, { timeout: 60_000 }, async (t) => {
 });
 
 const restartTitle = 'Redis restarted mid-session: no instance crashes, joins are refused meanwhile, and service resumes';
-test(restartTitle, { timeout: 60_000 }, async (t) => {
+test(restartTitle, async (t) => {
   const server = await privateRedis(t);
   if (!server) return;
   const redis = await testRedis(t, server.url);

@@ -5,6 +5,7 @@ import type { Socket as NetSocket } from 'node:net';
 import { test } from 'node:test';
 import { connect, next } from './helpers/client';
 import { startServer, TOKEN } from './helpers/server';
+import { within } from './helpers/wait';
 
 /** Counts the writes that reach the socket's stream implementation (one per write syscall at most). */
 function countWrites(socket: NetSocket) {
@@ -29,13 +30,16 @@ test('packets sent to one socket in the same turn leave in two writes, not one p
   assert.ok(socket, 'the server knows the socket');
   const counts = countWrites(socket.conn.request.socket);
 
-  const received = new Promise<number[]>((resolve) => {
-    const seen: number[] = [];
-    client.on('message', (m: { n?: number }) => {
-      if (typeof m.n === 'number') seen.push(m.n);
-      if (seen.length === 5) resolve(seen);
-    });
-  });
+  const received = within(
+    new Promise<number[]>((resolve) => {
+      const seen: number[] = [];
+      client.on('message', (m: { n?: number }) => {
+        if (typeof m.n === 'number') seen.push(m.n);
+        if (seen.length === 5) resolve(seen);
+      });
+    }),
+    'five messages',
+  );
   // The first packet is written at once; the four queued behind it are sent together.
   for (let n = 1; n <= 5; n++) socket.emit('message', { type: 'candidate', n });
   assert.deepEqual(await received, [1, 2, 3, 4, 5]);

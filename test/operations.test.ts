@@ -85,7 +85,7 @@ async function server(url: string) {
   await get(url, '/health');
 }
 
-test('SIGHUP reloads accounts, like /update-accounts', { timeout: 60_000 }, async (t) => {
+test('SIGHUP reloads accounts, like /update-accounts', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vw-hup-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'accounts.json');

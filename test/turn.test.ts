@@ -3,7 +3,7 @@
 // are refused.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,11 +11,15 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import type { IceServer, PeerConfig } from '../src/ice';
 import { connect, nextMessage } from './helpers/client';
-import { waitForOutput } from './helpers/process';
+import { findProgram, waitForOutput } from './helpers/process';
 import { startServer, TOKEN } from './helpers/server';
+import { within } from './helpers/wait';
 
 const SECRET = 'turn-shared-secret';
-const haveCoturn = existsSync('/usr/bin/turnserver') && existsSync('/usr/bin/turnutils_uclient');
+// Found on the PATH, as .ci/run looks for it (`command -v turnserver`).
+const turnserver = findProgram('turnserver');
+const uclient = findProgram('turnutils_uclient');
+const haveCoturn = Boolean(turnserver && uclient);
 if (!haveCoturn) {
   const why = 'coturn (turnserver, turnutils_uclient) is not installed: apt-get install coturn';
   if (process.env.CI === 'true') throw new Error(why);
@@ -24,9 +28,9 @@ if (!haveCoturn) {
 
 async function freeUdpPort(): Promise<number> {
   const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  await within(new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve)), 'a UDP port');
   const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(resolve));
+  await within(new Promise<void>((resolve) => socket.close(resolve)), 'the UDP port closed');
   return port;
 }
 
@@ -34,7 +38,7 @@ async function freeUdpPort(): Promise<number> {
 async function startCoturn(t: { after(fn: () => unknown): void }): Promise<number> {
   const port = await freeUdpPort();
   const dir = mkdtempSync(join(tmpdir(), 'vw-turn-'));
-  const turn = spawn('turnserver', [
+  const turn = spawn(turnserver ?? 'turnserver', [
     '-n', '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=videowhisper',
     '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
     '--min-port=49200', '--max-port=49400', '--no-tls', '--no-dtls', '--no-cli',
@@ -60,7 +64,7 @@ async function startCoturn(t: { after(fn: () => unknown): void }): Promise<numbe
 async function relay(port: number, username: string, credential: string): Promise<'relayed' | 'refused'> {
   for (let attempt = 1; ; attempt++) {
     const { stdout } = await promisify(execFile)(
-      'turnutils_uclient',
+      uclient ?? 'turnutils_uclient',
       ['-y', '-X', '-n', '2', '-m', '1', '-p', String(port), '-u', username, '-w', credential, '127.0.0.1'],
       { timeout: 30_000 },
     ).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
@@ -80,7 +84,7 @@ async function turnServerOf(url: string, t: Parameters<typeof connect>[0]): Prom
   return turn;
 }
 
-test('peerConfig carries TURN REST credentials that coturn accepts; forged and expired ones fail', { skip: !haveCoturn, timeout: 90_000 }, async (t) => {
+test('peerConfig carries TURN REST credentials that coturn accepts; forged and expired ones fail', { skip: !haveCoturn }, async (t) => {
   const port = await startCoturn(t);
   const env = { COTURN_SERVER: `127.0.0.1:${port}`, COTURN_SECRET: SECRET, COTURN_TTL: '3600' };
   const { url } = await startServer(t, env);

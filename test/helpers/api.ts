@@ -20,5 +20,7 @@ export function get(base: string, path: string, headers: Record<string, string> 
       );
     });
     req.on('error', reject);
+    // A request the server never answers fails instead of hanging the test.
+    req.setTimeout(30_000, () => req.destroy(new Error(`GET ${path}: no answer within 30 s`)));
   });
 }

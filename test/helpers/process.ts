@@ -9,6 +9,7 @@ import { delimiter, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { API_KEY, TOKEN } from './server';
 import { testCertificate } from './tls';
+import { within } from './wait';
 
 /** Where a test's cleanups go: the test itself, or a scope that must close first (TestRedis.onCleanup). */
 export interface Cleanup {
@@ -89,7 +90,7 @@ export function restartable(launch: () => ChildProcess, ready: (child: ChildProc
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
-      await exited;
+      await within(exited, 'the program to exit after SIGTERM', 30_000);
     },
   };
 }
