@@ -435,6 +435,27 @@ test('the server starts and serves the static token while the database is down, 
   assert.equal(await tryConnect(t, url, 'testToken'), 'connected');
 });
 
+test('/ready answers 503 while the accounts have not loaded (no static token), and 200 once they have', async (t) => {
+  const mariadb = await privateMariadb(t);
+  if (!mariadb) return;
+  const db = await testDatabase(t, mariadb);
+  if (!db) return;
+  await db.loadSample();
+  await mariadb.stop();
+
+  // Only the database's tokens: until they load, no client can get in.
+  const { url, server } = await startServer(t, { ...db.env, NODE_ENV: 'production', STATIC_TOKEN: '' });
+  const before = await get(url, '/ready');
+  assert.equal(before.status, 503);
+  assert.deepEqual(before.json(), { ready: false, checks: { accounts: false, running: true } });
+
+  await mariadb.start();
+  await until('accounts loaded by the retry', async () => server.accounts.count() === 2);
+  const after = await get(url, '/ready');
+  assert.equal(after.status, 200);
+  assert.deepEqual(after.json(), { ready: true, checks: { accounts: true, running: true } });
+});
+
 test('a wrong database password: the reload fails, the response says so, and the static token still works', async (t) => {
   const db = await testDatabase(t);
   if (!db) return;

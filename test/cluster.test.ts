@@ -381,6 +381,11 @@ test(restartTitle, async (t) => {
   const { broadcaster, player } = await broadcastAndWatch(t, one.url, TOKEN, { channel: 'restart', playerUrl: two.url });
 
   await server.stop();
+  // A load balancer stops sending traffic: /ready says Redis is unreachable.
+  for (const s of [one, two]) {
+    await eventually('/ready answers 503', async () => (await get(s.url, '/ready')).status === 503);
+    assert.deepEqual((await get(s.url, '/ready')).json(), { ready: false, checks: { accounts: true, redis: false, running: true } });
+  }
   await assert.rejects(publish(broadcaster, 'Studio', 'restart'), { message: 'ERROR: Server unavailable' });
   assert.equal(await attempt(two.url, TOKEN), 'ERROR: Server unavailable');
   for (const s of [one, two]) assert.equal((await get(s.url, '/')).status, 200);
@@ -392,6 +397,10 @@ test(restartTitle, async (t) => {
   // Joins work again once the instances have reconnected.
   const accepted = () => publish(broadcaster, 'Studio', 'restart', 1000).then(() => true, () => false);
   await eventually('publish accepted again', accepted, 15_000);
+  for (const s of [one, two]) {
+    await eventually('/ready answers 200 again', async () => (await get(s.url, '/ready')).status === 200);
+    assert.deepEqual((await get(s.url, '/ready')).json(), { ready: true, checks: { accounts: true, redis: true, running: true } });
+  }
   // Both instances put their peers back: the player on the other instance is still reachable.
   const restored = async () => (await api<[string, Record<string, unknown>][]>(two, '/connections'))[0]?.[1].Viewer !== undefined;
   await eventually('the player restored', restored);
