@@ -15,6 +15,28 @@ test('an empty environment is development mode on port 3000 with the dev token',
   assert.equal(config.database, undefined);
   assert.equal(config.demo, true);
   assert.equal(config.maxMessageBytes, 64 * 1024);
+  assert.equal(config.accountsRefreshMs, 0);
+  assert.equal(config.metricsPerAccount, false);
+  assert.equal(config.corsOrigin, '*');
+  assert.equal(config.shutdownTimeoutMs, 5000);
+  assert.equal(config.maxNameLength, 128);
+});
+
+test('ACCOUNTS_REFRESH_SECONDS, METRICS_PER_ACCOUNT, CORS_ORIGIN, SHUTDOWN_TIMEOUT_MS and MAX_NAME_LENGTH are read', () => {
+  const config = loadConfig({
+    ACCOUNTS_REFRESH_SECONDS: '90',
+    METRICS_PER_ACCOUNT: 'true',
+    CORS_ORIGIN: 'https://a.example, https://b.example',
+    SHUTDOWN_TIMEOUT_MS: '12000',
+    MAX_NAME_LENGTH: '16',
+  });
+  assert.equal(config.accountsRefreshMs, 90_000);
+  assert.equal(config.metricsPerAccount, true);
+  assert.equal(config.corsOrigin, 'https://a.example, https://b.example');
+  assert.equal(config.shutdownTimeoutMs, 12_000);
+  assert.equal(config.maxNameLength, 16);
+  assert.equal(loadConfig({ SHUTDOWN_TIMEOUT_MS: '0' }).shutdownTimeoutMs, 0);
+  assert.equal(loadConfig({ METRICS_PER_ACCOUNT: 'false' }).metricsPerAccount, false);
 });
 
 test('blank values (as in a copied .env.example) count as unset', () => {
@@ -59,6 +81,13 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ MAX_MESSAGE_BYTES: '10' }, /^MAX_MESSAGE_BYTES must be a number >= 4096/],
     [{ TRUST_PROXY: 'not-an-address' }, /^TRUST_PROXY: /],
     [{ REDIS_URL: 'localhost:6379' }, /^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
+    [{ ACCOUNTS_REFRESH_SECONDS: 'hourly' }, /^ACCOUNTS_REFRESH_SECONDS must be a number/],
+    [{ ACCOUNTS_REFRESH_SECONDS: '-1' }, /^ACCOUNTS_REFRESH_SECONDS must be a number >= 0/],
+    [{ METRICS_PER_ACCOUNT: 'yes' }, /^METRICS_PER_ACCOUNT must be true or false/],
+    [{ SHUTDOWN_TIMEOUT_MS: 'soon' }, /^SHUTDOWN_TIMEOUT_MS must be a number/],
+    [{ SHUTDOWN_TIMEOUT_MS: '-1' }, /^SHUTDOWN_TIMEOUT_MS must be a number >= 0/],
+    [{ SHUTDOWN_TIMEOUT_MS: '120001' }, /^SHUTDOWN_TIMEOUT_MS must be a number <= 120000/],
+    [{ MAX_NAME_LENGTH: '7' }, /^MAX_NAME_LENGTH must be a number >= 8/],
   ];
   for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
 });

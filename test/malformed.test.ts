@@ -93,6 +93,23 @@ test(`${malformed.length} malformed events each get their own answer, or none, a
   await assertHonestPairWorks(t, url, 'after-malformed');
 });
 
+test('MAX_NAME_LENGTH=16: a 16-character peerID and channel are fine, 17 characters are refused', async (t) => {
+  const { url } = await startServer(t, { MAX_NAME_LENGTH: '16' });
+  const socket = await connect(t, url, TOKEN);
+  const sixteen = 'n'.repeat(16);
+  const published = nextMessage(socket, 'peers');
+  socket.emit('publish', sixteen, sixteen, STREAM);
+  assert.equal((await published).target, sixteen);
+  for (const [args, message] of [
+    [['n'.repeat(17), 'ch', STREAM], 'Invalid publish: argument 0: Too big: expected string to have <=16 characters'],
+    [['p', 'c'.repeat(17), STREAM], 'Invalid publish: argument 1: Too big: expected string to have <=16 characters'],
+  ] as const) {
+    const refused = next<{ message: string }>(socket, 'publishError');
+    socket.emit('publish', ...args);
+    assert.equal((await refused).message, message);
+  }
+});
+
 test('names like __proto__ and constructor are just names', async (t) => {
   const { url } = await startServer(t);
   const { broadcaster, player, notice } = await broadcastAndWatch(t, url, TOKEN, {

@@ -9,6 +9,7 @@ import { get } from './helpers/api';
 import { broadcastAndWatch, connect, next, nextMessage, refusal, STREAM } from './helpers/client';
 import { spawnServer } from './helpers/process';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
+import { progressing, within } from './helpers/wait';
 
 function metric(text: string, name: string, labels = ''): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
@@ -105,5 +106,54 @@ test('SIGHUP reloads accounts, like /update-accounts', async (t) => {
   assert.equal(await refusal(url, { token: 'second-token' }), 'connected');
   assert.equal(await refusal(url, { token: 'first-token' }), 'ERROR: Authentication error');
   spawned.child.kill('SIGTERM');
-  assert.equal(await spawned.exited, 0, 'SIGTERM exits cleanly');
+  assert.equal(await within(spawned.exited, 'the server to exit', 30_000), 0, 'SIGTERM exits cleanly');
+});
+
+test('ACCOUNTS_REFRESH_SECONDS reloads the accounts on its own, with no request or signal', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vw-refresh-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'accounts.json');
+  const accounts = (tokens: string[]) =>
+    JSON.stringify({ plans: [{ id: 1, name: 'Plan', properties: {} }], accounts: tokens.map((token) => ({ name: token, token, planId: 1 })) });
+  writeFileSync(file, accounts(['first-token']));
+  const { url, logs } = await startServer(t, { STATIC_TOKEN: '', ACCOUNTS_FILE: file, ACCOUNTS_REFRESH_SECONDS: '1' });
+  assert.equal(await refusal(url, { token: 'first-token' }), 'connected');
+  assert.equal(await refusal(url, { token: 'second-token' }), 'ERROR: Authentication error');
+
+  const loadsBefore = logs.filter((l) => l.msg === 'accounts loaded').length;
+  writeFileSync(file, accounts(['second-token']));
+  // Two more loads at least: the second surely read the new file.
+  await progressing('two reloads on the interval', loadsBefore + 2, () => logs.filter((l) => l.msg === 'accounts loaded').length);
+  assert.equal(await refusal(url, { token: 'second-token' }), 'connected');
+  assert.equal(await refusal(url, { token: 'first-token' }), 'ERROR: Authentication error');
+});
+
+test('METRICS_PER_ACCOUNT=true adds per-account series to /metrics; without it there are none', async (t) => {
+  const perAccount = await startServer(t, { METRICS_PER_ACCOUNT: 'true' });
+  const plain = await startServer(t);
+  for (const { url } of [perAccount, plain]) await broadcastAndWatch(t, url, TOKEN, { channel: 'per-account' });
+
+  const withSeries = (await get(perAccount.url, `/metrics?apikey=${API_KEY}`)).text;
+  assert.equal(metric(withSeries, 'videowhisper_account_connections', '{account="_static"}'), 2);
+  // Plan usage counts the stream once for its broadcaster and once for its player.
+  assert.equal(metric(withSeries, 'videowhisper_account_bitrate_kbps', '{account="_static"}'), 2 * (STREAM.bitrate + STREAM.audioBitrate));
+  const without = (await get(plain.url, `/metrics?apikey=${API_KEY}`)).text;
+  assert.equal(metric(without, 'videowhisper_connections'), 2);
+  assert.doesNotMatch(without, /videowhisper_account_/);
+});
+
+test('CORS_ORIGIN: the REST API allows any origin by default, or only the origins listed', async (t) => {
+  const open = await startServer(t);
+  const anyOrigin = await get(open.url, '/', { Origin: 'https://site.example' });
+  assert.equal(anyOrigin.headers['access-control-allow-origin'], '*');
+
+  const listed = await startServer(t, { CORS_ORIGIN: 'https://a.example, https://b.example' });
+  for (const origin of ['https://a.example', 'https://b.example']) {
+    const allowed = await get(listed.url, '/', { Origin: origin });
+    assert.equal(allowed.status, 200);
+    assert.equal(allowed.headers['access-control-allow-origin'], origin);
+    assert.match(String(allowed.headers.vary), /Origin/);
+  }
+  const other = await get(listed.url, '/', { Origin: 'https://evil.example' });
+  assert.equal(other.headers['access-control-allow-origin'], undefined, 'no CORS header for an origin not listed');
 });
