@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { testCertificate } from './tls';
+import { STARTUP_MS } from './wait';
 
 export const CHROMIUM = '/usr/bin/chromium';
 const root = resolve(__dirname, '..', '..');
@@ -135,7 +136,7 @@ export async function startDemoServer(net: LoopbackNetwork): Promise<DemoServer>
       child.kill('SIGKILL');
       reject(new Error(`${why}:\n${output}`));
     };
-    const timer = setTimeout(() => fail('the server was not ready within 15 s'), 15_000);
+    const timer = setTimeout(() => fail(`the server was not ready within ${STARTUP_MS / 1000} s`), STARTUP_MS);
     child.once('exit', (code) => fail(`the server exited (${String(code)}) before it was ready`));
     child.on('message', (message) => {
       if (message !== 'ready') return;
@@ -177,7 +178,7 @@ export async function launchChromium(net: LoopbackNetwork): Promise<Chromium> {
       executablePath: wrapper,
       ignoreDefaultArgs: true,
       args: [...CHROMIUM_FLAGS, `--user-data-dir=${join(dir, 'profile')}`, '--remote-debugging-pipe', '--no-startup-window'],
-      timeout: 20_000,
+      timeout: STARTUP_MS,
     });
     return {
       browser,

@@ -14,6 +14,7 @@ import type { TestContext } from 'node:test';
 import { createConnection, createPool, type Connection, type ResultSetHeader } from 'mysql2/promise';
 import { findProgram, freePort, restartable, type Restartable } from './process';
 import { requireService } from './skip';
+import { STARTUP_MS } from './wait';
 
 export const SQL_DIR = join(__dirname, '..', '..', 'sql');
 
@@ -164,7 +165,7 @@ export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | u
   const installed = spawnSync(
     installer,
     ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asRoot],
-    { encoding: 'utf8', timeout: 30_000 },
+    { encoding: 'utf8', timeout: STARTUP_MS },
   );
   if (installed.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
@@ -194,11 +195,11 @@ export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | u
     );
     exited.catch(() => undefined);
     // Ready once it accepts a connection; polled, as it gives no other sign.
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + STARTUP_MS;
     for (;;) {
       const ready = await Promise.race([connectTo(server).then((c) => c.end().then(() => true), () => false), exited]);
       if (ready) return;
-      if (Date.now() > deadline) throw new Error(`mariadbd did not start within 15 s: ${lastLogLine(dir)}`);
+      if (Date.now() > deadline) throw new Error(`mariadbd did not start within ${STARTUP_MS / 1000} s: ${lastLogLine(dir)}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   };

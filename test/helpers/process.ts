@@ -9,7 +9,7 @@ import { delimiter, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { API_KEY, TOKEN } from './server';
 import { testCertificate } from './tls';
-import { within } from './wait';
+import { STARTUP_MS, within } from './wait';
 
 /** Where a test's cleanups go: the test itself, or a scope that must close first (TestRedis.onCleanup). */
 export interface Cleanup {
@@ -36,7 +36,7 @@ export function findProgram(...names: string[]): string | undefined {
 }
 
 /** Resolves once `child` has written `ready` to stdout; fails if it exits first, or after `ms`. */
-export function waitForOutput(child: ChildProcess, name: string, ready: RegExp, ms = 10_000): Promise<void> {
+export function waitForOutput(child: ChildProcess, name: string, ready: RegExp, ms = STARTUP_MS): Promise<void> {
   return new Promise((resolve, reject) => {
     let output = '';
     const done = (error?: Error) => {
@@ -199,7 +199,7 @@ export async function spawnServer(cleanup: Cleanup, env: Record<string, string |
   };
 
   // The startup line names the port it got.
-  const started = await waitForLog((l) => String(l.msg).startsWith('VideoWhisper WebRTC signaling on'), 30_000);
+  const started = await waitForLog((l) => String(l.msg).startsWith('VideoWhisper WebRTC signaling on'), STARTUP_MS);
   const port = Number(/localhost:(\d+)\//.exec(String(started.msg))?.[1]);
   return { child, port, url: `https://127.0.0.1:${port}`, lines, stderr: () => stderr, waitForLog, exited };
 }

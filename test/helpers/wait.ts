@@ -32,3 +32,11 @@ export async function progressing(what: string, total: number, settled: () => nu
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/**
+ * How long a program the tests start (the server, redis-server, mariadbd,
+ * coturn, Chromium) may take to be ready. One that fails exits and is seen at
+ * once; this only ends a wait on one that hangs, so it is generous: on a busy
+ * machine starting node with tsx alone can take tens of seconds.
+ */
+export const STARTUP_MS = 120_000;
