@@ -12,6 +12,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
 import { mysqlAccountSource } from './accounts/mysql';
+import { STATIC_ACCOUNT } from './accounts/account';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
 import { createApi } from './api';
 import { createLoginClient } from './auth/login';
@@ -92,7 +93,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       maxNameLength: config.maxNameLength,
       now,
     }),
-    log,
+    staticName: config.staticAccount ?? STATIC_ACCOUNT,
   });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());

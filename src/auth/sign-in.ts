@@ -3,7 +3,6 @@
 //   { token }                account token (or the static token): the account, no user;
 //   { account, user, pin }   user/PIN, checked by the account's login URL;
 //   { token: <JWT> }         a signed access token minted by the site.
-import type { Logger } from 'pino';
 import type { Account } from '../accounts/account';
 import type { AccountStore } from '../accounts/store';
 import type { RefusalReason } from '../metrics';
@@ -40,7 +39,8 @@ export interface SignInDeps {
   accounts: Pick<AccountStore, 'findByToken' | 'findByName' | 'hasLoaded'>;
   login: LoginClient;
   verifyToken: TokenVerifier;
-  log: Logger;
+  /** The static token's account name: that token wins over user/PIN fields, as in the original. */
+  staticName: string;
 }
 
 const tokenMessages: Record<Exclude<TokenFailure, 'unknownAccount'>, string> = {
@@ -50,7 +50,7 @@ const tokenMessages: Record<Exclude<TokenFailure, 'unknownAccount'>, string> = {
   invalid: SignInError.tokenInvalid,
 };
 
-export function createSignIn({ accounts, login, verifyToken }: SignInDeps) {
+export function createSignIn({ accounts, login, verifyToken, staticName }: SignInDeps) {
   const refuse = (way: SignInWay, message: string, failed: boolean, detail?: string, account?: Account): SignInResult => ({
     ok: false,
     way,
@@ -88,6 +88,9 @@ export function createSignIn({ accounts, login, verifyToken }: SignInDeps) {
 
   return function signIn(credentials: Credentials): Promise<SignInResult> {
     const { token, account, user, pin } = credentials;
+    // The original's order: the static token first, then user/PIN, then any other token.
+    const byToken = token ? accounts.findByToken(token) : undefined;
+    if (byToken && byToken.name === staticName) return Promise.resolve({ ok: true, way: 'token', account: byToken });
     if (account && user && pin) return withPin(account, user, pin);
     if (token) return withToken(token);
     return Promise.resolve(refuse('token', HandshakeError.authentication, true, 'no token, and no account, user and pin'));
