@@ -91,15 +91,15 @@ export const ZERO_STREAM: Stream = { width: 0, height: 0, bitrate: 0, frameRate:
 /** A relayed message's `type` (offer, answer, candidate, or the peers' own) is short. */
 const MAX_TYPE_LENGTH = 64;
 
+/** A field that is blank or not what it should be counts as absent: the others still decide. */
 const blankIsAbsent = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((v) => (v === '' || v === null ? undefined : v), schema.optional());
+  z.preprocess((v) => (v === '' || v === null ? undefined : v), schema.optional()).catch(undefined);
 
 /** Schemas for the client events; built per server so limits come from config. */
 export function eventSchemas({ maxNameLength }: NameLimits) {
   const name = z.string().min(1).max(maxNameLength);
   return {
-    // An account token, a signed access token, or account + user + pin; a
-    // blank field is an absent one (clients send empty strings).
+    // An account token, a signed access token, or account + user + pin.
     auth: z.looseObject({
       token: blankIsAbsent(z.string().max(4096)),
       account: blankIsAbsent(z.string().max(255)),

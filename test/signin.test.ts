@@ -253,6 +253,10 @@ test('restrictPublish: each mode lets a signed-in user publish a fitting channel
   const plain = await connect(t, url, 'token-username');
   assert.equal(await publishOutcome(plain, 'carol', 'lobby'), 'Unfit: nameRestricted.');
   assert.equal(await publishOutcome(plain, 'carol', 'carol'), 'peers');
+  // Counted per account in /stats, as the original's issues.
+  const stats = new Map((await get(url, `/stats?apikey=${API_KEY}`)).json<[string, { issues: Record<string, number> }][]>());
+  assert.equal(stats.get('Site username')?.issues.nameRestricted, 2);
+  assert.equal(stats.get('Site prefix')?.issues.nameRestricted, 1);
 });
 
 /** One instance of a Redis cluster with the static account's login URL. */

@@ -51,20 +51,29 @@ export interface RightsRequest {
   channel: string;
 }
 
+/** A refused publish or subscribe: the message for the client, the issue for /stats. */
+export interface RightsRefusal {
+  issue: 'mismatch' | 'nameRestricted' | 'publishRight' | 'subscribeRight' | 'channelRight';
+  message: string;
+}
+
 /** Why this publish is refused, or undefined when it may go on to the plan limits. */
-export function publishRefusal({ identity, restrictPublish, peerID, channel }: RightsRequest): string | undefined {
-  if (identity && identity.user !== peerID) return RightsError.mismatch(identity.user, peerID);
-  if (identity && !identity.publish) return RightsError.publish;
-  if (identity?.channels) return channelAllowed(identity.channels, channel) ? undefined : RightsError.channel(channel);
+export function publishRefusal({ identity, restrictPublish, peerID, channel }: RightsRequest): RightsRefusal | undefined {
+  if (identity && identity.user !== peerID) return { issue: 'mismatch', message: RightsError.mismatch(identity.user, peerID) };
+  if (identity && !identity.publish) return { issue: 'publishRight', message: RightsError.publish };
+  if (identity?.channels)
+    return channelAllowed(identity.channels, channel) ? undefined : { issue: 'channelRight', message: RightsError.channel(channel) };
   // As the original: without a signed-in user the publisher's own peerID is the name.
-  return fitsRestriction(restrictPublish, identity?.user ?? peerID, channel) ? undefined : RightsError.nameRestricted;
+  if (fitsRestriction(restrictPublish, identity?.user ?? peerID, channel)) return undefined;
+  return { issue: 'nameRestricted', message: RightsError.nameRestricted };
 }
 
 /** Why this subscribe is refused, or undefined. */
-export function subscribeRefusal({ identity, peerID, channel }: Omit<RightsRequest, 'restrictPublish'>): string | undefined {
+export function subscribeRefusal({ identity, peerID, channel }: Omit<RightsRequest, 'restrictPublish'>): RightsRefusal | undefined {
   if (!identity) return undefined;
-  if (identity.user !== peerID) return RightsError.mismatch(identity.user, peerID);
-  if (!identity.subscribe) return RightsError.subscribe;
-  if (identity.channels && !channelAllowed(identity.channels, channel)) return RightsError.channel(channel);
+  if (identity.user !== peerID) return { issue: 'mismatch', message: RightsError.mismatch(identity.user, peerID) };
+  if (!identity.subscribe) return { issue: 'subscribeRight', message: RightsError.subscribe };
+  if (identity.channels && !channelAllowed(identity.channels, channel))
+    return { issue: 'channelRight', message: RightsError.channel(channel) };
   return undefined;
 }

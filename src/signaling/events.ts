@@ -146,7 +146,10 @@ export function createSignaling(deps: SignalingDeps) {
     const stream = params ?? ZERO_STREAM;
     const { account, identity } = socket.data;
     const denied = publishRefusal({ identity, restrictPublish: account.restrictPublish, peerID, channel });
-    if (denied) return sendError(socket, 'publishError', peerID, denied, 'rights');
+    if (denied) {
+      await registry.countRefusal(account.name, 'publish', [denied.issue]);
+      return sendError(socket, 'publishError', peerID, denied.message, 'rights');
+    }
     const issues = streamIssues(account.plan, stream);
     if (issues.length) {
       await registry.countRefusal(account.name, 'publish', issues);
@@ -171,7 +174,10 @@ export function createSignaling(deps: SignalingDeps) {
     const [peerID, requested] = parsed.data;
     const channel = requested || DEFAULT_CHANNEL;
     const denied = subscribeRefusal({ identity: socket.data.identity, peerID, channel });
-    if (denied) return sendError(socket, 'subscribeError', peerID, denied, 'rights');
+    if (denied) {
+      await registry.countRefusal(socket.data.account.name, 'subscribe', [denied.issue]);
+      return sendError(socket, 'subscribeError', peerID, denied.message, 'rights');
+    }
     const result = await join(socket, { channel, peerID, role: 'player' });
     if (!result?.ok) return refuseJoin(socket, 'subscribe', peerID, channel, result?.refusal);
     if (result.publisher && result.isNew)
