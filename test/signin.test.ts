@@ -114,19 +114,23 @@ test('a signed-in socket publishes and subscribes only as its own user', timely,
   assert.deepEqual(await refused, { from: '_server_', to: 'carol', message: 'Authentication mismatch: bob != carol' });
 });
 
-test('a login URL that fails: 500, garbage or silence is "ERROR: Login service unavailable", in bounded time', timely, async (t) => {
+test('a login URL that fails: 500, garbage, 1 MB or silence is "ERROR: Login service unavailable", in bounded time', timely, async (t) => {
   const login = await startLoginService(t, 'siteToken');
   const started = await siteOnDatabase(t, login, { LOGIN_TIMEOUT_MS: '500' });
   if (!started) return;
   const { url } = started;
-  for (const user of ['error500', 'garbage'])
+  for (const user of ['error500', 'garbage', 'huge', 'admin500'])
     assert.equal(await refusal(url, { account: 'Site', user, pin: PIN }), 'ERROR: Login service unavailable', user);
+  // A site may refuse with an error status, and without a reason.
+  assert.equal(await refusal(url, { account: 'Site', user: 'banned', pin: PIN }), 'ERROR: Banned');
+  assert.equal(await refusal(url, { account: 'Site', user: 'quiet', pin: PIN }), 'ERROR: User authentication failed');
 
   const begun = performance.now();
   const silent = await Promise.all([1, 2, 3].map(() => refusal(url, { account: 'Site', user: 'silent', pin: PIN })));
   const took = performance.now() - begun;
   assert.deepEqual(silent, Array(3).fill('ERROR: Login service unavailable'));
-  assert.ok(took >= 450 && took < 5000, `refused after ${Math.round(took)} ms with LOGIN_TIMEOUT_MS=500`);
+  // Not before the deadline; never a hang (the test's own timeout bounds it).
+  assert.ok(took >= 450, `refused after ${Math.round(took)} ms with LOGIN_TIMEOUT_MS=500`);
   // The server goes on: a good sign-in and the account token still work.
   assert.ok((await signIn(t, url, { account: 'Site', user: 'alice', pin: PIN })).connected);
   assert.ok((await connect(t, url, 'siteToken')).connected);

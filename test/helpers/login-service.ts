@@ -8,6 +8,10 @@
 //   wrong PIN           {"login": false, "message": "Wrong PIN for <user>"}
 //   error500            HTTP 500, text body
 //   garbage             HTTP 200, an HTML page
+//   huge                HTTP 200, {"login": true} padded to 1 MB
+//   banned              HTTP 403, {"login": false, "message": "Banned"}
+//   quiet               {"login": false} without a message
+//   admin500            HTTP 500 with {"login": true}
 //   silent              never answers
 // A request naming another site token than SITE_TOKEN is refused ("Unknown site").
 import { spawn } from 'node:child_process';
@@ -50,6 +54,10 @@ function serve() {
       if (user === 'silent') return; // the socket stays open, unanswered
       if (user === 'error500') return answer(500, 'text/plain', 'Internal Server Error');
       if (user === 'garbage') return answer(200, 'text/html', '<html><body>Login</body></html>');
+      if (user === 'huge') return answer(200, 'application/json', JSON.stringify({ login: true, padding: 'x'.repeat(1 << 20) }));
+      if (user === 'banned') return answer(403, 'application/json', JSON.stringify({ login: false, message: 'Banned' }));
+      if (user === 'quiet') return answer(200, 'application/json', JSON.stringify({ login: false }));
+      if (user === 'admin500') return answer(500, 'application/json', JSON.stringify({ login: true }));
       if (siteToken && token !== siteToken) return answer(200, 'application/json', JSON.stringify({ login: false, message: 'Unknown site' }));
       if (pin !== PIN) return answer(200, 'application/json', JSON.stringify({ login: false, message: `Wrong PIN for ${String(user)}` }));
       answer(200, 'application/json', JSON.stringify({ login: true }));
