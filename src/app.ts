@@ -137,7 +137,6 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
-    accounts,
     registry,
     schemas,
     log,

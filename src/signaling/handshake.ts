@@ -4,7 +4,6 @@
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
-import type { AccountStore } from '../accounts/store';
 import type { ChannelRegistry } from '../channels/registry';
 import type { RefusalReason, Telemetry } from '../metrics';
 import { HandshakeError, SignInError, type EventSchemas } from '../protocol';
@@ -13,7 +12,6 @@ import type { FailedAuthLimiter } from './rate-limits';
 import type { SignalingSocket } from './session';
 
 export interface HandshakeDeps {
-  accounts: AccountStore;
   registry: ChannelRegistry;
   schemas: EventSchemas;
   log: Logger;
@@ -41,7 +39,7 @@ type Refusal = {
 };
 
 export function createHandshake(deps: HandshakeDeps) {
-  const { accounts, registry, schemas, log, telemetry, production } = deps;
+  const { registry, schemas, log, telemetry, production } = deps;
   const { failedAuth, signIn } = deps;
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */

@@ -42,7 +42,7 @@ function serve() {
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => (body += chunk));
     req.on('end', () => {
-      let request: Record<string, unknown> = {};
+      let request: Record<string, unknown>;
       try {
         request = JSON.parse(body) as Record<string, unknown>;
       } catch {
