@@ -111,8 +111,6 @@ export function createLoginClient({ timeoutMs, concurrency, fetch = globalThis.f
         release(request.account);
       }
     },
-    /** Accounts with sign-ins in flight or waiting (for tests and metrics). */
-    busyAccounts: () => slots.size,
   };
 }
 
