@@ -93,7 +93,8 @@ test('user/PIN: the login URL gets account, token, user and pin as JSON; its yes
   assert.equal(await refusal(url, { account: 'Site', user: 'alice' }), 'ERROR: Authentication error');
   // The account token works as before, beside sign-in.
   assert.ok((await connect(t, url, 'siteToken')).connected);
-  // Production logs never carry the PIN.
+  // Production logs say who failed and why, and never carry the PIN.
+  assert.ok(started.logs.some((l) => l.msg === 'connection refused' && l.way === 'login' && l.user === 'alice' && l.account === 'Site'));
   assert.ok(!JSON.stringify(started.logs).includes('9999'));
 });
 
