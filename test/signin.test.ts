@@ -15,7 +15,8 @@ import { testDatabase } from './helpers/mysql';
 import { testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
 
-const timely = { timeout: 20_000 };
+// Each test starts a login service process (tsx) besides its server: seconds on a busy machine.
+const timely = { timeout: 30_000 };
 
 /** Connects with user/PIN; resolves with the socket once admitted, fails with the server's reason. */
 async function signIn(t: TestContext, url: string, auth: Record<string, unknown>): Promise<Client> {
