@@ -12,8 +12,12 @@ import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
 import { mysqlAccountSource } from './accounts/mysql';
+import { STATIC_ACCOUNT } from './accounts/account';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
 import { createApi } from './api';
+import { createLoginClient } from './auth/login';
+import { createSignIn } from './auth/sign-in';
+import { createTokenVerifier } from './auth/tokens';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
 import { createCluster } from './cluster';
@@ -26,6 +30,7 @@ import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
+import { createFailedAuthLimiter } from './signaling/rate-limits';
 import type { SignalingServer } from './signaling/session';
 import { readCertificate } from './tls';
 import { version } from './version';
@@ -66,6 +71,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     deps.accounts ??
     createAccountStore({
       staticToken: config.staticToken,
+      staticAccount: config.staticAccount,
+      staticLogin: config.staticLogin,
       source: deps.accountSource ?? defaultAccountSource(config),
       log,
       refreshMs: config.accountsRefreshMs,
@@ -75,6 +82,19 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
+  // One failed-attempt count per address, for handshakes and /status tokens alike.
+  const failedAuth = createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
+  const signIn = createSignIn({
+    accounts,
+    login: createLoginClient({ timeoutMs: config.loginTimeoutMs, concurrency: config.loginConcurrency }),
+    verifyToken: createTokenVerifier({
+      findAccount: (name) => accounts.findByName(name),
+      maxTtlSeconds: config.tokenMaxTtlSeconds,
+      maxNameLength: config.maxNameLength,
+      now,
+    }),
+    staticName: config.staticAccount ?? STATIC_ACCOUNT,
+  });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
   const app = express();
@@ -97,7 +117,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     }),
   );
   app.use(cors({ origin: corsOrigin }));
-  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log }));
+  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log, failedAuth }));
   if (config.demo) app.use('/demo', createDemoRouter());
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     log.error({ err, path: req.path }, 'API request failed');
@@ -117,13 +137,14 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
-    accounts,
     registry,
     schemas,
     log,
     telemetry: metrics.telemetry,
     production: config.production,
-    failedAuthPerMinute: config.rateFailedAuthPerMinute,
+    failedAuth,
+    signIn,
+    hideSignInDetails: config.production && config.extraSecurity,
     eventsPerSecond: config.rateEventsPerSecond,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
   });

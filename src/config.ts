@@ -20,6 +20,12 @@ const envSchema = z.object({
   HOST: optionalText,
   CERTIFICATE: optionalText,
   STATIC_TOKEN: optionalText,
+  STATIC_ACCOUNT: optionalText,
+  STATIC_LOGIN: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional()),
+  EXTRA_SECURITY: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
+  LOGIN_TIMEOUT_MS: integer(5000, 100, 60_000),
+  LOGIN_CONCURRENCY: integer(8, 1, 1000),
+  TOKEN_MAX_TTL_SECONDS: integer(86400, 60, 365 * 86400),
   API_KEY: optionalText,
   COTURN_SERVER: z.preprocess(
     blankToUndefined,
@@ -70,6 +76,18 @@ export interface Config {
   host: string | undefined;
   certificate: string | undefined;
   staticToken: string | undefined;
+  /** The static token's account name (default `_static`), for user/PIN sign-in without MySQL. */
+  staticAccount: string | undefined;
+  /** The static account's login URL for user/PIN sign-in. */
+  staticLogin: string | undefined;
+  /** In production, every refused sign-in says only `Authentication failed`. */
+  extraSecurity: boolean;
+  /** How long a site's login URL may take to answer. */
+  loginTimeoutMs: number;
+  /** Login requests in flight per account; more wait their turn, within the timeout. */
+  loginConcurrency: number;
+  /** Longest lifetime a signed access token may claim (exp - now). */
+  tokenMaxTtlSeconds: number;
   apiKey: string | undefined;
   coturnServer: string | undefined;
   coturnUser: string | undefined;
@@ -140,12 +158,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (production) throw new ConfigError('STATIC_TOKEN, DB_HOST or ACCOUNTS_FILE must be set in production');
     staticToken = DEV_STATIC_TOKEN;
   }
+  if ((e.STATIC_ACCOUNT || e.STATIC_LOGIN) && !staticToken)
+    throw new ConfigError('STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN (the static account\'s token)');
   return {
     production,
     port: e.PORT,
     host: e.HOST,
     certificate: e.CERTIFICATE,
     staticToken,
+    staticAccount: e.STATIC_ACCOUNT,
+    staticLogin: e.STATIC_LOGIN,
+    extraSecurity: e.EXTRA_SECURITY === 'true',
+    loginTimeoutMs: e.LOGIN_TIMEOUT_MS,
+    loginConcurrency: e.LOGIN_CONCURRENCY,
+    tokenMaxTtlSeconds: e.TOKEN_MAX_TTL_SECONDS,
     apiKey: e.API_KEY,
     coturnServer: e.COTURN_SERVER,
     coturnUser: e.COTURN_USER,

@@ -23,6 +23,7 @@ export const REFUSAL_REASONS = [
   'validation',
   'rate',
   'unavailable',
+  'rights',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 

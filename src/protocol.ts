@@ -7,7 +7,8 @@ export const DEFAULT_CHANNEL = 'VideoWhisper';
 export const SERVER_NAME = 'VideoWhisper WebRTC';
 export const SERVER_FEATURES =
   'WebRTC Signaling, SSL, TURN/STUN configuration for VideoWhisper HTML5 Videochat, ' +
-  'MySQL accounts, plan limits, isolated accounts, REST API';
+  'MySQL accounts, plan limits, isolated accounts, user pin authentication, signed access tokens, ' +
+  'restrictPublish, REST API';
 
 /** The exact `connect_error` messages the client shows to the user. */
 export const HandshakeError = {
@@ -17,6 +18,23 @@ export const HandshakeError = {
   totalBitrate: 'ERROR: Bitrate limit exceeded',
   unavailable: 'ERROR: Server unavailable',
   tooManyAttempts: 'ERROR: Too many failed attempts',
+} as const;
+
+/**
+ * Refusals of user/PIN sign-in and signed access tokens (`connect_error`).
+ * With EXTRA_SECURITY in production each of them is `failed` instead.
+ */
+export const SignInError = {
+  failed: 'ERROR: Authentication failed',
+  accountNotFound: 'ERROR: Account not found',
+  noLogin: 'ERROR: This account does not support user/pin authentication',
+  /** Shown after `ERROR: ` when the login URL refuses without a message. */
+  userRefusedText: 'User authentication failed',
+  loginUnavailable: 'ERROR: Login service unavailable',
+  tokenExpired: 'ERROR: Token expired',
+  tokenNotYetValid: 'ERROR: Token not yet valid',
+  tokenLifetime: 'ERROR: Token lifetime too long',
+  tokenInvalid: 'ERROR: Invalid token',
 } as const;
 
 export type PeerRole = 'broadcaster' | 'player';
@@ -74,11 +92,21 @@ export const ZERO_STREAM: Stream = { width: 0, height: 0, bitrate: 0, frameRate:
 /** A relayed message's `type` (offer, answer, candidate, or the peers' own) is short. */
 const MAX_TYPE_LENGTH = 64;
 
+/** A field that is blank or not what it should be counts as absent: the others still decide. */
+const blankIsAbsent = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v === '' || v === null ? undefined : v), schema.optional()).catch(undefined);
+
 /** Schemas for the client events; built per server so limits come from config. */
 export function eventSchemas({ maxNameLength }: NameLimits) {
   const name = z.string().min(1).max(maxNameLength);
   return {
-    auth: z.looseObject({ token: z.string().min(1).max(1024) }),
+    // An account token, a signed access token, or account + user + pin.
+    auth: z.looseObject({
+      token: blankIsAbsent(z.string().max(4096)),
+      account: blankIsAbsent(z.string().max(255)),
+      user: blankIsAbsent(name),
+      pin: blankIsAbsent(z.string().max(1024)),
+    }),
     publish: z.tuple([name, name, z.union([streamSchema, z.null(), z.undefined()]).optional()]).rest(z.unknown()),
     subscribe: z.tuple([name, z.union([name, z.literal(''), z.null(), z.undefined()]).optional()]).rest(z.unknown()),
     // A relayed message keeps every field the peers put in it; only what the

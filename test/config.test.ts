@@ -103,3 +103,29 @@ test('the server refuses to start on a wrong value with one line on stderr', asy
   assert.equal(result.code, 1);
   assert.equal(result.stderr.trim(), 'Configuration error: PORT must be a number (got "abc")');
 });
+
+test('sign-in settings: STATIC_ACCOUNT, STATIC_LOGIN, EXTRA_SECURITY, LOGIN_*, TOKEN_MAX_TTL_SECONDS', () => {
+  const defaults = loadConfig({});
+  assert.equal(defaults.staticAccount, undefined);
+  assert.equal(defaults.extraSecurity, false);
+  assert.equal(defaults.loginTimeoutMs, 5000);
+  assert.equal(defaults.loginConcurrency, 8);
+  assert.equal(defaults.tokenMaxTtlSeconds, 86400);
+  const set = loadConfig({
+    STATIC_TOKEN: 't',
+    STATIC_ACCOUNT: 'My Site',
+    STATIC_LOGIN: 'https://my.site/login.php',
+    EXTRA_SECURITY: 'true',
+    LOGIN_TIMEOUT_MS: '2000',
+    TOKEN_MAX_TTL_SECONDS: '3600',
+  });
+  assert.equal(set.staticAccount, 'My Site');
+  assert.equal(set.staticLogin, 'https://my.site/login.php');
+  assert.equal(set.extraSecurity, true);
+  assert.equal(set.loginTimeoutMs, 2000);
+  assert.equal(set.tokenMaxTtlSeconds, 3600);
+  assert.throws(() => loadConfig({ STATIC_TOKEN: 't', STATIC_LOGIN: 'ftp://my.site/' }), /^Error: STATIC_LOGIN must be an http\(s\) URL/);
+  assert.throws(() => loadConfig({ STATIC_LOGIN: 'not a url' }), /STATIC_LOGIN must be an http\(s\) URL/);
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', DB_HOST: 'db', DB_NAME: 'vw', STATIC_ACCOUNT: 'x' }), /STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN/);
+  assert.throws(() => loadConfig({ EXTRA_SECURITY: 'yes' }), /EXTRA_SECURITY must be true or false/);
+});

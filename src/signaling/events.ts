@@ -4,6 +4,7 @@
 // calls them with the socket as `this`), so an idle socket costs no closures.
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import { publishRefusal, subscribeRefusal } from '../auth/rights';
 import type { ChannelRegistry, JoinRefusal, JoinRequest } from '../channels/registry';
 import type { PeerConfig } from '../ice';
 import { streamIssues } from '../limits';
@@ -143,7 +144,12 @@ export function createSignaling(deps: SignalingDeps) {
       return sendError(socket, 'publishError', args[0], `Invalid publish: ${describe(parsed.error)}`, 'validation');
     const [peerID, channel, params] = parsed.data;
     const stream = params ?? ZERO_STREAM;
-    const { account } = socket.data;
+    const { account, identity } = socket.data;
+    const denied = publishRefusal({ identity, restrictPublish: account.restrictPublish, peerID, channel });
+    if (denied) {
+      await registry.countRefusal(account.name, 'publish', [denied.issue]);
+      return sendError(socket, 'publishError', peerID, denied.message, 'rights');
+    }
     const issues = streamIssues(account.plan, stream);
     if (issues.length) {
       await registry.countRefusal(account.name, 'publish', issues);
@@ -167,6 +173,11 @@ export function createSignaling(deps: SignalingDeps) {
       return sendError(socket, 'subscribeError', args[0], `Invalid subscribe: ${describe(parsed.error)}`, 'validation');
     const [peerID, requested] = parsed.data;
     const channel = requested || DEFAULT_CHANNEL;
+    const denied = subscribeRefusal({ identity: socket.data.identity, peerID, channel });
+    if (denied) {
+      await registry.countRefusal(socket.data.account.name, 'subscribe', [denied.issue]);
+      return sendError(socket, 'subscribeError', peerID, denied.message, 'rights');
+    }
     const result = await join(socket, { channel, peerID, role: 'player' });
     if (!result?.ok) return refuseJoin(socket, 'subscribe', peerID, channel, result?.refusal);
     if (result.publisher && result.isNew)

@@ -2,6 +2,7 @@
 // socket's events in order while the registry answers.
 import type { Server, Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
+import type { Identity } from '../auth/rights';
 import type { ClientToServerEvents, PeerRole, ServerToClientEvents } from '../protocol';
 import type { EventBucket } from './rate-limits';
 
@@ -16,6 +17,8 @@ export interface Registration {
 /** The socket's own event bucket (see rate-limits.ts), and what else the server keeps for it. */
 export interface SocketData extends EventBucket {
   account: Account;
+  /** The signed-in user (user/PIN or signed token); undefined for an account token. */
+  identity: Identity | undefined;
   /** When the socket was last told it is over the rate limit. */
   rateNoticeAt: number;
   registration?: Registration | undefined;
