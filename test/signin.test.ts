@@ -16,7 +16,6 @@ import { testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
 
 // Each test starts a login service process (tsx) besides its server: seconds on a busy machine.
-const timely = { timeout: 30_000 };
 
 /** Connects with user/PIN; resolves with the socket once admitted, fails with the server's reason. */
 async function signIn(t: TestContext, url: string, auth: Record<string, unknown>): Promise<Client> {
@@ -70,7 +69,7 @@ async function siteOnDatabase(
   return started;
 }
 
-test('user/PIN: the login URL gets account, token, user and pin as JSON; its yes admits, its no refuses with its reason', timely, async (t) => {
+test('user/PIN: the login URL gets account, token, user and pin as JSON; its yes admits, its no refuses with its reason', async (t) => {
   const login = await startLoginService(t, 'siteToken');
   const started = await siteOnDatabase(t, login);
   if (!started) return;
@@ -99,7 +98,7 @@ test('user/PIN: the login URL gets account, token, user and pin as JSON; its yes
   assert.ok(!JSON.stringify(started.logs).includes('9999'));
 });
 
-test('a signed-in socket publishes and subscribes only as its own user', timely, async (t) => {
+test('a signed-in socket publishes and subscribes only as its own user', async (t) => {
   const login = await startLoginService(t, 'siteToken');
   const started = await siteOnDatabase(t, login);
   if (!started) return;
@@ -116,7 +115,7 @@ test('a signed-in socket publishes and subscribes only as its own user', timely,
   assert.deepEqual(await refused, { from: '_server_', to: 'carol', message: 'Authentication mismatch: bob != carol' });
 });
 
-test('a login URL that fails: 500, garbage, 1 MB or silence is "ERROR: Login service unavailable", in bounded time', timely, async (t) => {
+test('a login URL that fails: 500, garbage, 1 MB or silence is "ERROR: Login service unavailable", in bounded time', async (t) => {
   const login = await startLoginService(t, 'siteToken');
   const started = await siteOnDatabase(t, login, { LOGIN_TIMEOUT_MS: '500' });
   if (!started) return;
@@ -139,20 +138,22 @@ test('a login URL that fails: 500, garbage, 1 MB or silence is "ERROR: Login ser
   assert.ok(started.logs.some((l) => l.msg === 'connection refused' && l.way === 'login' && String(l.detail).includes('500 ms')));
 });
 
-test('a login URL nobody listens on is "ERROR: Login service unavailable"', timely, async (t) => {
+test('a login URL nobody listens on is "ERROR: Login service unavailable"', async (t) => {
   const started = await startServer(t, { STATIC_ACCOUNT: 'My Site', STATIC_LOGIN: 'http://127.0.0.1:1/login' });
   assert.equal(await refusal(started.url, { account: 'My Site', user: 'alice', pin: PIN }), 'ERROR: Login service unavailable');
 });
 
-test('sign-ins beyond LOGIN_CONCURRENCY wait their turn, within the timeout', timely, async (t) => {
+test('sign-ins beyond LOGIN_CONCURRENCY wait their turn, within the timeout', async (t) => {
   const login = await startLoginService(t, TOKEN);
   const { url } = await startServer(t, {
     STATIC_ACCOUNT: 'My Site',
     STATIC_LOGIN: login.url,
     LOGIN_CONCURRENCY: '1',
-    LOGIN_TIMEOUT_MS: '600',
+    // Long enough for the login service, a process of its own, to answer the
+    // good sign-in on a busy machine: the timeout covers that answer too.
+    LOGIN_TIMEOUT_MS: '3000',
   });
-  // A silent sign-in holds the only slot until its 600 ms are up; the good
+  // A silent sign-in holds the only slot until its 3 s are up; the good
   // one behind it is asked only then, and admitted.
   const begun = performance.now();
   const silentAttempt = refusal(url, { account: 'My Site', user: 'silent', pin: PIN });
@@ -164,7 +165,7 @@ test('sign-ins beyond LOGIN_CONCURRENCY wait their turn, within the timeout', ti
   assert.equal(await silentAttempt, 'ERROR: Login service unavailable');
   const { outcome, after } = await waiting;
   assert.equal(outcome, 'connected');
-  assert.ok(after >= 590, `admitted ${Math.round(after)} ms after the silent sign-in began`);
+  assert.ok(after >= 2990, `admitted ${Math.round(after)} ms after the silent sign-in began`);
   assert.deepEqual(
     login.requests.map((r) => r.request.user),
     ['silent', 'alice'],
@@ -174,7 +175,7 @@ test('sign-ins beyond LOGIN_CONCURRENCY wait their turn, within the timeout', ti
   assert.deepEqual(burst, Array(5).fill('connected'));
 });
 
-test('the static account: STATIC_ACCOUNT names it, STATIC_LOGIN is its login URL, STATIC_TOKEN is sent as its token', timely, async (t) => {
+test('the static account: STATIC_ACCOUNT names it, STATIC_LOGIN is its login URL, STATIC_TOKEN is sent as its token', async (t) => {
   const login = await startLoginService(t, TOKEN);
   const { url } = await startServer(t, { STATIC_ACCOUNT: 'My Site', STATIC_LOGIN: login.url });
   const alice = await signIn(t, url, { account: 'My Site', user: 'alice', pin: PIN });
@@ -193,7 +194,7 @@ test('the static account: STATIC_ACCOUNT names it, STATIC_LOGIN is its login URL
   assert.equal(await refusal(url, { token: TOKEN, account: 'My Site', user: 'alice', pin: '0000' }), 'connected');
 });
 
-test('EXTRA_SECURITY in production: every refused sign-in says only "ERROR: Authentication failed"', timely, async (t) => {
+test('EXTRA_SECURITY in production: every refused sign-in says only "ERROR: Authentication failed"', async (t) => {
   const login = await startLoginService(t, TOKEN);
   const env = { STATIC_ACCOUNT: 'My Site', STATIC_LOGIN: login.url, EXTRA_SECURITY: 'true' };
   const { url } = await startServer(t, env);
@@ -212,7 +213,7 @@ test('EXTRA_SECURITY in production: every refused sign-in says only "ERROR: Auth
   assert.equal(await refusal(dev.url, { account: 'My Site', user: 'alice', pin: '0000' }), 'ERROR: Wrong PIN for alice');
 });
 
-test('failed sign-ins count toward the per-address failed-attempt limit', timely, async (t) => {
+test('failed sign-ins count toward the per-address failed-attempt limit', async (t) => {
   const login = await startLoginService(t, TOKEN);
   const { url } = await startServer(t, { STATIC_ACCOUNT: 'My Site', STATIC_LOGIN: login.url, RATE_FAILED_AUTH_PER_MINUTE: '3' });
   // An unavailable login service is no failed attempt.
@@ -223,7 +224,7 @@ test('failed sign-ins count toward the per-address failed-attempt limit', timely
   assert.equal(await refusal(url, { token: TOKEN }), 'ERROR: Too many failed attempts');
 });
 
-test('restrictPublish: each mode lets a signed-in user publish a fitting channel and refuses another with "Unfit: nameRestricted."', timely, async (t) => {
+test('restrictPublish: each mode lets a signed-in user publish a fitting channel and refuses another with "Unfit: nameRestricted."', async (t) => {
   const login = await startLoginService(t);
   const dir = mkdtempSync(join(tmpdir(), 'vw-restrict-'));
   const cases = [
@@ -282,7 +283,7 @@ async function instance(redis: TestRedis, login: LoginService) {
   return server;
 }
 
-test('two instances on Redis: a user signed in on one cannot have its name taken on the other', timely, async (t) => {
+test('two instances on Redis: a user signed in on one cannot have its name taken on the other', async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
   const login = await startLoginService(t, TOKEN);
