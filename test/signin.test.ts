@@ -245,7 +245,9 @@ test('restrictPublish: each mode lets a signed-in user publish a fitting channel
       })),
     }),
   );
-  const { url } = await startServer(t, { ACCOUNTS_FILE: file, STATIC_TOKEN: undefined });
+  const { url, server } = await startServer(t, { ACCOUNTS_FILE: file, STATIC_TOKEN: undefined });
+  // The file is read after the port opens: on a busy machine a sign-in could come first.
+  assert.equal((await server.accounts.reload()).outcome, 'reloaded');
   for (const { mode, fits, refused } of cases) {
     const alice = await signIn(t, url, { account: `Site ${mode}`, user: 'alice', pin: PIN });
     assert.equal(await publishOutcome(alice, 'alice', refused), 'Unfit: nameRestricted.', `${mode}: ${refused}`);
