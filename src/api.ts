@@ -11,7 +11,7 @@ import type { Metrics } from './metrics';
 import { SERVER_FEATURES, SERVER_NAME } from './protocol';
 
 export interface ApiDeps {
-  config: Pick<Config, 'production' | 'apiKey'>;
+  config: Pick<Config, 'production' | 'apiKey'> & { secure?: boolean };
   registry: ChannelRegistry;
   accounts: AccountStore;
   metrics: Pick<Metrics, 'render' | 'contentType'>;
@@ -48,7 +48,8 @@ export function createApi({ config, registry, accounts, metrics, readiness, vers
   const keyed = requireApiKey(config, log);
   // Express 5 forwards rejected promises to the error handler in app.ts.
   router.get('/', (_req, res) => {
-    res.json({ server: SERVER_NAME, version, features: SERVER_FEATURES });
+    // SSL only when this server speaks TLS itself.
+    res.json({ server: SERVER_NAME, version, features: config.secure === false ? SERVER_FEATURES.replace('SSL, ', '') : SERVER_FEATURES });
   });
   router.get('/connections', keyed, async (_req, res) => {
     res.json((await registry.snapshot()).connections);

@@ -1,5 +1,6 @@
 // Structured logs: JSON lines in production, readable lines in development.
-// Secrets are redacted outside development mode.
+// Secrets are redacted outside development mode. Lines carry the level's
+// name and an ISO time, which log tools and people read without a table.
 import pino, { type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -14,6 +15,8 @@ export function createLogger(
   return pino(
     {
       level: options.level,
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
       base: options.production ? { pid: process.pid } : undefined,
       redact: options.production ? { paths: SECRET_PATHS, censor: '[secret]' } : undefined,
     },

@@ -1,0 +1,69 @@
+// Requests that every instance of a cluster must answer: reload the accounts,
+// report this instance's metrics. They travel through the Socket.IO adapter
+// (serverSideEmit with acknowledgements), which knows the live instances from
+// its own heartbeats and gives up on silent ones after 5 s; without a cluster
+// only this instance answers.
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { Logger } from 'pino';
+import type { Server } from 'socket.io';
+import type { AccountStore, ReloadResult } from './accounts/store';
+
+export type InstanceMetrics = MetricObjectWithValues<MetricValue<string>>[];
+
+interface InterServerEvents {
+  reloadAccounts(ack: (result: ReloadResult) => void): void;
+  metrics(ack: (metrics: InstanceMetrics) => void): void;
+}
+
+export interface ControlDeps {
+  /** The Socket.IO server, with the cluster's adapter; undefined for a lone instance. */
+  io: Server | undefined;
+  accounts: AccountStore;
+  /** This instance's own metrics. */
+  localMetrics: () => Promise<InstanceMetrics>;
+  log: Logger;
+}
+
+export interface Control {
+  /** Reloads the accounts on every instance; `instances` says on how many it worked. */
+  reloadAccounts(): Promise<ReloadResult>;
+  /** The other instances' metrics (empty for a lone instance). */
+  otherMetrics(): Promise<InstanceMetrics[]>;
+}
+
+export function createControl({ io, accounts, localMetrics, log }: ControlDeps): Control {
+  // The signaling server's types declare no inter-server events; these are the only ones.
+  const cluster = io as Server<Record<string, never>, Record<string, never>, InterServerEvents> | undefined;
+  cluster?.on('reloadAccounts', (ack) => void accounts.reload().then(ack));
+  cluster?.on('metrics', (ack) => void localMetrics().then(ack, () => ack([])));
+
+  /** The other instances' answers; those that did not answer in time are left out. */
+  async function askOthers<T>(event: keyof InterServerEvents): Promise<{ answers: T[]; asked: number }> {
+    if (!cluster) return { answers: [], asked: 0 };
+    const asked = (await cluster.of('/').adapter.serverCount()) - 1;
+    return new Promise((resolve) => {
+      const collect = (err: Error | null, answers: T[]) => {
+        if (err) log.warn({ event, answered: answers.length, asked, err: err.message }, 'some instances did not answer');
+        resolve({ answers, asked });
+      };
+      cluster.serverSideEmit(event, collect as never);
+    });
+  }
+
+  return {
+    async reloadAccounts() {
+      if (!cluster) return accounts.reload();
+      const [own, others] = await Promise.all([accounts.reload(), askOthers<ReloadResult>('reloadAccounts')]);
+      const results = [own, ...others.answers];
+      const total = others.asked + 1;
+      const reloaded = results.filter((r) => r.outcome === 'reloaded').length;
+      const result: ReloadResult = { ...own, instances: { reloaded, total } };
+      if (own.outcome === 'reloaded' && reloaded < total) {
+        result.outcome = 'failed';
+        result.error = `reloaded on ${reloaded} of ${total} instances`;
+      }
+      return result;
+    },
+    otherMetrics: async () => (await askOthers<InstanceMetrics>('metrics')).answers,
+  };
+}
