@@ -11,7 +11,13 @@ export function createLogger(
   destination?: DestinationStream,
 ): Logger {
   const stream =
-    destination ?? (options.production ? pino.destination({ sync: false }) : pretty({ sync: true, ignore: 'pid,hostname' }));
+    destination ??
+    (!options.production
+      ? pretty({ sync: true, ignore: 'pid,hostname' })
+      : // pm2 cluster workers' logs reach pm2 only through process.stdout.write, not file descriptor 1.
+        process.env.exec_mode === 'cluster_mode'
+        ? process.stdout
+        : pino.destination({ sync: false }));
   return pino(
     {
       level: options.level,
