@@ -177,6 +177,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     failedAuthPerMinute: config.rateFailedAuthPerMinute,
     eventsPerSecond: config.rateEventsPerSecond,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
+    failedAuth: cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute),
   });
   io.use(handshake.middleware);
   const signaling = createSignaling({

@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
 import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
+import { createFailedAuthLimiter } from './signaling/rate-limits';
+import type { FailedAuthLimiter } from './signaling/handshake';
 
 export type { PeerGone } from './channels/redis';
 
@@ -27,6 +29,12 @@ export interface Cluster {
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
   /** Whether Redis answers now (for /ready). */
   isConnected(): boolean;
+  /**
+   * Failed handshakes per address counted in Redis, so that a token guesser
+   * meets the same limit whichever instance it reaches; while Redis is away,
+   * each instance counts on its own.
+   */
+  failedAuthLimiter(perMinute: number): FailedAuthLimiter;
   /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
@@ -148,10 +156,40 @@ export function createCluster(options: ClusterOptions): Cluster {
     log.info('left the cluster');
   }
 
+  function failedAuthLimiter(perMinute: number): FailedAuthLimiter {
+    const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
+    const local = createFailedAuthLimiter({ perMinute });
+    const shared = new RateLimiterRedis({
+      storeClient: client,
+      useRedisPackage: true,
+      rejectIfRedisNotReady: true,
+      keyPrefix: `${prefix}authfail`,
+      points: perMinute,
+      duration: 60,
+    });
+    return {
+      async blocked(address) {
+        if (!connected) return local.blocked(address, performance.now());
+        try {
+          const counted = await shared.get(address);
+          return (counted?.consumedPoints ?? 0) >= perMinute;
+        } catch {
+          return local.blocked(address, performance.now());
+        }
+      },
+      async failed(address) {
+        local.failed(address, performance.now());
+        // Rejected once over the limit: that is what `blocked` reads next time.
+        await shared.penalty(address, 1).catch(() => undefined);
+      },
+    };
+  }
+
   return {
     instanceId,
     registry,
     adapter,
+    failedAuthLimiter,
     isConnected: () => connected,
     onPeersGone: (next) => void (listener = next),
     close: () => (closing ??= close()),

@@ -1,12 +1,15 @@
 // Requests that every instance of a cluster must answer: reload the accounts,
 // report this instance's metrics. They travel through the Socket.IO adapter
-// (serverSideEmit with acknowledgements), which knows the live instances from
-// its own heartbeats and gives up on silent ones after 5 s; without a cluster
-// only this instance answers.
+// (serverSideEmit with acknowledgements), which counts the live instances by
+// their Redis subscriptions and gives up on silent ones after 5 s; without a
+// cluster only this instance answers.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Server } from 'socket.io';
 import type { AccountStore, ReloadResult } from './accounts/store';
+
+/** How long socket.io's cluster adapter waits for the other instances' answers. */
+const ADAPTER_TIMEOUT_MS = 5000;
 
 export type InstanceMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -37,12 +40,24 @@ export function createControl({ io, accounts, localMetrics, log }: ControlDeps):
   cluster?.on('reloadAccounts', (ack) => void accounts.reload().then(ack));
   cluster?.on('metrics', (ack) => void localMetrics().then(ack, () => ack([])));
 
-  /** The other instances' answers; those that did not answer in time are left out. */
-  async function askOthers<T>(event: keyof InterServerEvents): Promise<{ answers: T[]; asked: number }> {
+  /**
+   * The other instances' answers; those that did not answer in time are left
+   * out. `asked` is undefined when Redis could not say how many there are.
+   */
+  async function askOthers<T>(event: keyof InterServerEvents): Promise<{ answers: T[]; asked?: number }> {
     if (!cluster) return { answers: [], asked: 0 };
-    const asked = (await cluster.of('/').adapter.serverCount()) - 1;
+    let asked: number;
+    try {
+      asked = (await cluster.of('/').adapter.serverCount()) - 1;
+    } catch (err) {
+      log.warn({ event, err: (err as Error).message }, 'cannot reach the other instances: Redis does not answer');
+      return { answers: [] };
+    }
     return new Promise((resolve) => {
+      // The adapter gives up after 5 s; this bounds the wait should it never answer at all.
+      const timer = setTimeout(() => collect(new Error('no answer from the adapter'), []), ADAPTER_TIMEOUT_MS + 1000);
       const collect = (err: Error | null, answers: T[]) => {
+        clearTimeout(timer);
         if (err) log.warn({ event, answered: answers.length, asked, err: err.message }, 'some instances did not answer');
         resolve({ answers, asked });
       };
@@ -55,6 +70,8 @@ export function createControl({ io, accounts, localMetrics, log }: ControlDeps):
       if (!cluster) return accounts.reload();
       const [own, others] = await Promise.all([accounts.reload(), askOthers<ReloadResult>('reloadAccounts')]);
       const results = [own, ...others.answers];
+      if (others.asked === undefined)
+        return { ...own, outcome: 'failed', error: 'reloaded here only: Redis does not answer, the other instances were not reached' };
       const total = others.asked + 1;
       const reloaded = results.filter((r) => r.outcome === 'reloaded').length;
       const result: ReloadResult = { ...own, instances: { reloaded, total } };

@@ -22,13 +22,29 @@ export interface HandshakeDeps {
   eventsPerSecond: number;
   /** The client's address, through trusted proxies (X-Forwarded-For). */
   clientAddress: (socket: Socket) => string;
+  /** Failed handshakes per address, shared by a cluster's instances (default: this process's own). */
+  failedAuth?: FailedAuthLimiter;
+}
+
+/** Counts failed handshakes per address; `blocked` once there were too many lately. */
+export interface FailedAuthLimiter {
+  blocked(address: string): Promise<boolean>;
+  failed(address: string): Promise<void>;
+}
+
+function localFailedAuth(perMinute: number): FailedAuthLimiter {
+  const limiter = createFailedAuthLimiter({ perMinute });
+  return {
+    blocked: async (address) => limiter.blocked(address, performance.now()),
+    failed: async (address) => limiter.failed(address, performance.now()),
+  };
 }
 
 type Refusal = { message: string; account?: Account; reason: RefusalReason };
 
 export function createHandshake(deps: HandshakeDeps) {
   const { accounts, registry, schemas, log, telemetry, production } = deps;
-  const failedAuth = createFailedAuthLimiter({ perMinute: deps.failedAuthPerMinute });
+  const failedAuth = deps.failedAuth ?? localFailedAuth(deps.failedAuthPerMinute);
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
   function releaseConnection(socket: SignalingSocket) {
@@ -40,14 +56,14 @@ export function createHandshake(deps: HandshakeDeps) {
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
-    if (failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
+    if (await failedAuth.blocked(address)) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
     // Until the accounts have loaded once (database down at start), an
     // account token is not wrong: the client should retry later.
     if (!account && auth.success && !accounts.hasLoaded()) return { message: HandshakeError.unavailable, reason: 'unavailable' };
     if (!account) {
-      failedAuth.failed(address, performance.now());
+      await failedAuth.failed(address);
       return { message: HandshakeError.authentication, reason: 'auth' };
     }
     if (account.suspended) {
