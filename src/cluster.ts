@@ -59,6 +59,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see above */
   const { createClient } = require('redis') as typeof import('redis');
   const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
+  const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const { url, prefix, timeoutMs } = options;
   const now = options.now ?? Date.now;
@@ -160,7 +161,6 @@ export function createCluster(options: ClusterOptions): Cluster {
   }
 
   function failedAuthLimiter(perMinute: number): FailedAuthLimiter {
-    const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
     const local = createFailedAuthLimiter({ perMinute });
     const shared = new RateLimiterRedis({
       storeClient: client,

@@ -63,11 +63,11 @@ async function pm2Session(t: TestContext, settings: Record<string, string> = {})
 
   /** Every JSON log line the processes have written so far. */
   const lines = (): LogLine[] => {
-    let files: string[] = [];
+    let files: string[];
     try {
       files = readdirSync(logs).filter((f) => f.endsWith('.log'));
     } catch {
-      return [];
+      return []; // no process has written yet
     }
     return files.flatMap((f) =>
       readFileSync(join(logs, f), 'utf8')
