@@ -287,10 +287,20 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     // The adapter's last Redis write may fail (Redis away): the process is leaving anyway.
     const ioClosed = io.close().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'Socket.IO closed with an error'));
     await Promise.race([ioClosed, delay(flushMs)]);
-    await accounts.close();
-    await registry.close();
-    await cluster?.close();
-    metrics.close();
+    // Each part is released even when one before it fails; a failure is still a failed shutdown.
+    const failed: string[] = [];
+    for (const [part, release] of [
+      ['accounts', () => accounts.close()],
+      ['registry', () => registry.close()],
+      ['cluster', async () => cluster?.close()],
+      ['metrics', async () => metrics.close()],
+    ] as const) {
+      await release().catch((err: unknown) => {
+        failed.push(part);
+        log.error({ err, part }, 'releasing a part of the server failed');
+      });
+    }
+    if (failed.length) throw new Error(`shutdown: releasing ${failed.join(', ')} failed`);
     log.info({ sockets }, 'server closed');
   }
 
