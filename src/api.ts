@@ -1,6 +1,7 @@
 // The REST API: the original's endpoints and shapes. Outside development mode
 // every endpoint but `/` needs the API key (query `apikey`, `X-API-Key`, or
-// `Authorization: Bearer`), compared in constant time.
+// `Authorization: Bearer`), compared in constant time. An address that keeps
+// presenting wrong keys is refused for a while, as for wrong socket tokens.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
@@ -9,9 +10,10 @@ import type { ChannelRegistry } from './channels/registry';
 import type { Config } from './config';
 import type { Metrics } from './metrics';
 import { SERVER_FEATURES, SERVER_NAME } from './protocol';
+import { createFailedAuthLimiter } from './signaling/rate-limits';
 
 export interface ApiDeps {
-  config: Pick<Config, 'production' | 'apiKey'>;
+  config: Pick<Config, 'production' | 'apiKey' | 'rateFailedAuthPerMinute'>;
   registry: ChannelRegistry;
   accounts: AccountStore;
   metrics: Pick<Metrics, 'render' | 'contentType'>;
@@ -32,13 +34,24 @@ function presentedKey(req: Request): string | undefined {
   return bearer?.[1];
 }
 
-export function requireApiKey({ production, apiKey }: ApiDeps['config'], log: Logger): RequestHandler {
+export const API_TOO_MANY_ATTEMPTS = 'Too many failed attempts';
+
+export function requireApiKey({ production, apiKey, rateFailedAuthPerMinute }: ApiDeps['config'], log: Logger): RequestHandler {
   const expected = apiKey ? digest(apiKey) : undefined;
+  const failed = createFailedAuthLimiter({ perMinute: rateFailedAuthPerMinute });
   return (req, res, next) => {
     if (!production) return next();
+    // req.ip: the client through trusted proxies (app.ts sets `trust proxy`).
+    const address = req.ip ?? '';
+    // A blocked address is refused before its key is looked at, right or wrong: guessing gains nothing.
+    if (failed.blocked(address, performance.now())) {
+      log.warn({ path: req.path, ip: address }, 'API request refused: too many failed attempts');
+      return void res.status(429).set('Retry-After', '60').type('text/plain').send(API_TOO_MANY_ATTEMPTS);
+    }
     const key = presentedKey(req);
     if (expected && key !== undefined && timingSafeEqual(digest(key), expected)) return next();
-    log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
+    failed.failed(address, performance.now());
+    log.warn({ path: req.path, ip: address }, 'API request refused: invalid API key');
     res.status(401).type('text/plain').send('Invalid API key');
   };
 }

@@ -44,6 +44,8 @@ const envSchema = z.object({
   TRUST_PROXY: z.preprocess(blankToUndefined, z.string().default('loopback')),
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
+  MAX_OUTGOING_BYTES: integer(1024 * 1024, 128 * 1024, 1024 * 1024 * 1024),
+  ENFORCE_SDP: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
   SHUTDOWN_GRACE_MS: integer(0, 0, 60_000),
   PING_INTERVAL_MS: integer(25_000, 100, 600_000),
@@ -85,6 +87,10 @@ export interface Config {
   trustProxy: string[];
   maxMessageBytes: number;
   maxNameLength: number;
+  /** Bytes queued for one client that it has not read; over this it is disconnected. */
+  maxOutgoingBytes: number;
+  /** Write each plan's bitrate and frame limits into the SDP peers relay. */
+  enforceSdp: boolean;
   shutdownTimeoutMs: number;
   /** How long /ready answers 503 before the port closes, for load balancers. */
   shutdownGraceMs: number;
@@ -162,6 +168,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy,
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxNameLength: e.MAX_NAME_LENGTH,
+    maxOutgoingBytes: e.MAX_OUTGOING_BYTES,
+    enforceSdp: e.ENFORCE_SDP === 'true',
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     pingIntervalMs: e.PING_INTERVAL_MS,

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { UNLIMITED, type Plan } from '../limits';
 import { numeric } from '../protocol';
+import { parseOrigins } from '../origins';
 
 export const STATIC_ACCOUNT = '_static';
 
@@ -10,6 +11,8 @@ export interface Account {
   name: string;
   suspended: boolean;
   plan: Plan;
+  /** Pages (origins) the account's clients may connect from; undefined: any that CORS_ORIGIN allows. */
+  allowedOrigins?: ReadonlySet<string> | undefined;
 }
 
 /** A row of `accounts` (properties and meta are JSON text). */
@@ -58,7 +61,11 @@ const planSchema = z
       frameRate: p.frameRate ?? p.framerate ?? 0,
     }),
   );
-const accountPropertiesSchema = z.looseObject({ suspended: z.unknown().optional() });
+const accountPropertiesSchema = z.looseObject({
+  suspended: z.unknown().optional(),
+  // A list of origins, or one comma-separated string of them.
+  allowedOrigins: z.union([z.array(z.string()), z.string()]).nullish(),
+});
 
 export function parsePlan(json: string | null): Plan {
   return planSchema.parse(JSON.parse(json || '{}'));
@@ -109,10 +116,13 @@ export function indexAccounts(rows: AccountRows): {
       if (row.planId != null && !plans.has(Number(row.planId))) throw new Error(`plan ${row.planId} is missing or unreadable`);
       const name = uniqueName(String(row.name), row.id ?? index + 1, taken);
       if (name !== String(row.name)) renamed.push({ name: String(row.name), shownAs: name });
+      const origins = props.allowedOrigins == null ? undefined : [props.allowedOrigins].flat().join(',');
       byToken.set(row.token, {
         name,
         suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
         plan: row.planId == null ? UNLIMITED : (plans.get(Number(row.planId)) as Plan),
+        // An empty list is no list: the account is not locked out by a blank field.
+        allowedOrigins: origins?.trim() ? parseOrigins(origins) : undefined,
       });
     } catch (err) {
       skipped.push({ table: 'accounts', name: String(row.name), reason: reasonOf(err) });
