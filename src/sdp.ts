@@ -2,7 +2,7 @@
 // written into them, so a browser that honours its peer's SDP sends no more
 // than the plan allows whatever the client claimed at publish. Pure
 // functions over the SDP text; sdp-transform parses and writes it.
-import { parse, write, type MediaDescription, type SessionDescription } from 'sdp-transform';
+import { parse, type MediaDescription, type SessionDescription } from 'sdp-transform';
 import type { Plan } from './limits';
 
 /** What an SDP may ask for: kbps per video and audio section, frame size and rate (0: no cap). */
@@ -27,12 +27,17 @@ const SDP_LINE = /^[a-z]=/;
 /**
  * The SDP with, in each audio and video section, `b=AS` (kbps) and `b=TIAS`
  * (bps) no higher than the caps, and the frame size and rate where the codec
- * has a standard parameter for them. Lines are only lowered or added, never
- * raised or dropped. An SDP that is not one (or that sdp-transform cannot
- * read back) is an error, never relayed half-rewritten.
+ * has a standard parameter for them. sdp-transform reads the SDP; the edits
+ * are made to its lines, so every line the caps do not concern goes on byte
+ * for byte (writing the parsed SDP back would reorder and respell some).
+ * Lines are only lowered or added, never raised or dropped. An SDP that is
+ * not one is an error, never relayed half-rewritten.
  */
 export function capSdp(text: string, caps: SdpCaps): CappedSdp {
-  const lines = text.split(/\r?\n/).filter((line) => line !== '');
+  const eol = text.includes('\r\n') ? '\r\n' : '\n';
+  const lines = text.split(/\r?\n/);
+  // The final line break leaves one empty string; any other empty line is no SDP.
+  if (lines.at(-1) === '') lines.pop();
   if (lines[0] !== 'v=0' || !lines.every((line) => SDP_LINE.test(line))) return { error: 'not an SDP' };
   let session: SessionDescription;
   try {
@@ -40,32 +45,42 @@ export function capSdp(text: string, caps: SdpCaps): CappedSdp {
   } catch {
     return { error: 'unreadable SDP' };
   }
-  const sections = lines.filter((line) => line.startsWith('m=')).length;
-  if (session.media.length !== sections || session.media.some((m) => !m.type || !Number.isInteger(m.port)))
+  // Sections as line ranges: [0] the session part, then one per m= line.
+  const starts = [0, ...lines.flatMap((line, i) => (line.startsWith('m=') ? [i] : []))];
+  if (session.media.length !== starts.length - 1 || session.media.some((m) => !m.type || !Number.isInteger(m.port)))
     return { error: 'unreadable media section' };
-  for (const media of session.media) {
+  const sections = starts.map((start, i) => lines.slice(start, starts[i + 1] ?? lines.length));
+  session.media.forEach((media, i) => {
+    const section = sections[i + 1] as string[];
     if (media.type === 'video') {
-      capBandwidth(media, caps.videoKbps);
-      capFrames(media, caps);
-    } else if (media.type === 'audio') capBandwidth(media, caps.audioKbps);
-  }
+      capBandwidth(section, caps.videoKbps);
+      capFrames(section, media, caps);
+    } else if (media.type === 'audio') capBandwidth(section, caps.audioKbps);
+  });
   // A session-level line caps the whole session: at most audio plus video.
-  if (session.bandwidth?.length && caps.videoKbps > 0 && caps.audioKbps > 0)
-    capBandwidth(session, caps.videoKbps + caps.audioKbps);
-  return { sdp: write(session) };
+  const head = sections[0] as string[];
+  if (head.some((line) => line.startsWith('b=')) && caps.videoKbps > 0 && caps.audioKbps > 0)
+    capBandwidth(head, caps.videoKbps + caps.audioKbps, false);
+  return { sdp: sections.flat().join(eol) + eol };
 }
 
-function capBandwidth(section: Pick<MediaDescription, 'bandwidth'>, kbps: number) {
+/** Lowers (or, in a media section, adds) the section's b=AS and b=TIAS lines, in place. */
+function capBandwidth(section: string[], kbps: number, add = true) {
   if (kbps <= 0) return;
-  const lines = (section.bandwidth ??= []);
-  const cap = (type: 'AS' | 'TIAS', limit: number) => {
-    const line = lines.find((b) => b.type === type);
+  for (const [type, limit] of [['AS', kbps], ['TIAS', kbps * 1000]] as const) {
+    const at = section.findIndex((line) => line.startsWith(`b=${type}:`));
+    if (at < 0) {
+      if (!add) continue;
+      // b= lines go after the m= (or session) line's i= and c= lines (RFC 8866 section 5).
+      let after = 0;
+      while (after + 1 < section.length && /^[icb]=/.test(section[after + 1] as string)) after++;
+      section.splice(after + 1, 0, `b=${type}:${limit}`);
+      continue;
+    }
+    const current = Number((section[at] as string).slice(type.length + 3));
     // A missing or zero value (`b=AS:` with no number) is no limit at all.
-    if (!line) lines.push({ type, limit });
-    else if (!(Number(line.limit) > 0) || Number(line.limit) > limit) line.limit = limit;
-  };
-  cap('AS', kbps);
-  cap('TIAS', kbps * 1000);
+    if (!(current > 0) || current > limit) section[at] = `b=${type}:${limit}`;
+  }
 }
 
 const macroblocks = (width: number, height: number) => Math.ceil(width / 16) * Math.ceil(height / 16);
@@ -115,9 +130,12 @@ const readFmtp = (config: string): Fmtp =>
   );
 const writeFmtp = (params: Fmtp) => [...params].map(([k, v]) => (v === '' ? k : `${k}=${v}`)).join(';');
 
+/** Lowers (or adds) one parameter; true when it changed. */
 const lower = (params: Fmtp, key: string, value: number) => {
   const current = Number(params.get(key));
-  if (!(current > 0) || current > value) params.set(key, String(value));
+  if (current > 0 && current <= value) return false;
+  params.set(key, String(value));
+  return true;
 };
 
 /**
@@ -125,29 +143,34 @@ const lower = (params: Fmtp, key: string, value: number) => {
  * and `max-fr` (frames per second) in a=fmtp; H.264 takes the level of
  * `profile-level-id` (RFC 6184), lowered to the smallest level that fits.
  */
-function capFrames(media: MediaDescription, caps: SdpCaps) {
+function capFrames(section: string[], media: MediaDescription, caps: SdpCaps) {
   const frameSize = caps.width > 0 && caps.height > 0 ? macroblocks(caps.width, caps.height) : 0;
   if (!frameSize && !(caps.frameRate > 0)) return;
   for (const { payload, codec } of media.rtp) {
     const name = codec.toUpperCase();
     if (name !== 'VP8' && name !== 'VP9' && name !== 'H264') continue;
-    let fmtp = media.fmtp.find((f) => f.payload === payload);
+    const prefix = `a=fmtp:${payload} `;
+    const at = section.findIndex((line) => line.startsWith(prefix));
+    const params = readFmtp(at < 0 ? '' : (section[at] as string).slice(prefix.length));
     if (name === 'H264') {
-      const params = fmtp && readFmtp(fmtp.config);
-      const profileLevel = params?.get('profile-level-id');
-      if (!fmtp || !params || !frameSize || !profileLevel || !/^[0-9a-f]{6}$/i.test(profileLevel)) continue;
+      const profileLevel = params.get('profile-level-id');
+      if (at < 0 || !frameSize || !profileLevel || !/^[0-9a-f]{6}$/i.test(profileLevel)) continue;
       const level = Number.parseInt(profileLevel.slice(4), 16);
       const fit = h264Level(frameSize, caps.frameRate);
       // Level 1b (level_idc 11 with constraint_set3) and unknown levels stay as they are.
       if (!H264_LEVELS.some(([l]) => l === level) || fit >= level) continue;
       params.set('profile-level-id', profileLevel.slice(0, 4) + fit.toString(16).padStart(2, '0'));
-      fmtp.config = writeFmtp(params);
-      continue;
+    } else {
+      const fs = frameSize > 0 && lower(params, 'max-fs', frameSize);
+      const fr = caps.frameRate > 0 && lower(params, 'max-fr', Math.floor(caps.frameRate) || 1);
+      if (!fs && !fr) continue;
     }
-    if (!fmtp) media.fmtp.push((fmtp = { payload, config: '' }));
-    const params = readFmtp(fmtp.config);
-    if (frameSize) lower(params, 'max-fs', frameSize);
-    if (caps.frameRate > 0) lower(params, 'max-fr', Math.floor(caps.frameRate) || 1);
-    fmtp.config = writeFmtp(params);
+    const line = prefix + writeFmtp(params);
+    if (at >= 0) section[at] = line;
+    else {
+      // A new a=fmtp goes right after its payload's a=rtpmap.
+      const rtpmap = section.findIndex((l) => l.startsWith(`a=rtpmap:${payload} `));
+      section.splice(rtpmap < 0 ? section.length : rtpmap + 1, 0, line);
+    }
   }
 }

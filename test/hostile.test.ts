@@ -110,7 +110,7 @@ const FLOOD_MESSAGES = 1500;
 const FLOOD_MESSAGE_BYTES = 32 * 1024; // 1,500 x 32 KB: 47 MiB sent toward the player
 // Without the bound the whole flood sits in the server's memory, twice (strings queued,
 // then frames buffered); with it, the server holds about 1 MiB for the player.
-const RSS_GROWTH_BOUND = 32 * MiB;
+const RSS_GROWTH_BOUND = 40 * MiB;
 
 async function flood(broadcaster: Client, target: string) {
   const padding = 'x'.repeat(FLOOD_MESSAGE_BYTES);
