@@ -129,6 +129,11 @@ test("Chromium's offer and answer, capped: bandwidth per section, frame limits p
   for (const [kind, result] of Object.entries(capped)) {
     const sdp = (result as { sdp: string }).sdp;
     t.diagnostic(`${kind}: ${limitsOf(sdp).map((s) => `${s.type} b=AS:${s.bandwidth.AS} b=TIAS:${s.bandwidth.TIAS}`).join(', ')}`);
+    if (kind === 'offer') {
+      const video = parse(sdp).media.find((m) => m.type === 'video');
+      const h264 = video?.fmtp.filter((f) => /profile-level-id/.test(f.config)).map((f) => /profile-level-id=(\w+)/.exec(f.config)?.[1]);
+      t.diagnostic(`video codecs ${[...new Set(video?.rtp.map((r) => r.codec))].join(' ')}; H.264 profile-level-ids now ${[...new Set(h264)].join(' ')}`);
+    }
     assertCapped(sdp);
     assertOnlyCapsChanged(sdps[kind as keyof ChromiumSdp], sdp);
     // Capping twice changes nothing: the lines are already within the plan.
