@@ -85,7 +85,15 @@ export function lengthWithin(text: string, min: number, max: number): boolean {
   if (text.length < min || text.length > 2 * max) return false;
   if (text.length <= max && text.length >= 2 * min) return true;
   let count = 0;
-  for (const _ of text) if (++count > max) return false;
+  for (let i = 0; i < text.length; i++) {
+    // A high surrogate followed by a low one is one code point (as string iteration counts it).
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const low = text.charCodeAt(i + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) i++;
+    }
+    if (++count > max) return false;
+  }
   return count >= min;
 }
 
