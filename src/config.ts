@@ -131,6 +131,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       if (!existsSync(e.CERTIFICATE + ext)) throw new ConfigError(`CERTIFICATE: ${e.CERTIFICATE}${ext} does not exist`);
   }
   if (e.DB_HOST && !e.DB_NAME) throw new ConfigError('DB_NAME must be set when DB_HOST is set');
+  // A healthy client is sent messages up to MAX_MESSAGE_BYTES: a few must fit before it reads them.
+  if (e.MAX_OUTGOING_BYTES < 4 * e.MAX_MESSAGE_BYTES)
+    throw new ConfigError(`MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES (${4 * e.MAX_MESSAGE_BYTES})`);
   if (e.ACCOUNTS_FILE && !existsSync(e.ACCOUNTS_FILE)) throw new ConfigError(`ACCOUNTS_FILE: ${e.ACCOUNTS_FILE} does not exist`);
   if (e.COTURN_SERVER && !e.COTURN_SECRET && !(e.COTURN_USER && e.COTURN_PASSWORD))
     throw new ConfigError('COTURN_SERVER needs COTURN_SECRET or both COTURN_USER and COTURN_PASSWORD');

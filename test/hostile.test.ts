@@ -194,11 +194,14 @@ test('pongs nobody asked for do not keep a client alive: it is disconnected', as
   assert.equal((await metrics(url)).get('videowhisper_disconnects_total{reason="unpromptedPong"}'), 1);
 });
 
-test('a client that answers each ping stays connected through several heartbeats', async (t) => {
+test('a client that answers each ping stays connected through several heartbeats, on each transport', async (t) => {
   const { url } = await startServer(t, { PING_INTERVAL_MS: '150', PING_TIMEOUT_MS: '300' });
-  const socket = await connect(t, url, TOKEN);
-  for (let i = 0; i < 4; i++) await next(socket.io.engine as unknown as Client, 'ping');
-  assert.equal(socket.connected, true);
+  // WebSocket only (the shipped client), long-polling only, and polling upgraded to WebSocket.
+  for (const transports of [['websocket'], ['polling'], ['polling', 'websocket']]) {
+    const socket = await connect(t, url, TOKEN, { transports });
+    for (let i = 0; i < 4; i++) await next(socket.io.engine as unknown as Client, 'ping');
+    assert.equal(socket.connected, true, transports.join('+'));
+  }
   assert.equal((await metrics(url)).get('videowhisper_disconnects_total{reason="unpromptedPong"}'), 0);
 });
 
