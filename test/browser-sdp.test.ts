@@ -91,6 +91,9 @@ test('ENFORCE_SDP: a broadcast on a limited plan still streams, with the caps in
   };
 
   const viewer = await open('watch', 'Viewer');
+  // The accounts file loads after the server listens: ask for it, as a site plugin would.
+  const reload = await viewer.evaluate(async (url) => (await fetch(`${url}/update-accounts?apikey=e2e-api-key`)).json(), server.url);
+  assert.equal((reload as { outcome: string }).outcome, 'reloaded');
   // The offer as it reaches the viewer, read off its Socket.IO frames.
   const offers: string[] = [];
   viewer.on('websocket', (ws) =>

@@ -117,6 +117,14 @@ async function flood(broadcaster: Client, target: string) {
   for (let i = 0; i < FLOOD_MESSAGES; i++) broadcaster.emit('messagePeer', { target, type: 'candidate', n: i, padding });
 }
 
+
+/** A server whose accounts (ACCOUNTS_FILE) have loaded: until then their tokens get `ERROR: Server unavailable`. */
+async function withAccounts<T extends { server: { accounts: { reload(): Promise<{ outcome: string }> } } }>(starting: Promise<T>): Promise<T> {
+  const started = await starting;
+  assert.equal((await started.server.accounts.reload()).outcome, 'reloaded');
+  return started;
+}
+
 test('a WebSocket client that stops reading is disconnected once 1 MiB waits for it; the server stays within its memory bound', { timeout: 90_000 }, async (t) => {
   const server = await spawnServer(t, { RATE_EVENTS_PER_SECOND: '100000' });
   const pid = server.child.pid as number;
@@ -267,7 +275,7 @@ test("an account's allowedOrigins tie its token to its own site; a refused socke
       { name: 'Site B', token: 'site-b-token', planId: 1, properties: { allowedOrigins: 'https://b.example, https://www.b.example' } },
     ],
   });
-  const { url } = await startServer(t, { ACCOUNTS_FILE: file });
+  const { url } = await withAccounts(startServer(t, { ACCOUNTS_FILE: file }));
   const asPage = (token: string, origin: string) => {
     const socket = connectClient(url, { token }, { extraHeaders: { origin } });
     t.after(() => socket.close());
@@ -298,7 +306,7 @@ test('on a plan that limits bitrate and resolution, a publish must state its str
     plans: [{ id: 1, name: 'Limited', properties: LIMITED_PLAN }],
     accounts: [{ name: 'Limited Site', token: 'limited-token', planId: 1, properties: {} }],
   });
-  const { url } = await startServer(t, { ACCOUNTS_FILE: file });
+  const { url } = await withAccounts(startServer(t, { ACCOUNTS_FILE: file }));
   const limited = await connect(t, url, 'limited-token');
   const cases: [unknown[], string][] = [
     [['Studio', 'claims'], 'width, height, bitrate, frameRate, audioBitrate'],

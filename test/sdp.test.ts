@@ -122,6 +122,14 @@ function assertOnlyCapsChanged(original: string, capped: string) {
   assert.deepEqual(skeleton(capped), skeleton(original));
 }
 
+
+/** A server whose accounts (ACCOUNTS_FILE) have loaded: until then their tokens get `ERROR: Server unavailable`. */
+async function withAccounts<T extends { server: { accounts: { reload(): Promise<{ outcome: string }> } } }>(starting: Promise<T>): Promise<T> {
+  const started = await starting;
+  assert.equal((await started.server.accounts.reload()).outcome, 'reloaded');
+  return started;
+}
+
 test("Chromium's offer and answer, capped: bandwidth per section, frame limits per codec, nothing else touched, and Chromium accepts them", async (t) => {
   if (!needsChromium(t) || !sdps || !page) return;
   const capped = { offer: capSdp(sdps.offer, CAPS), answer: capSdp(sdps.answer, CAPS) };
@@ -179,7 +187,7 @@ const STREAM = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitr
 
 test('with ENFORCE_SDP, offers and answers relayed on a limited plan arrive capped; an SDP that is none is refused and counted', async (t) => {
   if (!needsChromium(t) || !sdps) return;
-  const { url } = await startServer(t, { ACCOUNTS_FILE: accountsFile(), ENFORCE_SDP: 'true' });
+  const { url } = await withAccounts(startServer(t, { ACCOUNTS_FILE: accountsFile(), ENFORCE_SDP: 'true' }));
   const { broadcaster, player } = await broadcastAndWatch(t, url, 'site-token', { channel: 'capped', stream: STREAM });
   const offered = next(player, 'message', (m) => m.type === 'offer');
   broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: sdps.offer }, peerConfig: {} });
@@ -210,7 +218,7 @@ test('without ENFORCE_SDP, or on an unlimited plan, the SDP is relayed byte for 
   if (!needsChromium(t) || !sdps) return;
   for (const env of [{ ACCOUNTS_FILE: accountsFile() }, { ACCOUNTS_FILE: accountsFile(), STATIC_TOKEN: TOKEN, ENFORCE_SDP: 'true' }]) {
     const token = env.ENFORCE_SDP ? TOKEN : 'site-token';
-    const { url } = await startServer(t, env);
+    const { url } = await withAccounts(startServer(t, env));
     const { broadcaster, player } = await broadcastAndWatch(t, url, token, { channel: 'as-is', stream: STREAM });
     const offered = next(player, 'message', (m) => m.type === 'offer');
     broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: sdps.offer } });
