@@ -1,8 +1,8 @@
 // A client that stops reading must not make the server hold its answers:
 // engine.io queues outgoing packets without bound (in its write buffer while
 // the transport is busy, then in the WebSocket's send buffer). Each
-// connection's queued bytes are counted as packets are created; over
-// `maxBytes` the connection is cut. Also cut: a client that sends pongs
+// connection's queued bytes are counted as packets are created; once more
+// than `maxBytes` wait, the next packet cuts the connection. Also cut: a client that sends pongs
 // nobody asked for, which engine.io takes as a reason to put off its next
 // ping, so the heartbeat would never drop it.
 import type { Socket as EngineSocket } from 'engine.io';
@@ -54,10 +54,10 @@ export function watchOutgoing(io: SignalingServer, { maxBytes, log, telemetry }:
 
   function onPacketCreate(this: EngineSocket, packet: Packet) {
     if (packet.type === 'ping') awaitingPong.add(this);
-    const bytes = (queued.get(this) ?? 0) + sizeOf(packet.data);
-    queued.set(this, bytes);
-    const total = bytes + transportBuffered(this);
-    if (total > maxBytes) cutOff(this, 'slowReader', total);
+    const before = (queued.get(this) ?? 0) + transportBuffered(this);
+    // What waited before this packet decides: one large answer (a big channel's peer list) still goes out.
+    if (before > maxBytes) return cutOff(this, 'slowReader', before);
+    queued.set(this, (queued.get(this) ?? 0) + sizeOf(packet.data));
   }
 
   // The write buffer goes to the transport whole; from there its bytes are the transport's.
