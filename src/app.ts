@@ -13,8 +13,12 @@ import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
 import { mysqlAccountSource } from './accounts/mysql';
+import { STATIC_ACCOUNT } from './accounts/account';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
 import { createApi } from './api';
+import { createLoginClient } from './auth/login';
+import { createSignIn } from './auth/sign-in';
+import { createTokenVerifier } from './auth/tokens';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
 import { createCluster } from './cluster';
@@ -24,10 +28,13 @@ import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
+import { createOriginCheck, parseOrigins } from './origins';
 import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
+import { createFailedAuthLimiter } from './signaling/rate-limits';
+import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
 import { certificateFiles, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
 import { version } from './version';
@@ -93,6 +100,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     deps.accounts ??
     createAccountStore({
       staticToken: config.staticToken,
+      staticAccount: config.staticAccount,
+      staticLogin: config.staticLogin,
       source: deps.accountSource ?? defaultAccountSource(config),
       log,
       refreshMs: config.accountsRefreshMs,
@@ -107,6 +116,21 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     perAccount: config.metricsPerAccount,
     certificate: () => certificate?.info,
     otherInstances: cluster ? () => control.otherMetrics() : undefined,
+  });
+  // One failed-attempt count per address: handshakes, /status tokens and API keys alike,
+  // and, in a cluster, on every instance alike.
+  const failedAuth =
+    cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute) ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
+  const signIn = createSignIn({
+    accounts,
+    login: createLoginClient({ timeoutMs: config.loginTimeoutMs, concurrency: config.loginConcurrency }),
+    verifyToken: createTokenVerifier({
+      findAccount: (name) => accounts.findByName(name),
+      maxTtlSeconds: config.tokenMaxTtlSeconds,
+      maxNameLength: config.maxNameLength,
+      now,
+    }),
+    staticName: config.staticAccount ?? STATIC_ACCOUNT,
   });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
@@ -132,7 +156,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   app.use(cors({ origin: corsOrigin }));
   // The REST API reloads the accounts of the whole cluster.
   const clusterAccounts: AccountStore = { ...accounts, reload: () => control.reloadAccounts() };
-  app.use(createApi({ config: { ...config, secure }, registry, accounts: clusterAccounts, metrics, readiness, version, log }));
+  app.use(createApi({ config: { ...config, secure }, registry, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth }));
   if (config.demo) app.use('/demo', createDemoRouter());
   // Scripts and monitors read JSON, also for a path that does not exist.
   app.use((_req, res) => void res.status(404).json({ error: 'Not found' }));
@@ -156,6 +180,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     pingInterval: config.pingIntervalMs,
     pingTimeout: config.pingTimeoutMs,
     cors: { origin: corsOrigin },
+    // CORS headers do not stop a WebSocket: the handshake itself checks Origin.
+    allowRequest: (req, callback) => origins.allowRequest(req, callback),
   });
   if (cluster) io.adapter(cluster.adapter);
   const control = createControl({
@@ -165,21 +191,32 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
   });
   coalesceBatchedWrites(io);
+  watchOutgoing(io, { maxBytes: config.maxOutgoingBytes, log, telemetry: metrics.telemetry });
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
-    accounts,
     registry,
     schemas,
     log,
     telemetry: metrics.telemetry,
     production: config.production,
-    failedAuthPerMinute: config.rateFailedAuthPerMinute,
+    failedAuth,
+    signIn,
+    hideSignInDetails: config.production && config.extraSecurity,
     eventsPerSecond: config.rateEventsPerSecond,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
-    failedAuth: cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute),
   });
   io.use(handshake.middleware);
+  const origins = createOriginCheck({
+    allowed: parseOrigins(config.corsOrigin),
+    registry,
+    log,
+    telemetry: metrics.telemetry,
+    clientAddress: (req) => proxyaddr(req, trustProxy),
+    releaseConnection: handshake.releaseConnection,
+  });
+  // After the handshake: an account's own allowedOrigins need the account.
+  io.use(origins.middleware);
   const signaling = createSignaling({
     io,
     registry,
@@ -188,6 +225,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
     telemetry: metrics.telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
+    maxNameLength: config.maxNameLength,
+    enforceSdp: config.enforceSdp,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,

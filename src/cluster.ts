@@ -6,8 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
 import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
-import { createFailedAuthLimiter } from './signaling/rate-limits';
-import type { FailedAuthLimiter } from './signaling/handshake';
+import { createFailedAuthLimiter, type FailedAuthLimiter } from './signaling/rate-limits';
 
 export type { PeerGone } from './channels/redis';
 
@@ -171,17 +170,17 @@ export function createCluster(options: ClusterOptions): Cluster {
       duration: 60,
     });
     return {
-      async blocked(address) {
-        if (!connected) return local.blocked(address, performance.now());
+      async blocked(address, now) {
+        if (!connected) return local.blocked(address, now);
         try {
           const counted = await shared.get(address);
           return (counted?.consumedPoints ?? 0) >= perMinute;
         } catch {
-          return local.blocked(address, performance.now());
+          return local.blocked(address, now);
         }
       },
-      async failed(address) {
-        local.failed(address, performance.now());
+      async failed(address, now) {
+        local.failed(address, now);
         // Rejected once over the limit: that is what `blocked` reads next time.
         await shared.penalty(address, 1).catch(() => undefined);
       },

@@ -26,6 +26,8 @@ export interface ReloadResult {
 
 export interface AccountStore {
   findByToken(token: string): Account | undefined;
+  /** The account shown under `name` (the static account included), for user/PIN and signed tokens. */
+  findByName(name: string): Account | undefined;
   /** Loads the rows again; never rejects. */
   reload(): Promise<ReloadResult>;
   /** True once the static token is set or the source has loaded once. */
@@ -38,6 +40,10 @@ export interface AccountStore {
 
 export interface AccountStoreOptions {
   staticToken?: string | undefined;
+  /** The static token's account name (default `_static`). */
+  staticAccount?: string | undefined;
+  /** The static account's login URL for user/PIN sign-in. */
+  staticLogin?: string | undefined;
   source?: AccountSource | undefined;
   log: Logger;
   /** Retry a failed start-up load after this many ms, doubling up to `retryMaxMs`. */
@@ -51,8 +57,15 @@ export interface AccountStoreOptions {
 export function createAccountStore(options: AccountStoreOptions): AccountStore {
   const { source, log } = options;
   const staticToken = options.staticToken ? Buffer.from(options.staticToken) : undefined;
-  const staticAccount: Account = { name: STATIC_ACCOUNT, suspended: false, plan: UNLIMITED };
+  const staticAccount: Account = {
+    name: options.staticAccount ?? STATIC_ACCOUNT,
+    suspended: false,
+    plan: UNLIMITED,
+    ...(options.staticToken && { token: options.staticToken }),
+    loginURL: options.staticLogin,
+  };
   let byToken = new Map<string, Account>();
+  let byName = new Map<string, Account>();
   let loaded = false;
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -62,10 +75,11 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
   async function load(): Promise<ReloadResult> {
     if (!source) return { status: 'Updating Accounts', outcome: 'no-database', accounts: 0 };
     try {
-      const { byToken: next, skipped, renamed } = indexAccounts(await source.fetch());
+      const { byToken: next, byName: nextByName, skipped, renamed } = indexAccounts(await source.fetch(), staticAccount.name);
       for (const row of skipped) log.warn({ table: row.table, row: row.name, reason: row.reason }, 'account row skipped');
       for (const account of renamed) log.warn(account, 'account name already taken, shown with its id');
       byToken = next;
+      byName = nextByName;
       loaded = true;
       log.info({ accounts: next.size, skipped: skipped.length, source: source.description }, 'accounts loaded');
       return { status: 'Updating Accounts', outcome: 'reloaded', accounts: next.size, skipped: skipped.length };
@@ -105,6 +119,10 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       const presented = staticToken && Buffer.from(token);
       if (staticToken && presented?.length === staticToken.length && timingSafeEqual(presented, staticToken)) return staticAccount;
       return byToken.get(token);
+    },
+    findByName(name) {
+      if (staticToken && name === staticAccount.name) return staticAccount;
+      return byName.get(name);
     },
     reload,
     isReady: () => Boolean(staticToken) || loaded,

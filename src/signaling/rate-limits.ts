@@ -46,3 +46,13 @@ export function createFailedAuthLimiter({ perMinute, maxAddresses = 100_000 }: {
     size: () => windows.size,
   };
 }
+
+/**
+ * What the handshake and the REST API ask of a failed-attempt limit: this
+ * process's own (above), or one a cluster shares through Redis, which answers
+ * asynchronously (src/cluster.ts).
+ */
+export interface FailedAuthLimiter {
+  blocked(address: string, now: number): boolean | Promise<boolean>;
+  failed(address: string, now: number): void | Promise<void>;
+}
