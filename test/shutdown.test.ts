@@ -53,6 +53,8 @@ test('a client that stops reading cannot hold the shutdown: it is cut, the clean
   const spawned = await spawnServer(t, {
     SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs),
     MAX_MESSAGE_BYTES: String(2 * 1024 * 1024),
+    // Room for everything below: the client stays connected, unread, until the shutdown.
+    MAX_OUTGOING_BYTES: String(64 * 1024 * 1024),
     RATE_EVENTS_PER_SECOND: '10000',
   });
   const { broadcaster, player } = await broadcastAndWatch(t, spawned.url, TOKEN, { channel: 'stuck' });
