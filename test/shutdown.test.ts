@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import WebSocket from 'ws';
+import { loadConfig } from '../src/config';
 import { get } from './helpers/api';
 import { broadcastAndWatch, nextMessage, refusal } from './helpers/client';
 import { spawnServer, type ServerProcess } from './helpers/process';
@@ -141,4 +142,11 @@ test('a second signal ends a drain: the remaining peers hear their channel close
   await closed;
   assert.equal(await spawned.exited, 0);
   await closedBy(spawned);
+});
+
+test('draining is for clusters: DRAIN_TIMEOUT_MS defaults to 10 minutes with REDIS_URL, to 0 without', () => {
+  assert.equal(loadConfig({}).drainTimeoutMs, 0);
+  assert.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).drainTimeoutMs, 600_000);
+  assert.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', DRAIN_TIMEOUT_MS: '0' }).drainTimeoutMs, 0);
+  assert.throws(() => loadConfig({ DRAIN_TIMEOUT_MS: '-1' }), /^DRAIN_TIMEOUT_MS must be a number >= 0/);
 });
