@@ -148,5 +148,5 @@ test('draining is for clusters: DRAIN_TIMEOUT_MS defaults to 10 minutes with RED
   assert.equal(loadConfig({}).drainTimeoutMs, 0);
   assert.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).drainTimeoutMs, 600_000);
   assert.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', DRAIN_TIMEOUT_MS: '0' }).drainTimeoutMs, 0);
-  assert.throws(() => loadConfig({ DRAIN_TIMEOUT_MS: '-1' }), /^DRAIN_TIMEOUT_MS must be a number >= 0/);
+  assert.throws(() => loadConfig({ DRAIN_TIMEOUT_MS: '-1' }), { message: /^DRAIN_TIMEOUT_MS must be a number >= 0/ });
 });
