@@ -119,8 +119,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   // One failed-attempt count per address: handshakes, /status tokens and API keys alike,
   // and, in a cluster, on every instance alike.
-  const failedAuth =
-    cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute) ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
+  const sharedFailedAuth = cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute, (address, ms) => control.announceBlocked(address, ms));
+  const failedAuth = sharedFailedAuth ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
   const signIn = createSignIn({
     accounts,
     login: createLoginClient({ timeoutMs: config.loginTimeoutMs, concurrency: config.loginConcurrency }),
@@ -188,6 +188,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     io: cluster ? (io as unknown as Parameters<typeof createControl>[0]['io']) : undefined,
     accounts,
     localMetrics: metrics.local,
+    blockAddress: (address, ms) => sharedFailedAuth?.block(address, ms),
     log,
   });
   coalesceBatchedWrites(io);

@@ -10,6 +10,14 @@ import { createFailedAuthLimiter, type FailedAuthLimiter } from './signaling/rat
 
 export type { PeerGone } from './channels/redis';
 
+export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
+  /** Blocks `address` here for `ms`: another instance saw it reach the limit. */
+  block(address: string, ms: number): void;
+}
+
+/** Addresses blocked at once that an instance remembers; the oldest goes first. */
+const MAX_BLOCKED_ADDRESSES = 100_000;
+
 export interface ClusterOptions {
   /** REDIS_URL */
   url: string;
@@ -29,11 +37,14 @@ export interface Cluster {
   /** Whether Redis answers now (for /ready). */
   isConnected(): boolean;
   /**
-   * Failed handshakes per address counted in Redis, so that a token guesser
-   * meets the same limit whichever instance it reaches; while Redis is away,
-   * each instance counts on its own.
+   * Failed attempts per address counted in Redis, so that a token guesser
+   * meets one limit whichever instance it reaches. Only failures touch Redis:
+   * an address that reaches the limit is announced to every instance
+   * (`announce` resolves once they have it), and each blocks it on its own,
+   * so a handshake costs no Redis round trip. While Redis is away each
+   * instance counts on its own.
    */
-  failedAuthLimiter(perMinute: number): FailedAuthLimiter;
+  failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter;
   /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
@@ -159,8 +170,14 @@ export function createCluster(options: ClusterOptions): Cluster {
     log.info('left the cluster');
   }
 
-  function failedAuthLimiter(perMinute: number): FailedAuthLimiter {
+  function failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter {
     const local = createFailedAuthLimiter({ perMinute });
+    // Monotonic times (performance.now()), as the callers pass them.
+    const blockedUntil = new Map<string, number>();
+    const block = (address: string, ms: number, at: number) => {
+      if (blockedUntil.size >= MAX_BLOCKED_ADDRESSES) blockedUntil.delete(blockedUntil.keys().next().value as string);
+      blockedUntil.set(address, at + ms);
+    };
     const shared = new RateLimiterRedis({
       storeClient: client,
       useRedisPackage: true,
@@ -170,20 +187,27 @@ export function createCluster(options: ClusterOptions): Cluster {
       duration: 60,
     });
     return {
-      async blocked(address, now) {
-        if (!connected) return local.blocked(address, now);
+      blocked(address, at) {
+        if (local.blocked(address, at)) return true;
+        const until = blockedUntil.get(address);
+        if (until === undefined) return false;
+        if (until > at) return true;
+        blockedUntil.delete(address);
+        return false;
+      },
+      async failed(address, at) {
+        local.failed(address, at);
+        if (!connected) return;
         try {
-          const counted = await shared.get(address);
-          return (counted?.consumedPoints ?? 0) >= perMinute;
-        } catch {
-          return local.blocked(address, now);
+          const counted = await shared.penalty(address, 1);
+          if (counted.consumedPoints < perMinute) return;
+          block(address, counted.msBeforeNext, at);
+          await announce(address, counted.msBeforeNext);
+        } catch (err) {
+          log.debug({ err: (err as Error).message }, 'failed attempt not counted in Redis');
         }
       },
-      async failed(address, now) {
-        local.failed(address, now);
-        // Rejected once over the limit: that is what `blocked` reads next time.
-        await shared.penalty(address, 1).catch(() => undefined);
-      },
+      block: (address, ms) => block(address, ms, performance.now()),
     };
   }
 

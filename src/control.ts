@@ -16,6 +16,8 @@ export type InstanceMetrics = MetricObjectWithValues<MetricValue<string>>[];
 interface InterServerEvents {
   reloadAccounts(ack: (result: ReloadResult) => void): void;
   metrics(ack: (metrics: InstanceMetrics) => void): void;
+  /** An address reached the failed-attempt limit: block it for `ms`. */
+  authBlocked(address: string, ms: number, ack: () => void): void;
 }
 
 export interface ControlDeps {
@@ -24,6 +26,8 @@ export interface ControlDeps {
   accounts: AccountStore;
   /** This instance's own metrics. */
   localMetrics: () => Promise<InstanceMetrics>;
+  /** Blocks an address another instance saw reach the failed-attempt limit. */
+  blockAddress?: (address: string, ms: number) => void;
   log: Logger;
 }
 
@@ -32,13 +36,19 @@ export interface Control {
   reloadAccounts(): Promise<ReloadResult>;
   /** The other instances' metrics (empty for a lone instance). */
   otherMetrics(): Promise<InstanceMetrics[]>;
+  /** Tells every other instance to block `address` for `ms`; resolves once they have (or gave no answer in time). */
+  announceBlocked(address: string, ms: number): Promise<void>;
 }
 
-export function createControl({ io, accounts, localMetrics, log }: ControlDeps): Control {
+export function createControl({ io, accounts, localMetrics, blockAddress, log }: ControlDeps): Control {
   // The signaling server's types declare no inter-server events; these are the only ones.
   const cluster = io as Server<Record<string, never>, Record<string, never>, InterServerEvents> | undefined;
   cluster?.on('reloadAccounts', (ack) => void accounts.reload().then(ack));
   cluster?.on('metrics', (ack) => void localMetrics().then(ack, () => ack([])));
+  cluster?.on('authBlocked', (address, ms, ack) => {
+    if (typeof address === 'string' && typeof ms === 'number') blockAddress?.(address, ms);
+    ack();
+  });
 
   /**
    * The other instances' answers; those that did not answer in time are left
@@ -82,5 +92,15 @@ export function createControl({ io, accounts, localMetrics, log }: ControlDeps):
       return result;
     },
     otherMetrics: async () => (await askOthers<InstanceMetrics>('metrics')).answers,
+    announceBlocked: (address, ms) =>
+      new Promise<void>((resolve) => {
+        if (!cluster) return resolve();
+        const timer = setTimeout(resolve, ADAPTER_TIMEOUT_MS + 1000);
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        cluster.serverSideEmit('authBlocked', address, ms, done as never);
+      }),
   };
 }
