@@ -15,6 +15,8 @@ test('an empty environment is development mode on port 3000 with the dev token',
   assert.equal(config.database, undefined);
   assert.equal(config.demo, true);
   assert.equal(config.maxMessageBytes, 64 * 1024);
+  assert.equal(config.maxOutgoingBytes, 1024 * 1024);
+  assert.equal(config.enforceSdp, false);
   assert.equal(config.accountsRefreshMs, 0);
   assert.equal(config.metricsPerAccount, false);
   assert.equal(config.corsOrigin, '*');
@@ -72,7 +74,7 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ PORT: 'abc' }, /^PORT must be a number/],
     [{ PORT: '70000' }, /^PORT must be a number <= 65535/],
     [{ NODE_ENV: 'prod' }, /^NODE_ENV must be development or production/],
-    [{ CERTIFICATE: '/nonexistent/cert' }, /^CERTIFICATE: \/nonexistent\/cert\.key does not exist/],
+    [{ CERTIFICATE: '/nonexistent/cert' }, /^CERTIFICATE: found neither \/nonexistent\/cert\.key and \/nonexistent\/cert\.crt/],
     [{ COTURN_SERVER: 'turn://x' }, /^COTURN_SERVER must be host:port/],
     [{ COTURN_SERVER: 'turn.example.com:3478' }, /^COTURN_SERVER needs COTURN_SECRET or both/],
     [{ DB_HOST: 'localhost' }, /^DB_NAME must be set/],
@@ -88,6 +90,8 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ SHUTDOWN_TIMEOUT_MS: '-1' }, /^SHUTDOWN_TIMEOUT_MS must be a number >= 0/],
     [{ SHUTDOWN_TIMEOUT_MS: '120001' }, /^SHUTDOWN_TIMEOUT_MS must be a number <= 120000/],
     [{ MAX_NAME_LENGTH: '7' }, /^MAX_NAME_LENGTH must be a number >= 8/],
+    [{ MAX_OUTGOING_BYTES: '200000' }, /^MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES \(262144\)/],
+    [{ ENFORCE_SDP: 'yes' }, /^ENFORCE_SDP must be true or false/],
   ];
   for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
 });

@@ -53,11 +53,11 @@ export function createHandshake(deps: HandshakeDeps) {
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
-    if (failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
+    if (await failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const result = await signIn(auth.success ? auth.data : {});
     if (!result.ok) {
-      if (result.failed) failedAuth.failed(address, performance.now());
+      if (result.failed) await failedAuth.failed(address, performance.now());
       // The user a sign-in claimed is no secret, and tells a site owner whose PIN failed.
       return { ...result, signedIn: result.way !== 'token', user: result.way === 'login' ? auth.data?.user : undefined };
     }
@@ -79,6 +79,8 @@ export function createHandshake(deps: HandshakeDeps) {
       tokens: deps.eventsPerSecond,
       refilledAt: performance.now(),
       rateNoticeAt: Number.NEGATIVE_INFINITY, // never told yet
+      loggedAt: Number.NEGATIVE_INFINITY,
+      unlogged: 0,
       released: false,
       // Present from the start, so every socket's data keeps one shape.
       registration: undefined,
