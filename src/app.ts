@@ -93,6 +93,9 @@ function defaultAccountSource(config: Config): AccountSource | undefined {
   return undefined;
 }
 
+/** Connections the kernel may hold for accept(); Linux caps it at net.core.somaxconn (4096 by default). */
+const LISTEN_BACKLOG = 4096;
+
 export function createServer(config: Config, deps: ServerDeps = {}): SignalingServerHandle {
   const now = deps.now ?? Date.now;
   const log = deps.log ?? createLogger({ production: config.production, level: config.logLevel }, deps.logDestination);
@@ -348,7 +351,10 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     listen: () =>
       new Promise<number>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(config.port, config.host, () => {
+        // When every client of a site reconnects at once (a network blip, a
+        // restart), Node's default backlog of 511 overflows and the kernel
+        // resets the rest: ask for as many as the kernel allows (somaxconn).
+        server.listen({ port: config.port, host: config.host, backlog: LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           const { port } = server.address() as AddressInfo;
           // pm2 cluster workers share the port: the process id tells them apart.
