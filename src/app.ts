@@ -16,7 +16,8 @@ import { createAccountStore, type AccountSource, type AccountStore } from './acc
 import { createApi } from './api';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
-import { createCluster } from './cluster';
+import { watchAccountLimits } from './account-limits';
+import { clusterTiming, createCluster } from './cluster';
 import type { Config } from './config';
 import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
@@ -27,8 +28,10 @@ import { createSignaling } from './signaling/events';
 import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
 import type { SignalingServer } from './signaling/session';
+import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
 import { readCertificate } from './tls';
 import { version } from './version';
+import { createWebhooks, type Webhooks } from './webhooks';
 
 export interface ServerDeps {
   log?: Logger;
@@ -51,6 +54,9 @@ export interface SignalingServerHandle {
   readonly io: SignalingServer;
   readonly registry: ChannelRegistry;
   readonly accounts: AccountStore;
+  /** Every join, leave and refusal, for webhooks and the admin console. */
+  readonly events: ServerEvents;
+  readonly webhooks: Webhooks;
 }
 
 function defaultAccountSource(config: Config): AccountSource | undefined {
@@ -75,6 +81,30 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
+  const events = createServerEvents({ log, now });
+  const report = createSignalingReport(events);
+  const webhooks = createWebhooks({
+    config: config.webhook,
+    events,
+    accounts,
+    log,
+    version,
+    now,
+    redis: cluster && {
+      url: config.redisUrl as string,
+      prefix: config.redisPrefix,
+      instanceId: cluster.instanceId,
+      leaseMs: clusterTiming(config.clusterTimeoutMs).aliveMs,
+    },
+  });
+  const accountLimits = watchAccountLimits({
+    registry,
+    accounts,
+    events,
+    log,
+    intervalMs: config.webhook.limitCheckMs,
+    reports: () => webhooks.isDelivering(),
+  });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
   const app = express();
@@ -126,6 +156,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     failedAuthPerMinute: config.rateFailedAuthPerMinute,
     eventsPerSecond: config.rateEventsPerSecond,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
+    onRefused: (account, reason) => report.refused(account, 'connect', [reason]),
   });
   io.use(handshake.middleware);
   const signaling = createSignaling({
@@ -139,13 +170,20 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,
+    report,
   });
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
   cluster?.onPeersGone((gone) => {
-    for (const { channel, peerID, socketIds } of gone) signaling.announceLeave(peerID, channel, socketIds);
+    for (const { channel, peerID, socketIds } of gone) {
+      signaling.announceLeave(peerID, channel, socketIds);
+      // The account is known from a peer of the channel still on this instance.
+      const here = socketIds.map((id) => io.sockets.sockets.get(id)).find(Boolean);
+      report.lost(here?.data.account.name ?? null, channel, peerID, socketIds.length);
+    }
   });
   io.on('connection', (socket) => {
     signaling.attach(socket);
+    socket.on('disconnect', report.onDisconnect);
     if (log.isLevelEnabled('debug'))
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
@@ -164,6 +202,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     server.close();
     await new Promise<void>((resolve) => io.close(() => resolve()));
     server.closeAllConnections();
+    accountLimits.close();
+    await webhooks.close();
     await accounts.close();
     await registry.close();
     await cluster?.close();
@@ -190,5 +230,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     io,
     registry,
     accounts,
+    events,
+    webhooks,
   };
 }

@@ -10,6 +10,8 @@ export interface Account {
   name: string;
   suspended: boolean;
   plan: Plan;
+  /** Where this account's webhooks go (properties.webhookURL), signed with its token. */
+  webhookURL?: string | undefined;
 }
 
 /** A row of `accounts` (properties and meta are JSON text). */
@@ -58,7 +60,13 @@ const planSchema = z
       frameRate: p.frameRate ?? p.framerate ?? 0,
     }),
   );
-const accountPropertiesSchema = z.looseObject({ suspended: z.unknown().optional() });
+/** An http(s) URL, for properties.webhookURL. */
+export const webhookUrlSchema = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }).max(2048);
+const accountPropertiesSchema = z.looseObject({
+  suspended: z.unknown().optional(),
+  // A bad URL is no URL: it must not cost the site its account.
+  webhookURL: webhookUrlSchema.optional().catch(undefined),
+});
 
 export function parsePlan(json: string | null): Plan {
   return planSchema.parse(JSON.parse(json || '{}'));
@@ -113,6 +121,7 @@ export function indexAccounts(rows: AccountRows): {
         name,
         suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
         plan: row.planId == null ? UNLIMITED : (plans.get(Number(row.planId)) as Plan),
+        webhookURL: props.webhookURL,
       });
     } catch (err) {
       skipped.push({ table: 'accounts', name: String(row.name), reason: reasonOf(err) });

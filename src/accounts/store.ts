@@ -24,6 +24,8 @@ export interface ReloadResult {
 
 export interface AccountStore {
   findByToken(token: string): Account | undefined;
+  /** The account shown under `name`, with its token (it signs the account's webhooks). */
+  findByName(name: string): { account: Account; token: string } | undefined;
   /** Loads the rows again; never rejects. */
   reload(): Promise<ReloadResult>;
   /** True once the static token is set or the source has loaded once. */
@@ -51,6 +53,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
   const staticToken = options.staticToken ? Buffer.from(options.staticToken) : undefined;
   const staticAccount: Account = { name: STATIC_ACCOUNT, suspended: false, plan: UNLIMITED };
   let byToken = new Map<string, Account>();
+  let byName = new Map<string, { account: Account; token: string }>();
   let loaded = false;
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -64,6 +67,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       for (const row of skipped) log.warn({ table: row.table, row: row.name, reason: row.reason }, 'account row skipped');
       for (const account of renamed) log.warn(account, 'account name already taken, shown with its id');
       byToken = next;
+      byName = new Map([...next].map(([token, account]) => [account.name, { account, token }]));
       loaded = true;
       log.info({ accounts: next.size, skipped: skipped.length, source: source.description }, 'accounts loaded');
       return { status: 'Updating Accounts', outcome: 'reloaded', accounts: next.size, skipped: skipped.length };
@@ -104,6 +108,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       if (staticToken && presented?.length === staticToken.length && timingSafeEqual(presented, staticToken)) return staticAccount;
       return byToken.get(token);
     },
+    findByName: (name) => byName.get(name),
     reload,
     isReady: () => Boolean(staticToken) || loaded,
     hasLoaded: () => !source || loaded,
