@@ -11,9 +11,11 @@ import proxyaddr from 'proxy-addr';
 import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
+import { createAccountManager, fileStorage, mysqlStorage } from './accounts/manage';
 import { mysqlAccountSource } from './accounts/mysql';
+import { createAccountRoutes, noAccountRoutes } from './accounts/routes';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
-import { createApi } from './api';
+import { createApi, requireApiKey } from './api';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
 import { watchAccountLimits } from './account-limits';
@@ -128,6 +130,20 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   );
   app.use(cors({ origin: corsOrigin }));
   app.use(createApi({ config, registry, accounts, metrics, readiness, version, log }));
+  const storage = config.database ? mysqlStorage(config.database) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
+  const accountManager =
+    storage &&
+    createAccountManager({
+      storage,
+      // Applied on this instance now. Cluster-wide reloads plug in here, so that
+      // every instance sees the change at once.
+      apply: async () => {
+        const result = await accounts.reload();
+        if (result.outcome !== 'reloaded') log.warn({ outcome: result.outcome, error: result.error }, 'accounts changed but not reloaded');
+      },
+    });
+  const keyed = requireApiKey(config, log);
+  app.use(accountManager ? createAccountRoutes({ manager: accountManager, keyed, log }) : noAccountRoutes(keyed));
   if (config.demo) app.use('/demo', createDemoRouter());
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     log.error({ err, path: req.path }, 'API request failed');
@@ -204,6 +220,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     server.closeAllConnections();
     accountLimits.close();
     await webhooks.close();
+    await accountManager?.close();
     await accounts.close();
     await registry.close();
     await cluster?.close();

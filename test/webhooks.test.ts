@@ -8,6 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { loadConfig } from '../src/config';
 import type { ServerEvent } from '../src/server-events';
 import type { WebhookEnvelope } from '../src/webhooks';
 import { broadcastAndWatch, connect, next, refusal, STREAM } from './helpers/client';
@@ -288,8 +289,7 @@ test('a full queue drops new events, counts and logs them, and signaling goes on
   assert.ok(server.logs.some((l) => l.msg === 'webhook queue full: event dropped' && l.dropped === 1));
 });
 
-test('WEBHOOK_URL without WEBHOOK_SECRET stops the server at start', async () => {
-  const { loadConfig } = await import('../src/config');
+test('WEBHOOK_URL without WEBHOOK_SECRET stops the server at start', () => {
   assert.throws(() => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'https://example.com/hook' }), /WEBHOOK_URL needs WEBHOOK_SECRET/);
   assert.throws(() => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'ftp://example.com/', WEBHOOK_SECRET: 's' }), /WEBHOOK_URL must be an http/);
 });

@@ -38,7 +38,7 @@ export interface AccountRows {
 
 // A null limit is no limit, like a missing one.
 const limit = z.preprocess((v) => v ?? 0, numeric(Number.MAX_VALUE));
-const planSchema = z
+export const planSchema = z
   .looseObject({
     connections: limit.optional(),
     totalBitrate: limit.optional(),
