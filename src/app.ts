@@ -19,6 +19,8 @@ import { createApi, requireApiKey } from './api';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
 import { watchAccountLimits } from './account-limits';
+import { createAdmin } from './admin';
+import { createActivity } from './admin/activity';
 import { clusterTiming, createCluster } from './cluster';
 import type { Config } from './config';
 import { createDemoRouter } from './demo';
@@ -85,6 +87,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
   const events = createServerEvents({ log, now });
   const report = createSignalingReport(events);
+  // The console counts handshakes and refusals through the telemetry signaling already reports.
+  const activity = config.admin ? createActivity(events) : undefined;
+  const telemetry = activity ? activity.tee(metrics.telemetry) : metrics.telemetry;
   const webhooks = createWebhooks({
     config: config.webhook,
     events,
@@ -145,6 +150,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const keyed = requireApiKey(config, log);
   app.use(accountManager ? createAccountRoutes({ manager: accountManager, keyed, log }) : noAccountRoutes(keyed));
   if (config.demo) app.use('/demo', createDemoRouter());
+  let admin: ReturnType<typeof createAdmin> | undefined;
+  const adminRouter = express.Router();
+  if (config.admin) app.use('/admin', adminRouter);
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     log.error({ err, path: req.path }, 'API request failed');
     res.status(500).json({ error: 'Internal error' });
@@ -160,6 +168,23 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   if (cluster) io.adapter(cluster.adapter);
   coalesceBatchedWrites(io);
+  if (activity)
+    admin = createAdmin({
+      io: io as unknown as Server,
+      registry,
+      accounts,
+      manager: accountManager,
+      activity,
+      config: { apiKey: config.apiKey, production: config.production, sampleMs: config.adminSampleMs, failedAuthPerMinute: config.rateFailedAuthPerMinute },
+      webhooks,
+      instances: async () =>
+        cluster
+          ? (await cluster.instances()).map((i) => ({ ...i, self: i.id === cluster.instanceId }))
+          : [{ id: 'this instance', self: true, heartbeatAgeMs: null }],
+      log,
+      now,
+    });
+  if (admin) adminRouter.use(admin.router);
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
@@ -167,7 +192,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     registry,
     schemas,
     log,
-    telemetry: metrics.telemetry,
+    telemetry,
     production: config.production,
     failedAuthPerMinute: config.rateFailedAuthPerMinute,
     eventsPerSecond: config.rateEventsPerSecond,
@@ -181,7 +206,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     schemas,
     peerConfig: createPeerConfig(config, now),
     log,
-    telemetry: metrics.telemetry,
+    telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
@@ -219,6 +244,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     await new Promise<void>((resolve) => io.close(() => resolve()));
     server.closeAllConnections();
     accountLimits.close();
+    admin?.close();
+    activity?.close();
     await webhooks.close();
     await accountManager?.close();
     await accounts.close();

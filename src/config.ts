@@ -69,6 +69,7 @@ const envSchema = z.object({
   WEBHOOK_QUEUE_SIZE: integer(10_000, 1, 10_000_000),
   WEBHOOK_CONCURRENCY: integer(8, 1, 1000),
   WEBHOOK_LIMIT_CHECK_MS: integer(2000, 10, 600_000),
+  ADMIN_SAMPLE_MS: integer(5000, 100, 60_000),
   ADMIN: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('true')),
 });
 
@@ -131,6 +132,8 @@ export interface Config {
   };
   /** Serve the /admin console (ADMIN=false: off). */
   admin: boolean;
+  /** How often the console samples usage for its live view and charts. */
+  adminSampleMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -213,6 +216,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       limitCheckMs: e.WEBHOOK_LIMIT_CHECK_MS,
     },
     admin: e.ADMIN === 'true',
+    adminSampleMs: e.ADMIN_SAMPLE_MS,
   };
 }
 
