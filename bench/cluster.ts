@@ -44,13 +44,13 @@ type RedisClient = ReturnType<typeof import('redis').createClient>;
 
 async function connectRedis(): Promise<RedisClient> {
   // Loaded here, so the bench without --cluster never loads it.
-  const { createClient } = require('redis') as typeof import('redis');
+  const { createClient } = await import('redis');
   const client = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false, connectTimeout: 3000 } });
   client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (err) {
-    throw new Error(`--cluster needs Redis at ${REDIS_URL} (or set BENCH_REDIS_URL): ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(`--cluster needs Redis at ${REDIS_URL} (or set BENCH_REDIS_URL): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   return client;
 }

@@ -70,7 +70,7 @@ export function connectionPorts(pids: number[], remotePort: number): Set<number>
     }
   const ports = new Set<number>();
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
+    let text: string;
     try {
       text = readFileSync(table, 'utf8');
     } catch {

@@ -48,9 +48,12 @@ export function clusterTiming(timeoutMs: number) {
 const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
 
 export function createCluster(options: ClusterOptions): Cluster {
-  // Loaded only here, so a single instance without Redis never loads them.
+  // Loaded only here, so a single instance without Redis never loads them;
+  // require() because this factory is synchronous.
+  /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see above */
   const { createClient } = require('redis') as typeof import('redis');
   const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const { url, prefix, timeoutMs } = options;
   const now = options.now ?? Date.now;
   const instanceId = randomUUID();

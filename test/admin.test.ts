@@ -22,7 +22,7 @@ const root = resolve(__dirname, '..');
 const SITE_TOKEN = 'site-a-console-token-0123456789';
 
 function buildAdminClient() {
-  const tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
+  const tsc = join(dirname(require.resolve('@typescript/native/package.json')), 'bin', 'tsc');
   execFileSync(process.execPath, [tsc, '-p', 'src/admin/tsconfig.json'], { cwd: root, stdio: 'inherit' });
   assert.ok(existsSync(join(root, 'dist', 'admin', 'public', 'admin.js')), 'the console script was built');
 }

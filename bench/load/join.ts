@@ -121,7 +121,7 @@ export async function join(job: Job): Promise<Outcome> {
   const redis = job.redisUrl ? await RedisCounters.open(job.redisUrl) : undefined;
   let completed = 0;
   let running = false;
-  let lastProgress = performance.now();
+  let lastProgress: number;
   let active = 0;
   const startOne = () => {
     const pair = idle.shift();

@@ -9,7 +9,7 @@ type Client = ReturnType<typeof createClient>;
 
 async function open(url: string): Promise<Client> {
   // Loaded here: the load generator needs it only for the runs on Redis.
-  const { createClient } = require('redis') as typeof import('redis');
+  const { createClient } = await import('redis');
   const client = createClient({ url, socket: { reconnectStrategy: false, connectTimeout: 5000 } });
   client.on('error', () => undefined); // a failed command rejects; the bench reports it
   await client.connect();

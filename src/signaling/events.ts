@@ -290,12 +290,11 @@ export function createSignaling(deps: SignalingDeps) {
     });
 
   function onDisconnect(this: SignalingSocket, reason: string) {
-    const socket = this;
-    deps.releaseConnection(socket);
-    departing.add(socket.id);
+    deps.releaseConnection(this);
+    departing.add(this.id);
     // Queued behind the socket's pending events, and never dropped.
-    enqueue(socket, leaveSoon, undefined, failedDisconnect, true);
-    debug(() => ({ ...bindings(socket), reason }), 'disconnected');
+    enqueue(this, leaveSoon, undefined, failedDisconnect, true);
+    debug(() => ({ ...bindings(this), reason }), 'disconnected');
   }
 
   return { attach, leaveChannel, announceLeave };

@@ -68,7 +68,7 @@ export function createLoopbackNetwork(): LoopbackNetwork {
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const close = () => {
     // Whatever this test started in the namespace goes with it.
-    let pids: string[] = [];
+    let pids: string[];
     try {
       const listed = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
       pids = listed.split(/\s+/).filter(Boolean);
@@ -197,7 +197,7 @@ const removeProfile = (dir: string) => rmSync(dir, { recursive: true, force: tru
 
 /** Compiles the page's script into dist/, as `npm run build` does. */
 export function buildDemoClient() {
-  const tsc = join(dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
+  const tsc = join(dirname(require.resolve('@typescript/native/package.json')), 'bin', 'tsc');
   execFileSync(process.execPath, [tsc, '-p', 'src/demo/tsconfig.json'], { cwd: root, stdio: 'inherit' });
   if (!existsSync(join(root, 'dist', 'demo', 'client', 'demo.js'))) throw new Error('the demo script was not built');
 }
