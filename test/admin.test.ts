@@ -101,7 +101,7 @@ test('the console signs in, follows connections live, charts them, and suspends 
   for (const wanted of [2, 4, 1, 3]) {
     while (sockets.length < wanted) sockets.push(await connect(t, url, SITE_TOKEN));
     while (sockets.length > wanted) sockets.pop()?.close();
-    let stats = -1;
+    let stats: number;
     const deadline = Date.now() + 10_000;
     for (;;) {
       stats = await statsConnections(url, 'Site A');

@@ -15,7 +15,7 @@ import { broadcastAndWatch, connect, next, refusal, STREAM } from './helpers/cli
 import { freePort } from './helpers/process';
 import { testRedis } from './helpers/redis';
 import { startServer, TOKEN, type TestServer } from './helpers/server';
-import { startReceiver, type Receiver } from './helpers/webhook-receiver';
+import { startReceiver } from './helpers/webhook-receiver';
 
 const SECRET = 'global-webhook-secret';
 const SITE_TOKEN = 'site-a-token-0123456789abcdef';

@@ -60,6 +60,8 @@ function toJob(id: string, fields: string[]): RedisJob | undefined {
 }
 
 export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
+  // Loaded only on Redis, like the cluster's client; require() because this factory is synchronous.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { createClient } = require('redis') as typeof import('redis');
   const now = options.now ?? Date.now;
   const log: Logger = options.log;
