@@ -233,6 +233,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   async function close() {
     // From here /ready answers 503 and new sockets are refused.
     shuttingDown = true;
+    report.shutdown();
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.
     await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));

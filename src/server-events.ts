@@ -83,7 +83,12 @@ interface ReportedSocket {
  */
 export function createSignalingReport(events: ServerEvents) {
   const disconnectReasons = new WeakMap<object, string>();
+  let shuttingDown = false;
   return {
+    /** From now on peers leave because the server closes. */
+    shutdown() {
+      shuttingDown = true;
+    },
     /** Shared `disconnect` listener (`this` is the socket): remembers why, for peer.left. */
     onDisconnect(this: object, reason: string) {
       disconnectReasons.set(this, reason);
@@ -94,7 +99,11 @@ export function createSignalingReport(events: ServerEvents) {
         events.emit('channel.started', account, { channel: join.channel, publisher: join.peerID, stream: join.stream });
     },
     left(socket: ReportedSocket, registration: { channel: string; peerID: string; role: PeerRole }, remaining: number) {
-      const reason = socket.connected ? 'left' : leaveReasonOf(disconnectReasons.get(socket) ?? 'transport close');
+      const reason: LeaveReason = shuttingDown
+        ? 'disconnected'
+        : socket.connected
+          ? 'left'
+          : leaveReasonOf(disconnectReasons.get(socket) ?? 'transport close');
       const account = socket.data.account.name;
       events.emit('peer.left', account, { ...registration, reason });
       if (remaining === 0) events.emit('channel.ended', account, { channel: registration.channel });

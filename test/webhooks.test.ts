@@ -11,7 +11,7 @@ import { test, type TestContext } from 'node:test';
 import { loadConfig } from '../src/config';
 import type { ServerEvent } from '../src/server-events';
 import type { WebhookEnvelope } from '../src/webhooks';
-import { broadcastAndWatch, connect, next, refusal, STREAM } from './helpers/client';
+import { broadcastAndWatch, connect, next, nextMessage, refusal, STREAM } from './helpers/client';
 import { freePort } from './helpers/process';
 import { testRedis } from './helpers/redis';
 import { startServer, TOKEN, type TestServer } from './helpers/server';
@@ -143,6 +143,39 @@ test('a site gets its own events, each signed with its token; the global URL get
   assert.ok(siteEvents.every((e) => globalEvents.some((g) => g.id === e.id)), 'the global URL gets Site A events too');
 });
 
+test('peer.left says why: a channel switch, a missed heartbeat, a server shutdown', timely, async (t) => {
+  const receiver = await startReceiver(t, { secret: SECRET });
+  const server = await startServer(t, {
+    WEBHOOK_URL: receiver.url,
+    WEBHOOK_SECRET: SECRET,
+    PING_INTERVAL_MS: '200',
+    PING_TIMEOUT_MS: '300',
+    ...fastRetries,
+  });
+  const emitted = recordEvents(server);
+  const { broadcaster, player } = await broadcastAndWatch(t, server.url, TOKEN, { channel: 'first', player: 'Silent' });
+  // The broadcaster moves to another channel: it left the first.
+  broadcaster.emit('publish', 'Studio', 'second', STREAM);
+  await nextMessage(broadcaster, 'peers');
+  // The player's process hangs: it no longer answers the server's pings.
+  const engine = player.io.engine as unknown as { _sendPacket: (type: string, ...rest: unknown[]) => void };
+  const sendPacket = engine._sendPacket.bind(engine);
+  engine._sendPacket = (type, ...rest) => (type === 'pong' ? undefined : sendPacket(type, ...rest));
+  await eventually('the silent player dropped', () => emitted.some((e) => e.type === 'peer.left' && e.data.peerID === 'Silent'));
+  await server.close();
+
+  const reasons = emitted.flatMap((e) => (e.type === 'peer.left' ? [[e.data.channel, e.data.peerID, e.data.reason]] : []));
+  assert.deepEqual(reasons, [
+    ['first', 'Studio', 'left'],
+    ['first', 'Silent', 'timed out'],
+    ['second', 'Studio', 'disconnected'],
+  ]);
+  assert.deepEqual(
+    emitted.filter((e) => e.type === 'channel.ended').map((e) => e.data.channel),
+    ['first', 'second'],
+  );
+});
+
 test('a receiver answering 500 then 200 gets each event exactly once after the retry', timely, async (t) => {
   const receiver = await startReceiver(t, { secret: SECRET, answer: (_e, attempt) => (attempt === 1 ? 500 : 200) });
   const server = await startServer(t, { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, ...fastRetries });
@@ -207,6 +240,20 @@ test('a receiver that never answers does not slow a handshake', timely, async (t
   assert.ok(took < 5000, `10 handshakes and publishes took ${Math.round(took)} ms`);
   release();
   await receiver.until('the held events delivered', (r) => r.accepted().length >= 22);
+});
+
+test('a receiver that never answers does not hold a shutdown', timely, async (t) => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const receiver = await startReceiver(t, { secret: SECRET, hold: () => released });
+  t.after(release);
+  // A request may wait 60 s for its answer; the test's deadline is 30 s.
+  const server = await startServer(t, { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_TIMEOUT_MS: '60000' });
+  const socket = await connect(t, server.url, TOKEN);
+  socket.emit('publish', 'Studio', 'closing', STREAM);
+  await receiver.until('a request held', (r) => r.arrived > 0);
+  await server.close();
+  assert.ok(server.logs.some((l) => l.msg === 'server closed'));
 });
 
 test('two instances on Redis deliver each event once', timely, async (t) => {

@@ -63,6 +63,8 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
   const now = deps.now ?? Date.now;
   const log = deps.log.child({ module: 'webhooks' });
   const userAgent = `VideoWhisper-WebRTC/${deps.version}`;
+  // A slow receiver must not hold a shutdown: close() aborts the requests in flight.
+  const closing = new AbortController();
 
   /** The URL and secret now, so a rotated token or a changed URL applies to retries too. */
   function destination(item: QueuedWebhook): { url: string; secret: string } | undefined {
@@ -81,7 +83,7 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
         method: 'POST',
         body: item.body,
         redirect: 'manual',
-        signal: AbortSignal.timeout(config.timeoutMs),
+        signal: AbortSignal.any([AbortSignal.timeout(config.timeoutMs), closing.signal]),
         headers: {
           'Content-Type': 'application/json',
           'User-Agent': userAgent,
@@ -132,6 +134,7 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
     isDelivering: () => queue.isDelivering(),
     async close() {
       unsubscribe();
+      closing.abort();
       await queue.close();
     },
   };
