@@ -10,10 +10,12 @@ import { dirname, join, resolve } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
 import { io } from 'socket.io-client';
+import type { ActionResult, AdminAction, LiveView, Sample } from '../src/admin/client/view';
 import type { AccountUsage } from '../src/channels/registry';
 import { get } from './helpers/api';
 import { CHROMIUM, CHROMIUM_FLAGS } from './helpers/browser';
 import { connect, nextMessage, refusal, STREAM, type Client } from './helpers/client';
+import { testRedis } from './helpers/redis';
 import { API_KEY, startServer } from './helpers/server';
 import { requireService } from './helpers/skip';
 import { testCertificate } from './helpers/tls';
@@ -162,4 +164,79 @@ test('the console namespace refuses a wrong key', async (t) => {
     socket.on('connect_error', (err) => resolve(err.message));
   });
   assert.equal(message, 'Invalid API key');
+});
+
+/** The console's namespace as the page joins it. */
+async function consoleSocket(t: TestContext, url: string, key = API_KEY) {
+  const socket = io(`${url}/admin`, { auth: { key }, transports: ['websocket'], reconnection: false, ca: testCertificate().ca.toString() });
+  t.after(() => socket.close());
+  const [history, view] = await new Promise<[Sample[], LiveView]>((resolve, reject) => {
+    socket.once('history', (h: Sample[], v: LiveView) => resolve([h, v]));
+    socket.once('connect_error', reject);
+  });
+  const act = (action: AdminAction) => socket.timeout(10_000).emitWithAck('action', action) as Promise<ActionResult>;
+  /** The next pushed view that satisfies `check`. */
+  const nextView = (check: (v: LiveView) => boolean) =>
+    new Promise<LiveView>((resolve) => {
+      const listener = (_s: Sample, v: LiveView) => {
+        if (!check(v)) return;
+        socket.off('sample', listener);
+        resolve(v);
+      };
+      socket.on('sample', listener);
+    });
+  return { socket, history, view, act, nextView };
+}
+
+test('console actions on two instances: instances with heartbeats, a peer disconnected on the other instance, plan and token changed', { timeout: 60_000 }, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const dir = mkdtempSync(join(tmpdir(), 'vw-admin-cluster-'));
+  const file = join(dir, 'accounts.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      plans: [{ id: 1, name: 'Small', properties: { connections: 5 } }, { id: 2, name: 'One', properties: { connections: 1 } }],
+      accounts: [{ id: 1, name: 'Site A', token: SITE_TOKEN, planId: 1, properties: {} }],
+    }),
+  );
+  const env = { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: '3000', ACCOUNTS_FILE: file, ADMIN_SAMPLE_MS: '200' };
+  const one = await startServer(undefined, env);
+  redis.onCleanup(() => one.close());
+  const two = await startServer(undefined, env);
+  redis.onCleanup(() => two.close());
+  await Promise.all([one.server.accounts.reload(), two.server.accounts.reload()]);
+
+  const admin = await consoleSocket(t, one.url);
+  const both = await admin.nextView((v) => v.instances.length === 2);
+  assert.equal(both.instances.filter((i) => i.self).length, 1);
+  assert.ok(both.instances.every((i) => i.heartbeatAgeMs !== null && i.heartbeatAgeMs < 3000), JSON.stringify(both.instances));
+
+  // A peer on the other instance, disconnected from this one's console.
+  const far = await connect(t, two.url, SITE_TOKEN);
+  far.emit('publish', 'Far Studio', 'far', STREAM);
+  await nextMessage(far, 'peers');
+  const seen = await admin.nextView((v) => v.channels.some((c) => c.channel === 'far'));
+  const peer = seen.channels.find((c) => c.channel === 'far')?.peers[0];
+  assert.equal(peer?.peerID, 'Far Studio');
+  const gone = new Promise<string>((resolve) => far.once('disconnect', resolve));
+  assert.deepEqual(await admin.act({ action: 'disconnect', socketId: peer.socketId }), { ok: true });
+  assert.equal(await gone, 'io server disconnect');
+
+  // Plan change and token rotation, each logged.
+  assert.deepEqual(await admin.act({ action: 'plan', id: 1, planId: 2 }), { ok: true });
+  await connect(t, one.url, SITE_TOKEN);
+  assert.equal(await refusal(one.url, { token: SITE_TOKEN }), 'ERROR: Connection limit exceeded');
+  const rotated = await admin.act({ action: 'rotate', id: 1 });
+  assert.ok(rotated.ok && rotated.token && rotated.token !== SITE_TOKEN);
+  assert.equal(await refusal(one.url, { token: SITE_TOKEN }), 'ERROR: Authentication error');
+  assert.deepEqual(
+    one.logs.filter((l) => String(l.msg).startsWith('admin action')).map((l) => l.action),
+    ['disconnect', 'plan', 'rotate'],
+  );
+  assert.ok(!JSON.stringify(one.logs).includes(String(rotated.token)), 'the new token is not logged');
+
+  // Malformed actions are refused, not thrown.
+  assert.deepEqual(await admin.act({ action: 'rotate', id: -1 } as AdminAction), { ok: false, error: 'Invalid action' });
+  assert.deepEqual(await admin.act({ action: 'suspend', id: 99, suspended: true }), { ok: false, error: 'No account 99' });
 });
