@@ -224,6 +224,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   io.on('connection', (socket) => {
     signaling.attach(socket);
+    activity?.connected(socket.data.account.name);
     socket.on('disconnect', report.onDisconnect);
     if (log.isLevelEnabled('debug'))
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');

@@ -9,8 +9,10 @@ export interface Activity {
   tee(telemetry: Telemetry): Telemetry;
   /** Refusals by reason since start. */
   refusals(): Record<RefusalReason, number>;
+  /** Counts an accepted connection of `account`. */
+  connected(account: string): void;
   /** Handshakes and refusals since the last call (in total and per account). */
-  take(): { handshakes: number; refusals: number; refusalsByAccount: Map<string, number> };
+  take(): { handshakes: number; refusals: number; handshakesByAccount: Map<string, number>; refusalsByAccount: Map<string, number> };
   close(): void;
 }
 
@@ -19,6 +21,7 @@ export function createActivity(events: ServerEvents): Activity {
   let handshakes = 0;
   let refusals = 0;
   let refusalsByAccount = new Map<string, number>();
+  let handshakesByAccount = new Map<string, number>();
   const unsubscribe = events.subscribe((event) => {
     if (event.type !== 'refused' || !event.account) return;
     refusalsByAccount.set(event.account, (refusalsByAccount.get(event.account) ?? 0) + 1);
@@ -37,10 +40,14 @@ export function createActivity(events: ServerEvents): Activity {
       },
     }),
     refusals: () => ({ ...byReason }),
+    connected(account) {
+      handshakesByAccount.set(account, (handshakesByAccount.get(account) ?? 0) + 1);
+    },
     take() {
-      const taken = { handshakes, refusals, refusalsByAccount };
+      const taken = { handshakes, refusals, handshakesByAccount, refusalsByAccount };
       handshakes = 0;
       refusals = 0;
+      handshakesByAccount = new Map();
       refusalsByAccount = new Map();
       return taken;
     },

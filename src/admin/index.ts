@@ -195,13 +195,18 @@ export function createAdmin(deps: AdminDeps) {
     const t = now();
     const seconds = Math.max((t - lastSampleAt) / 1000, 0.001);
     lastSampleAt = t;
-    const { handshakes, refusals, refusalsByAccount } = activity.take();
+    const { handshakes, refusals, handshakesByAccount, refusalsByAccount } = activity.take();
     const perAccount: Sample['accounts'] = {};
     const channelsOf = new Map<string, number>();
     for (const c of view.channels) channelsOf.set(c.account, (channelsOf.get(c.account) ?? 0) + 1);
     // The busiest accounts only, so a sample stays small with many sites.
     for (const a of view.accounts.slice(0, 20))
-      perAccount[a.name] = [a.connections, channelsOf.get(a.name) ?? 0, (refusalsByAccount.get(a.name) ?? 0) / seconds];
+      perAccount[a.name] = [
+        a.connections,
+        channelsOf.get(a.name) ?? 0,
+        (handshakesByAccount.get(a.name) ?? 0) / seconds,
+        (refusalsByAccount.get(a.name) ?? 0) / seconds,
+      ];
     return {
       time: t,
       connections: view.totals.connections,

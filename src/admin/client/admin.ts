@@ -50,7 +50,14 @@ interface Chart {
   series: string[];
 }
 
-const charts: Record<'usage' | 'rates' | 'accounts', Chart | undefined> = { usage: undefined, rates: undefined, accounts: undefined };
+/** Per-account charts: the element and the index of the value in Sample.accounts. */
+const PER_ACCOUNT = [
+  ['chart-accounts', 0],
+  ['chart-account-channels', 1],
+  ['chart-account-handshakes', 2],
+  ['chart-account-refusals', 3],
+] as const;
+const charts: Record<string, Chart | undefined> = {};
 let samples: Sample[] = [];
 const COLORS = ['#2f6fde', '#e07a10', '#1b9e5a', '#b00020', '#7a3fc2', '#0f8a99', '#c2185b', '#5d6b00'];
 
@@ -77,14 +84,17 @@ function drawCharts() {
   const x = samples.map((s) => s.time / 1000);
   charts.usage ??= makeChart('chart-usage', ['connections', 'channels']);
   charts.rates ??= makeChart('chart-rates', ['handshakes/s', 'refusals/s']);
-  const accountNames = [...new Set(samples.flatMap((s) => Object.keys(s.accounts)))].slice(0, 8);
-  if (!charts.accounts || charts.accounts.series.join('\u0000') !== accountNames.join('\u0000')) {
-    charts.accounts?.plot.destroy();
-    charts.accounts = makeChart('chart-accounts', accountNames);
-  }
   charts.usage.plot.setData([x, samples.map((s) => s.connections), samples.map((s) => s.channels)]);
   charts.rates.plot.setData([x, samples.map((s) => s.handshakesPerSecond), samples.map((s) => s.refusalsPerSecond)]);
-  charts.accounts.plot.setData([x, ...accountNames.map((name) => samples.map((s) => s.accounts[name]?.[0] ?? null))] as UPlot.AlignedData);
+  const accountNames = [...new Set(samples.flatMap((s) => Object.keys(s.accounts)))].slice(0, 8);
+  for (const [id, index] of PER_ACCOUNT) {
+    let chart = charts[id];
+    if (!chart || chart.series.join('\u0000') !== accountNames.join('\u0000')) {
+      chart?.plot.destroy();
+      chart = charts[id] = makeChart(id, accountNames);
+    }
+    chart.plot.setData([x, ...accountNames.map((name) => samples.map((s) => s.accounts[name]?.[index] ?? null))] as UPlot.AlignedData);
+  }
   for (const chart of Object.values(charts)) if (chart) chart.figure.dataset.points = String(x.length);
 }
 

@@ -58,8 +58,8 @@ export interface Sample {
   channels: number;
   handshakesPerSecond: number;
   refusalsPerSecond: number;
-  /** Per account: [connections, channels, refusals per second]. */
-  accounts: Record<string, [number, number, number]>;
+  /** Per account: [connections, channels, handshakes per second, refusals per second]. */
+  accounts: Record<string, [number, number, number, number]>;
 }
 
 export type AdminAction =
