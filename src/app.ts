@@ -110,7 +110,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     events,
     log,
     intervalMs: config.webhook.limitCheckMs,
-    reports: () => webhooks.isDelivering(),
+    // Only where a webhook could carry the event, and on one instance of a cluster.
+    reports: () => Boolean(config.webhook.url || accounts.webhookAccounts()) && webhooks.isDelivering(),
   });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());

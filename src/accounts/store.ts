@@ -26,6 +26,8 @@ export interface AccountStore {
   findByToken(token: string): Account | undefined;
   /** The account shown under `name`, with its token (it signs the account's webhooks). */
   findByName(name: string): { account: Account; token: string } | undefined;
+  /** How many accounts have a webhook URL. */
+  webhookAccounts(): number;
   /** Loads the rows again; never rejects. */
   reload(): Promise<ReloadResult>;
   /** True once the static token is set or the source has loaded once. */
@@ -54,6 +56,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
   const staticAccount: Account = { name: STATIC_ACCOUNT, suspended: false, plan: UNLIMITED };
   let byToken = new Map<string, Account>();
   let byName = new Map<string, { account: Account; token: string }>();
+  let webhookAccounts = 0;
   let loaded = false;
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -68,6 +71,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       for (const account of renamed) log.warn(account, 'account name already taken, shown with its id');
       byToken = next;
       byName = new Map([...next].map(([token, account]) => [account.name, { account, token }]));
+      webhookAccounts = [...next.values()].filter((a) => a.webhookURL).length;
       loaded = true;
       log.info({ accounts: next.size, skipped: skipped.length, source: source.description }, 'accounts loaded');
       return { status: 'Updating Accounts', outcome: 'reloaded', accounts: next.size, skipped: skipped.length };
@@ -109,6 +113,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       return byToken.get(token);
     },
     findByName: (name) => byName.get(name),
+    webhookAccounts: () => webhookAccounts,
     reload,
     isReady: () => Boolean(staticToken) || loaded,
     hasLoaded: () => !source || loaded,
