@@ -340,3 +340,16 @@ test('WEBHOOK_URL without WEBHOOK_SECRET stops the server at start', () => {
   assert.throws(() => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'https://example.com/hook' }), /WEBHOOK_URL needs WEBHOOK_SECRET/);
   assert.throws(() => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'ftp://example.com/', WEBHOOK_SECRET: 's' }), /WEBHOOK_URL must be an http/);
 });
+
+test('an event still refused when its retry window is over is given up, counted and logged', timely, async (t) => {
+  const receiver = await startReceiver(t, { secret: SECRET, answer: () => 503 });
+  // WEBHOOK_RETRY_HOURS=0: the window is over at the first failure.
+  const server = await startServer(t, { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_HOURS: '0' });
+  const emitted = recordEvents(server);
+  await channelStory(t, server.url, TOKEN, 'refused', 1);
+  await eventually('every channel ended', () => endedCount(emitted) === 1);
+  await eventually('every event given up', () => server.server.webhooks.stats().expired === emitted.length);
+  assert.equal(receiver.requests.length, emitted.length, 'each tried once');
+  assert.equal(server.logs.filter((l) => l.msg === 'webhook given up: retry window over').length, emitted.length);
+  assert.deepEqual(server.server.webhooks.stats(), { queued: 0, delivered: 0, expired: emitted.length, dropped: 0 });
+});
