@@ -133,6 +133,8 @@ test('suspending, changing the plan and deleting over REST apply to the next con
   const { url, api } = await serverOn(t, db);
   const first = await connect(t, url, 'siteToken');
 
+  // Stored by hand with values the loader tolerates: suspending still works.
+  await db.query('UPDATE accounts SET properties = ? WHERE id = ?', ['{"suspended":0,"webhookURL":"not a url"}', accountId]);
   await api.ok('PATCH', `/accounts/${accountId}`, { suspended: true });
   assert.equal(await refusal(url, { token: 'siteToken' }), 'ERROR: Suspended account');
   assert.ok(first.connected, 'a connected socket stays');

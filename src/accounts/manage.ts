@@ -314,9 +314,12 @@ export function createAccountManager({ storage, apply, tokenOf = newToken }: Man
       return change(async (t) => {
         const accounts = await t.accounts();
         const row = find(accounts, accountId, 'account');
+        // Only what this change writes is checked: a stored value the loader tolerates
+        // (suspended: 1, a broken webhookURL) must not block suspending the account.
+        const written = Object.fromEntries(Object.entries(body.properties ?? {}).filter(([, v]) => v !== null));
+        checkAccountProperties(written);
         let properties = body.properties ? merge(propertiesOf(row.properties), body.properties) : propertiesOf(row.properties);
         if (body.suspended !== undefined) properties = { ...properties, suspended: body.suspended };
-        checkAccountProperties(properties);
         const planId = body.planId === undefined ? row.planId : body.planId;
         checkPlanId(await t.plans(), planId);
         if (body.name) checkNameFree(accounts, body.name, accountId);
