@@ -1,10 +1,11 @@
 // The /admin console in Chromium: signing in with the API key, live numbers
 // that match /stats while connections come and go, charts that fill, names
 // shown as text, and an account suspended from the page refused at its next
-// connection. Leaves a screenshot in docs/admin.png for the README.
+// connection. Leaves a screenshot in test/artifacts/admin.png (docs/admin.png
+// in the README is a copy).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -134,7 +135,9 @@ test('the console signs in, follows connections live, charts them, and suspends 
   });
   assert.ok((await page.locator('#chart-usage canvas').count()) > 0);
 
-  await page.screenshot({ path: join(root, 'docs', 'admin.png'), fullPage: true });
+  // docs/admin.png is a copy of this one.
+  mkdirSync(join(root, 'test', 'artifacts'), { recursive: true });
+  await page.screenshot({ path: join(root, 'test', 'artifacts', 'admin.png'), fullPage: true });
 
   // Suspend Site A from the page: after the confirmation, its next connection is refused.
   await page.click('#accounts tr[data-account="Site A"] button[data-action="suspend"]');
