@@ -49,7 +49,7 @@ export function watchAccountLimits(deps: LimitWatchDeps) {
       const { stats } = await deps.registry.snapshot();
       const seen = new Set<string>();
       for (const [account, usage] of stats as [string, AccountUsage][]) {
-        const plan = deps.accounts.findByName(account)?.account.plan;
+        const plan = deps.accounts.findByName(account)?.plan;
         if (!plan) continue;
         seen.add(account);
         check(account, 'connections', usage.connections, plan.connections);

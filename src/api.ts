@@ -1,14 +1,17 @@
 // The REST API: the original's endpoints and shapes. Outside development mode
 // every endpoint but `/` needs the API key (query `apikey`, `X-API-Key`, or
-// `Authorization: Bearer`), compared in constant time.
+// `Authorization: Bearer`), compared in constant time. An address that keeps
+// presenting wrong keys is refused for a while, as for wrong socket tokens.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
+import type { Account } from './accounts/account';
 import type { AccountStore } from './accounts/store';
-import type { ChannelRegistry } from './channels/registry';
+import type { ChannelRegistry, ChannelSummary, RegistrySnapshot } from './channels/registry';
 import type { Config } from './config';
 import type { Metrics } from './metrics';
 import { SERVER_FEATURES, SERVER_NAME } from './protocol';
+import type { FailedAuthLimiter } from './signaling/rate-limits';
 
 export interface ApiDeps {
   config: Pick<Config, 'production' | 'apiKey'>;
@@ -19,6 +22,8 @@ export interface ApiDeps {
   readiness: () => Record<string, boolean>;
   version: string;
   log: Logger;
+  /** Failed attempts per address, shared with the handshake: `/status?token=` guesses count. */
+  failedAuth: FailedAuthLimiter;
 }
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
@@ -32,20 +37,71 @@ function presentedKey(req: Request): string | undefined {
   return bearer?.[1];
 }
 
-export function requireApiKey({ production, apiKey }: ApiDeps['config'], log: Logger): RequestHandler {
+export const API_TOO_MANY_ATTEMPTS = 'Too many failed attempts';
+
+/** Whether a request may use the keyed endpoints: development mode, or the right key. */
+function apiKeyCheck({ production, apiKey }: ApiDeps['config']): (req: Request) => boolean {
   const expected = apiKey ? digest(apiKey) : undefined;
-  return (req, res, next) => {
-    if (!production) return next();
+  return (req) => {
+    if (!production) return true;
     const key = presentedKey(req);
-    if (expected && key !== undefined && timingSafeEqual(digest(key), expected)) return next();
-    log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
-    res.status(401).type('text/plain').send('Invalid API key');
+    return Boolean(expected && key !== undefined && timingSafeEqual(digest(key), expected));
   };
 }
 
-export function createApi({ config, registry, accounts, metrics, readiness, version, log }: ApiDeps): express.Router {
+/** Refuses a blocked address with 429 before anything it sent is looked at: guessing gains nothing. */
+function refuseBlocked(failedAuth: FailedAuthLimiter, log: Logger): RequestHandler {
+  return (req, res, next) => {
+    // req.ip: the client through trusted proxies (app.ts sets `trust proxy`).
+    if (!failedAuth.blocked(req.ip ?? '', performance.now())) return next();
+    log.warn({ path: req.path, ip: req.ip }, 'API request refused: too many failed attempts');
+    res.status(429).set('Retry-After', '60').type('text/plain').send(API_TOO_MANY_ATTEMPTS);
+  };
+}
+
+export function requireApiKey(config: ApiDeps['config'], log: Logger, failedAuth: FailedAuthLimiter): RequestHandler {
+  const accepted = apiKeyCheck(config);
+  const blocked = refuseBlocked(failedAuth, log);
+  return (req, res, next) =>
+    blocked(req, res, () => {
+      if (accepted(req)) return next();
+      failedAuth.failed(req.ip ?? '', performance.now());
+      log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
+      res.status(401).type('text/plain').send('Invalid API key');
+    });
+}
+
+/** One account's own view, as the original's `/status?token=`: nothing of another account. */
+export function accountStatus(account: Account, snapshot: RegistrySnapshot) {
+  const usage = snapshot.stats.find(([name]) => name === account.name)?.[1];
+  const active = Boolean(usage && usage.connections + usage.players + usage.broadcasters > 0);
+  return {
+    account: account.name,
+    status: active ? 'Active' : 'Inactive',
+    ...(active && {
+      stats: usage,
+      webrtc: Object.fromEntries(snapshot.channels.filter(([, summary]) => summary.account === account.name)),
+    }),
+    plan: account.plan,
+  };
+}
+
+/**
+ * The whole server: channel count, stats by account, and channels grouped by
+ * account (one channel name may belong to several accounts).
+ */
+export function serverStatus(snapshot: RegistrySnapshot) {
+  const webrtc: Record<string, Record<string, ChannelSummary>> = {};
+  for (const [channel, summary] of snapshot.channels) (webrtc[summary.account] ??= {})[channel] = summary;
+  return { connections: snapshot.connections.length, stats: Object.fromEntries(snapshot.stats), webrtc };
+}
+
+export function createApi({ config, registry, accounts, metrics, readiness, version, log, failedAuth }: ApiDeps): express.Router {
   const router = express.Router();
-  const keyed = requireApiKey(config, log);
+  // Wrong keys and wrong account tokens count per address with failed handshakes: one guesser, one limit.
+  const blocked = refuseBlocked(failedAuth, log);
+  const keyed = requireApiKey(config, log, failedAuth);
+  const keyAccepted = apiKeyCheck(config);
   // Express 5 forwards rejected promises to the error handler in app.ts.
   router.get('/', (_req, res) => {
     res.json({ server: SERVER_NAME, version, features: SERVER_FEATURES });
@@ -58,6 +114,25 @@ export function createApi({ config, registry, accounts, metrics, readiness, vers
   });
   router.get('/stats', keyed, async (_req, res) => {
     res.json((await registry.snapshot()).stats);
+  });
+  // An account's token shows that account only; the API key, the whole server.
+  router.get('/status', blocked, async (req, res) => {
+    const token = req.query.token;
+    if (typeof token === 'string' && token !== '') {
+      const account = accounts.findByToken(token);
+      if (!account) {
+        failedAuth.failed(req.ip ?? '', performance.now());
+        log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid account token');
+        return void res.status(401).type('text/plain').send('Invalid account token');
+      }
+      return void res.json(accountStatus(account, await registry.snapshot()));
+    }
+    if (!keyAccepted(req)) {
+      failedAuth.failed(req.ip ?? '', performance.now());
+      log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
+      return void res.status(401).type('text/plain').send('Invalid API key and no account token');
+    }
+    res.json(serverStatus(await registry.snapshot()));
   });
   // For load balancers and pm2: no key, no secrets, cheap.
   router.get('/health', (_req, res) => {

@@ -13,9 +13,13 @@ import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
 import { createAccountManager, fileStorage, mysqlStorage } from './accounts/manage';
 import { mysqlAccountSource } from './accounts/mysql';
-import { createAccountRoutes, noAccountRoutes } from './accounts/routes';
+import { STATIC_ACCOUNT } from './accounts/account';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
 import { createApi, requireApiKey } from './api';
+import { createLoginClient } from './auth/login';
+import { createSignIn } from './auth/sign-in';
+import { createTokenVerifier } from './auth/tokens';
+import { createAccountRoutes, noAccountRoutes } from './accounts/routes';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
 import { watchAccountLimits } from './account-limits';
@@ -27,10 +31,13 @@ import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
+import { createOriginCheck, parseOrigins } from './origins';
 import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
+import { createFailedAuthLimiter } from './signaling/rate-limits';
+import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
 import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
 import { readCertificate } from './tls';
@@ -76,6 +83,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     deps.accounts ??
     createAccountStore({
       staticToken: config.staticToken,
+      staticAccount: config.staticAccount,
+      staticLogin: config.staticLogin,
       source: deps.accountSource ?? defaultAccountSource(config),
       log,
       refreshMs: config.accountsRefreshMs,
@@ -113,6 +122,19 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     // Only where a webhook could carry the event, and on one instance of a cluster.
     reports: () => Boolean(config.webhook.url || accounts.webhookAccounts()) && webhooks.isDelivering(),
   });
+  // One failed-attempt count per address: handshakes, /status tokens and API keys alike.
+  const failedAuth = createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
+  const signIn = createSignIn({
+    accounts,
+    login: createLoginClient({ timeoutMs: config.loginTimeoutMs, concurrency: config.loginConcurrency }),
+    verifyToken: createTokenVerifier({
+      findAccount: (name) => accounts.findByName(name),
+      maxTtlSeconds: config.tokenMaxTtlSeconds,
+      maxNameLength: config.maxNameLength,
+      now,
+    }),
+    staticName: config.staticAccount ?? STATIC_ACCOUNT,
+  });
 
   const corsOrigin = config.corsOrigin === '*' ? '*' : config.corsOrigin.split(',').map((o) => o.trim());
   const app = express();
@@ -135,7 +157,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     }),
   );
   app.use(cors({ origin: corsOrigin }));
-  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log }));
+  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log, failedAuth }));
   const storage = config.database ? mysqlStorage(config.database) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
   const accountManager =
     storage &&
@@ -148,7 +170,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
         if (result.outcome !== 'reloaded') log.warn({ outcome: result.outcome, error: result.error }, 'accounts changed but not reloaded');
       },
     });
-  const keyed = requireApiKey(config, log);
+  const keyed = requireApiKey(config, log, failedAuth);
   app.use(accountManager ? createAccountRoutes({ manager: accountManager, keyed, log }) : noAccountRoutes(keyed));
   if (config.demo) app.use('/demo', createDemoRouter());
   let admin: ReturnType<typeof createAdmin> | undefined;
@@ -166,6 +188,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     pingInterval: config.pingIntervalMs,
     pingTimeout: config.pingTimeoutMs,
     cors: { origin: corsOrigin },
+    // CORS headers do not stop a WebSocket: the handshake itself checks Origin.
+    allowRequest: (req, callback) => origins.allowRequest(req, callback),
   });
   if (cluster) io.adapter(cluster.adapter);
   coalesceBatchedWrites(io);
@@ -186,21 +210,33 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       now,
     });
   if (admin) adminRouter.use(admin.router);
+  watchOutgoing(io, { maxBytes: config.maxOutgoingBytes, log, telemetry });
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
-    accounts,
     registry,
     schemas,
     log,
     telemetry,
     production: config.production,
-    failedAuthPerMinute: config.rateFailedAuthPerMinute,
+    failedAuth,
+    signIn,
+    hideSignInDetails: config.production && config.extraSecurity,
     eventsPerSecond: config.rateEventsPerSecond,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
     onRefused: (account, reason) => report.refused(account, 'connect', [reason]),
   });
   io.use(handshake.middleware);
+  const origins = createOriginCheck({
+    allowed: parseOrigins(config.corsOrigin),
+    registry,
+    log,
+    telemetry,
+    clientAddress: (req) => proxyaddr(req, trustProxy),
+    releaseConnection: handshake.releaseConnection,
+  });
+  // After the handshake: an account's own allowedOrigins need the account.
+  io.use(origins.middleware);
   const signaling = createSignaling({
     io,
     registry,
@@ -209,6 +245,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
     telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
+    maxNameLength: config.maxNameLength,
+    enforceSdp: config.enforceSdp,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,

@@ -20,6 +20,12 @@ const envSchema = z.object({
   HOST: optionalText,
   CERTIFICATE: optionalText,
   STATIC_TOKEN: optionalText,
+  STATIC_ACCOUNT: optionalText,
+  STATIC_LOGIN: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional()),
+  EXTRA_SECURITY: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
+  LOGIN_TIMEOUT_MS: integer(5000, 100, 60_000),
+  LOGIN_CONCURRENCY: integer(8, 1, 1000),
+  TOKEN_MAX_TTL_SECONDS: integer(86400, 60, 365 * 86400),
   API_KEY: optionalText,
   COTURN_SERVER: z.preprocess(
     blankToUndefined,
@@ -44,6 +50,8 @@ const envSchema = z.object({
   TRUST_PROXY: z.preprocess(blankToUndefined, z.string().default('loopback')),
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
+  MAX_OUTGOING_BYTES: integer(1024 * 1024, 128 * 1024, 1024 * 1024 * 1024),
+  ENFORCE_SDP: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
   SHUTDOWN_GRACE_MS: integer(0, 0, 60_000),
   PING_INTERVAL_MS: integer(25_000, 100, 600_000),
@@ -81,6 +89,18 @@ export interface Config {
   host: string | undefined;
   certificate: string | undefined;
   staticToken: string | undefined;
+  /** The static token's account name (default `_static`), for user/PIN sign-in without MySQL. */
+  staticAccount: string | undefined;
+  /** The static account's login URL for user/PIN sign-in. */
+  staticLogin: string | undefined;
+  /** In production, every refused sign-in says only `Authentication failed`. */
+  extraSecurity: boolean;
+  /** How long a site's login URL may take to answer. */
+  loginTimeoutMs: number;
+  /** Login requests in flight per account; more wait their turn, within the timeout. */
+  loginConcurrency: number;
+  /** Longest lifetime a signed access token may claim (exp - now). */
+  tokenMaxTtlSeconds: number;
   apiKey: string | undefined;
   coturnServer: string | undefined;
   coturnUser: string | undefined;
@@ -96,6 +116,10 @@ export interface Config {
   trustProxy: string[];
   maxMessageBytes: number;
   maxNameLength: number;
+  /** Bytes queued for one client that it has not read; over this it is disconnected. */
+  maxOutgoingBytes: number;
+  /** Write each plan's bitrate and frame limits into the SDP peers relay. */
+  enforceSdp: boolean;
   shutdownTimeoutMs: number;
   /** How long /ready answers 503 before the port closes, for load balancers. */
   shutdownGraceMs: number;
@@ -153,6 +177,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       if (!existsSync(e.CERTIFICATE + ext)) throw new ConfigError(`CERTIFICATE: ${e.CERTIFICATE}${ext} does not exist`);
   }
   if (e.DB_HOST && !e.DB_NAME) throw new ConfigError('DB_NAME must be set when DB_HOST is set');
+  // A healthy client is sent messages up to MAX_MESSAGE_BYTES: a few must fit before it reads them.
+  if (e.MAX_OUTGOING_BYTES < 4 * e.MAX_MESSAGE_BYTES)
+    throw new ConfigError(`MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES (${4 * e.MAX_MESSAGE_BYTES})`);
   if (e.ACCOUNTS_FILE && !existsSync(e.ACCOUNTS_FILE)) throw new ConfigError(`ACCOUNTS_FILE: ${e.ACCOUNTS_FILE} does not exist`);
   if (e.COTURN_SERVER && !e.COTURN_SECRET && !(e.COTURN_USER && e.COTURN_PASSWORD))
     throw new ConfigError('COTURN_SERVER needs COTURN_SECRET or both COTURN_USER and COTURN_PASSWORD');
@@ -169,12 +196,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (production) throw new ConfigError('STATIC_TOKEN, DB_HOST or ACCOUNTS_FILE must be set in production');
     staticToken = DEV_STATIC_TOKEN;
   }
+  if ((e.STATIC_ACCOUNT || e.STATIC_LOGIN) && !staticToken)
+    throw new ConfigError('STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN (the static account\'s token)');
   return {
     production,
     port: e.PORT,
     host: e.HOST,
     certificate: e.CERTIFICATE,
     staticToken,
+    staticAccount: e.STATIC_ACCOUNT,
+    staticLogin: e.STATIC_LOGIN,
+    extraSecurity: e.EXTRA_SECURITY === 'true',
+    loginTimeoutMs: e.LOGIN_TIMEOUT_MS,
+    loginConcurrency: e.LOGIN_CONCURRENCY,
+    tokenMaxTtlSeconds: e.TOKEN_MAX_TTL_SECONDS,
     apiKey: e.API_KEY,
     coturnServer: e.COTURN_SERVER,
     coturnUser: e.COTURN_USER,
@@ -191,6 +226,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy,
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxNameLength: e.MAX_NAME_LENGTH,
+    maxOutgoingBytes: e.MAX_OUTGOING_BYTES,
+    enforceSdp: e.ENFORCE_SDP === 'true',
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     pingIntervalMs: e.PING_INTERVAL_MS,

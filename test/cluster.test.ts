@@ -254,7 +254,7 @@ test('50 sockets of an account limited to 5 connections, over two instances: exa
   const limited: Account = { name: 'Limited Site', suspended: false, plan: { ...UNLIMITED, connections: 5 } };
   const accounts: AccountStore = {
     findByToken: (token) => (token === 'limited-token' ? limited : undefined),
-    findByName: (name) => (name === limited.name ? { account: limited, token: 'limited-token' } : undefined),
+    findByName: () => undefined,
     webhookAccounts: () => 0,
     reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
     isReady: () => true,

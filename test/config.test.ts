@@ -15,6 +15,8 @@ test('an empty environment is development mode on port 3000 with the dev token',
   assert.equal(config.database, undefined);
   assert.equal(config.demo, true);
   assert.equal(config.maxMessageBytes, 64 * 1024);
+  assert.equal(config.maxOutgoingBytes, 1024 * 1024);
+  assert.equal(config.enforceSdp, false);
 });
 
 test('blank values (as in a copied .env.example) count as unset', () => {
@@ -59,6 +61,8 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ MAX_MESSAGE_BYTES: '10' }, /^MAX_MESSAGE_BYTES must be a number >= 4096/],
     [{ TRUST_PROXY: 'not-an-address' }, /^TRUST_PROXY: /],
     [{ REDIS_URL: 'localhost:6379' }, /^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
+    [{ MAX_OUTGOING_BYTES: '200000' }, /^MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES \(262144\)/],
+    [{ ENFORCE_SDP: 'yes' }, /^ENFORCE_SDP must be true or false/],
   ];
   for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
 });
@@ -73,4 +77,30 @@ test('the server refuses to start on a wrong value with one line on stderr', asy
   );
   assert.equal(result.code, 1);
   assert.equal(result.stderr.trim(), 'Configuration error: PORT must be a number (got "abc")');
+});
+
+test('sign-in settings: STATIC_ACCOUNT, STATIC_LOGIN, EXTRA_SECURITY, LOGIN_*, TOKEN_MAX_TTL_SECONDS', () => {
+  const defaults = loadConfig({});
+  assert.equal(defaults.staticAccount, undefined);
+  assert.equal(defaults.extraSecurity, false);
+  assert.equal(defaults.loginTimeoutMs, 5000);
+  assert.equal(defaults.loginConcurrency, 8);
+  assert.equal(defaults.tokenMaxTtlSeconds, 86400);
+  const set = loadConfig({
+    STATIC_TOKEN: 't',
+    STATIC_ACCOUNT: 'My Site',
+    STATIC_LOGIN: 'https://my.site/login.php',
+    EXTRA_SECURITY: 'true',
+    LOGIN_TIMEOUT_MS: '2000',
+    TOKEN_MAX_TTL_SECONDS: '3600',
+  });
+  assert.equal(set.staticAccount, 'My Site');
+  assert.equal(set.staticLogin, 'https://my.site/login.php');
+  assert.equal(set.extraSecurity, true);
+  assert.equal(set.loginTimeoutMs, 2000);
+  assert.equal(set.tokenMaxTtlSeconds, 3600);
+  assert.throws(() => loadConfig({ STATIC_TOKEN: 't', STATIC_LOGIN: 'ftp://my.site/' }), /^Error: STATIC_LOGIN must be an http\(s\) URL/);
+  assert.throws(() => loadConfig({ STATIC_LOGIN: 'not a url' }), /STATIC_LOGIN must be an http\(s\) URL/);
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', DB_HOST: 'db', DB_NAME: 'vw', STATIC_ACCOUNT: 'x' }), /STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN/);
+  assert.throws(() => loadConfig({ EXTRA_SECURITY: 'yes' }), /EXTRA_SECURITY must be true or false/);
 });

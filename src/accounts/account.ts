@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { UNLIMITED, type Plan } from '../limits';
 import { numeric } from '../protocol';
+import { RESTRICT_PUBLISH_MODES, type RestrictPublish } from '../auth/rights';
+import { parseOrigins } from '../origins';
 
 export const STATIC_ACCOUNT = '_static';
 
@@ -10,6 +12,14 @@ export interface Account {
   name: string;
   suspended: boolean;
   plan: Plan;
+  /** The account's token: the key of its signed access tokens, and sent to its login URL. */
+  token?: string;
+  /** `properties.loginURL`: where user/PIN sign-ins are checked. */
+  loginURL?: string | undefined;
+  /** `properties.restrictPublish`: which channel names a signed-in user may publish. */
+  restrictPublish?: RestrictPublish | undefined;
+  /** Pages (origins) the account's clients may connect from; undefined: any that CORS_ORIGIN allows. */
+  allowedOrigins?: ReadonlySet<string> | undefined;
   /** Where this account's webhooks go (properties.webhookURL), signed with its token. */
   webhookURL?: string | undefined;
 }
@@ -62,8 +72,14 @@ export const planSchema = z
   );
 /** An http(s) URL, for properties.webhookURL. */
 export const webhookUrlSchema = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }).max(2048);
+// A malformed loginURL or restrictPublish is left out rather than hiding the
+// whole account: without a loginURL user/PIN sign-in is refused.
 const accountPropertiesSchema = z.looseObject({
   suspended: z.unknown().optional(),
+  loginURL: z.url({ protocol: /^https?$/ }).optional().catch(undefined),
+  restrictPublish: z.enum(RESTRICT_PUBLISH_MODES).optional().catch(undefined),
+  // A list of origins, or one comma-separated string of them.
+  allowedOrigins: z.union([z.array(z.string()), z.string()]).nullish(),
   // A bad URL is no URL: it must not cost the site its account.
   webhookURL: webhookUrlSchema.optional().catch(undefined),
 });
@@ -93,14 +109,18 @@ export interface SkippedRow {
  * earlier row, or the static token's `_static`) is shown with its id added,
  * so two sites never share channels.
  */
-export function indexAccounts(rows: AccountRows): {
+export function indexAccounts(
+  rows: AccountRows,
+  staticName: string = STATIC_ACCOUNT,
+): {
   byToken: Map<string, Account>;
+  byName: Map<string, Account>;
   skipped: SkippedRow[];
   renamed: RenamedAccount[];
 } {
   const skipped: SkippedRow[] = [];
   const renamed: RenamedAccount[] = [];
-  const taken = new Set<string>([STATIC_ACCOUNT]);
+  const taken = new Set<string>([staticName]);
   const plans = new Map<number, Plan>();
   for (const row of rows.plans) {
     try {
@@ -110,6 +130,7 @@ export function indexAccounts(rows: AccountRows): {
     }
   }
   const byToken = new Map<string, Account>();
+  const byName = new Map<string, Account>();
   for (const [index, row] of rows.accounts.entries()) {
     if (typeof row.token !== 'string' || row.token === '') continue;
     try {
@@ -117,17 +138,25 @@ export function indexAccounts(rows: AccountRows): {
       if (row.planId != null && !plans.has(Number(row.planId))) throw new Error(`plan ${row.planId} is missing or unreadable`);
       const name = uniqueName(String(row.name), row.id ?? index + 1, taken);
       if (name !== String(row.name)) renamed.push({ name: String(row.name), shownAs: name });
-      byToken.set(row.token, {
+      const origins = props.allowedOrigins == null ? undefined : [props.allowedOrigins].flat().join(',');
+      const account: Account = {
         name,
         suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
         plan: row.planId == null ? UNLIMITED : (plans.get(Number(row.planId)) as Plan),
+        token: row.token,
         webhookURL: props.webhookURL,
-      });
+        loginURL: props.loginURL,
+        restrictPublish: props.restrictPublish,
+        // An empty list is no list: the account is not locked out by a blank field.
+        allowedOrigins: origins?.trim() ? parseOrigins(origins) : undefined,
+      };
+      byToken.set(row.token, account);
+      byName.set(name, account);
     } catch (err) {
       skipped.push({ table: 'accounts', name: String(row.name), reason: reasonOf(err) });
     }
   }
-  return { byToken, skipped, renamed };
+  return { byToken, byName, skipped, renamed };
 }
 
 function uniqueName(name: string, id: number, taken: Set<string>): string {

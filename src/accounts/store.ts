@@ -24,8 +24,8 @@ export interface ReloadResult {
 
 export interface AccountStore {
   findByToken(token: string): Account | undefined;
-  /** The account shown under `name`, with its token (it signs the account's webhooks). */
-  findByName(name: string): { account: Account; token: string } | undefined;
+  /** The account shown under `name` (the static account included), for user/PIN and signed tokens. */
+  findByName(name: string): Account | undefined;
   /** How many accounts have a webhook URL. */
   webhookAccounts(): number;
   /** Loads the rows again; never rejects. */
@@ -40,6 +40,10 @@ export interface AccountStore {
 
 export interface AccountStoreOptions {
   staticToken?: string | undefined;
+  /** The static token's account name (default `_static`). */
+  staticAccount?: string | undefined;
+  /** The static account's login URL for user/PIN sign-in. */
+  staticLogin?: string | undefined;
   source?: AccountSource | undefined;
   log: Logger;
   /** Retry a failed start-up load after this many ms, doubling up to `retryMaxMs`. */
@@ -53,9 +57,15 @@ export interface AccountStoreOptions {
 export function createAccountStore(options: AccountStoreOptions): AccountStore {
   const { source, log } = options;
   const staticToken = options.staticToken ? Buffer.from(options.staticToken) : undefined;
-  const staticAccount: Account = { name: STATIC_ACCOUNT, suspended: false, plan: UNLIMITED };
+  const staticAccount: Account = {
+    name: options.staticAccount ?? STATIC_ACCOUNT,
+    suspended: false,
+    plan: UNLIMITED,
+    ...(options.staticToken && { token: options.staticToken }),
+    loginURL: options.staticLogin,
+  };
   let byToken = new Map<string, Account>();
-  let byName = new Map<string, { account: Account; token: string }>();
+  let byName = new Map<string, Account>();
   let webhookAccounts = 0;
   let loaded = false;
   let closed = false;
@@ -66,12 +76,12 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
   async function load(): Promise<ReloadResult> {
     if (!source) return { status: 'Updating Accounts', outcome: 'no-database', accounts: 0 };
     try {
-      const { byToken: next, skipped, renamed } = indexAccounts(await source.fetch());
+      const { byToken: next, byName: nextByName, skipped, renamed } = indexAccounts(await source.fetch(), staticAccount.name);
       for (const row of skipped) log.warn({ table: row.table, row: row.name, reason: row.reason }, 'account row skipped');
       for (const account of renamed) log.warn(account, 'account name already taken, shown with its id');
       byToken = next;
-      byName = new Map([...next].map(([token, account]) => [account.name, { account, token }]));
-      webhookAccounts = [...next.values()].filter((a) => a.webhookURL).length;
+      byName = nextByName;
+      webhookAccounts = [...nextByName.values()].filter((a) => a.webhookURL).length;
       loaded = true;
       log.info({ accounts: next.size, skipped: skipped.length, source: source.description }, 'accounts loaded');
       return { status: 'Updating Accounts', outcome: 'reloaded', accounts: next.size, skipped: skipped.length };
@@ -112,7 +122,10 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       if (staticToken && presented?.length === staticToken.length && timingSafeEqual(presented, staticToken)) return staticAccount;
       return byToken.get(token);
     },
-    findByName: (name) => byName.get(name),
+    findByName(name) {
+      if (staticToken && name === staticAccount.name) return staticAccount;
+      return byName.get(name);
+    },
     webhookAccounts: () => webhookAccounts,
     reload,
     isReady: () => Boolean(staticToken) || loaded,

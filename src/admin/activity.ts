@@ -28,7 +28,7 @@ export function createActivity(events: ServerEvents): Activity {
   });
   return {
     tee: (telemetry) => ({
-      relayed: (type) => telemetry.relayed(type),
+      ...telemetry,
       refused(reason) {
         byReason[reason]++;
         refusals++;

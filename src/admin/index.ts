@@ -139,7 +139,7 @@ export function createAdmin(deps: AdminDeps) {
     const planNames = new Map(plans.map((p) => [p.id, p.name]));
     const rows = new Map<string, AccountRowView>();
     const row = (name: string, view?: AccountView): AccountRowView => {
-      const found = accounts.findByName(name)?.account;
+      const found = accounts.findByName(name);
       const plan = found?.plan;
       const u = usage.get(name);
       return {

@@ -1,24 +1,28 @@
-// The connection middleware: token -> account, then the account's plan decides
-// whether one more socket may connect. Refusals are the exact strings the
-// client shows.
+// The connection middleware: credentials -> account (and a signed-in user, see
+// auth/sign-in.ts), then the account's plan decides whether one more socket
+// may connect. Refusals are the exact strings the client shows.
 import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
-import type { AccountStore } from '../accounts/store';
 import type { ChannelRegistry } from '../channels/registry';
 import type { RefusalReason, Telemetry } from '../metrics';
-import { HandshakeError, type EventSchemas } from '../protocol';
-import { createFailedAuthLimiter } from './rate-limits';
+import { HandshakeError, SignInError, type EventSchemas } from '../protocol';
+import type { SignIn, SignInWay } from '../auth/sign-in';
+import type { FailedAuthLimiter } from './rate-limits';
 import type { SignalingSocket } from './session';
 
 export interface HandshakeDeps {
-  accounts: AccountStore;
   registry: ChannelRegistry;
   schemas: EventSchemas;
   log: Logger;
   telemetry: Telemetry;
   production: boolean;
-  failedAuthPerMinute: number;
+  /** Failed attempts per address; shared with the REST API's account-token checks. */
+  failedAuth: FailedAuthLimiter;
+  /** Resolves the handshake's credentials to an account and a signed-in user. */
+  signIn: SignIn;
+  /** EXTRA_SECURITY in production: a refused sign-in only says `Authentication failed`. */
+  hideSignInDetails: boolean;
   eventsPerSecond: number;
   /** The client's address, through trusted proxies (X-Forwarded-For). */
   clientAddress: (socket: Socket) => string;
@@ -26,11 +30,20 @@ export interface HandshakeDeps {
   onRefused?: ((account: string | undefined, reason: RefusalReason) => void) | undefined;
 }
 
-type Refusal = { message: string; account?: Account; reason: RefusalReason };
+type Refusal = {
+  message: string;
+  account?: Account | undefined;
+  reason: RefusalReason;
+  /** A refusal of user/PIN or a signed token: hidden behind one message under EXTRA_SECURITY. */
+  signedIn?: boolean;
+  way?: SignInWay;
+  detail?: string;
+  user?: string | undefined;
+};
 
 export function createHandshake(deps: HandshakeDeps) {
-  const { accounts, registry, schemas, log, telemetry, production } = deps;
-  const failedAuth = createFailedAuthLimiter({ perMinute: deps.failedAuthPerMinute });
+  const { registry, schemas, log, telemetry, production } = deps;
+  const { failedAuth, signIn } = deps;
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
   function releaseConnection(socket: SignalingSocket) {
@@ -44,29 +57,32 @@ export function createHandshake(deps: HandshakeDeps) {
     const address = deps.clientAddress(socket);
     if (failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
-    const account = auth.success ? accounts.findByToken(auth.data.token) : undefined;
-    // Until the accounts have loaded once (database down at start), an
-    // account token is not wrong: the client should retry later.
-    if (!account && auth.success && !accounts.hasLoaded()) return { message: HandshakeError.unavailable, reason: 'unavailable' };
-    if (!account) {
-      failedAuth.failed(address, performance.now());
-      return { message: HandshakeError.authentication, reason: 'auth' };
+    const result = await signIn(auth.success ? auth.data : {});
+    if (!result.ok) {
+      if (result.failed) failedAuth.failed(address, performance.now());
+      // The user a sign-in claimed is no secret, and tells a site owner whose PIN failed.
+      return { ...result, signedIn: result.way !== 'token', user: result.way === 'login' ? auth.data?.user : undefined };
     }
+    const { account, identity } = result;
+    const signedIn = identity !== undefined;
     if (account.suspended) {
       await registry.countRefusal(account.name, 'connect', ['suspended']);
-      return { message: HandshakeError.suspended, account, reason: 'suspended' };
+      return { message: HandshakeError.suspended, account, reason: 'suspended', signedIn };
     }
     const refusal = await registry.connect(account.name, account.plan);
     if (refusal) {
       await registry.countRefusal(account.name, 'connect', [refusal]);
-      return { message: HandshakeError[refusal], account, reason: refusal };
+      return { message: HandshakeError[refusal], account, reason: refusal, signedIn };
     }
     socket.data = {
       account,
+      identity,
       pending: 0,
       tokens: deps.eventsPerSecond,
       refilledAt: performance.now(),
       rateNoticeAt: Number.NEGATIVE_INFINITY, // never told yet
+      loggedAt: Number.NEGATIVE_INFINITY,
+      unlogged: 0,
       released: false,
       // Present from the start, so every socket's data keeps one shape.
       registration: undefined,
@@ -96,11 +112,16 @@ export function createHandshake(deps: HandshakeDeps) {
             ip: deps.clientAddress(socket),
             account: refusal.account?.name,
             reason: refusal.reason,
+            way: refusal.way,
+            user: refusal.user,
+            detail: refusal.detail,
+            message: refusal.message,
+            // The credentials are secrets: only development logs show them.
             ...(production ? {} : { auth: socket.handshake.auth }),
           },
           'connection refused',
         );
-        next(new Error(refusal.message));
+        next(new Error(refusal.signedIn && deps.hideSignInDetails ? SignInError.failed : refusal.message));
       },
       (err: unknown) => {
         telemetry.refused('unavailable');

@@ -46,3 +46,5 @@ export function createFailedAuthLimiter({ perMinute, maxAddresses = 100_000 }: {
     size: () => windows.size,
   };
 }
+
+export type FailedAuthLimiter = ReturnType<typeof createFailedAuthLimiter>;

@@ -70,8 +70,8 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
   function destination(item: QueuedWebhook): { url: string; secret: string } | undefined {
     if (item.target === 'global') return config.url && config.secret ? { url: config.url, secret: config.secret } : undefined;
     const found = item.account ? accounts.findByName(item.account) : undefined;
-    const url = found?.account.webhookURL;
-    return found && url ? { url, secret: found.token } : undefined;
+    const url = found?.webhookURL;
+    return found?.token && url ? { url, secret: found.token } : undefined;
   }
 
   async function send(item: QueuedWebhook): Promise<boolean> {
@@ -106,7 +106,7 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
   const unsubscribe = events.subscribe((event) => {
     const targets: QueuedWebhook['target'][] = [];
     if (config.url && config.secret) targets.push('global');
-    if (event.account && accounts.findByName(event.account)?.account.webhookURL) targets.push('account');
+    if (event.account && accounts.findByName(event.account)?.webhookURL) targets.push('account');
     if (targets.length === 0) return;
     const envelope: WebhookEnvelope = {
       id: randomUUID(),

@@ -66,6 +66,9 @@ interface LinkStats {
   connection: RTCPeerConnectionState;
   framesSent: number;
   framesDecoded: number;
+  /** Video bytes received so far, and when (ms) the browser counted them: a bitrate over two readings. */
+  bytesReceived: number;
+  at: number;
   /** The addresses the media flows between, once ICE has chosen them. */
   route?: { type: string; local: string; remote: string };
 }
@@ -76,6 +79,8 @@ interface StatsReport {
   kind?: string;
   framesSent?: number;
   framesDecoded?: number;
+  bytesReceived?: number;
+  timestamp?: number;
   selectedCandidatePairId?: string;
   localCandidateId?: string;
   remoteCandidateId?: string;
@@ -320,10 +325,16 @@ class Link {
     const reports = await this.pc.getStats();
     let framesSent = 0;
     let framesDecoded = 0;
+    let bytesReceived = 0;
+    let at = 0;
     let route: LinkStats['route'];
     reports.forEach((report: StatsReport) => {
       if (report.type === 'outbound-rtp' && report.kind === 'video') framesSent += report.framesSent ?? 0;
-      if (report.type === 'inbound-rtp' && report.kind === 'video') framesDecoded += report.framesDecoded ?? 0;
+      if (report.type === 'inbound-rtp' && report.kind === 'video') {
+        framesDecoded += report.framesDecoded ?? 0;
+        bytesReceived += report.bytesReceived ?? 0;
+        at = report.timestamp ?? at;
+      }
       if (report.type === 'transport' && report.selectedCandidatePairId) {
         const pair = reports.get(report.selectedCandidatePairId) as StatsReport | undefined;
         const local = pair?.localCandidateId ? (reports.get(pair.localCandidateId) as StatsReport | undefined) : undefined;
@@ -334,7 +345,7 @@ class Link {
         }
       }
     });
-    return { peer: this.peer, connection: this.pc.connectionState, framesSent, framesDecoded, route };
+    return { peer: this.peer, connection: this.pc.connectionState, framesSent, framesDecoded, bytesReceived, at, route };
   }
 
   close() {
@@ -408,7 +419,8 @@ class Session {
 
   private receive(message: Signal) {
     const { from = '', type } = message;
-    if (type === 'peers' && this.params) {
+    // The channel's peer list and its peerConfig (TURN servers) come from the server alone.
+    if (type === 'peers' && from === '_channel_' && this.params) {
       this.peerConfig = message.peerConfig ?? {};
       for (const peer of message.peers ?? [])
         if (peer.type === 'player' && peer.peerID !== this.settings.name) this.offerTo(peer.peerID);
