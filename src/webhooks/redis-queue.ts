@@ -71,6 +71,9 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
   const drops = dropCounter(log, now);
   let delivered = 0;
   let expired = 0;
+  /** Holding the lease: this instance is the one that delivers. */
+  let holding = false;
+  /** Reading the stream (once it exists). */
   let leading = false;
   let closed = false;
   let reading: Promise<void> | undefined;
@@ -103,7 +106,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
 
   async function ensureGroup() {
     try {
-      await client.sendCommand(['XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM']);
+      await client.sendCommand(['XGROUP', 'CREATE', stream, GROUP, '0']);
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
@@ -153,7 +156,9 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
     if (closed) return;
     try {
       const held = Number(await client.sendCommand(['EVAL', LEASE_SCRIPT, '1', leaseKey, me, String(options.leaseMs)])) === 1;
-      if (held && !leading) {
+      holding = held;
+      // The first event creates the stream: until then there is nothing to read, and no key is left behind.
+      if (held && !leading && Number(await client.sendCommand(['EXISTS', stream])) === 1) {
         await ensureGroup();
         await claimPending();
         leading = true;
@@ -169,6 +174,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
           });
       } else if (!held && leading) stepDown('lease lost');
     } catch (err) {
+      holding = false;
       if (leading) stepDown('Redis unreachable');
       log.debug({ err: (err as Error).message }, 'webhook delivery: lease not renewed');
     }
@@ -204,11 +210,12 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
         });
     },
     stats: () => ({ queued: lanes.size, delivered, expired, dropped: drops.count }),
-    isDelivering: () => leading,
+    isDelivering: () => holding,
     async close() {
       closed = true;
       clearInterval(timer);
-      const wasLeading = leading;
+      const wasHolding = holding;
+      holding = false;
       leading = false;
       const wake = spaceWaiter;
       spaceWaiter = undefined;
@@ -216,7 +223,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
       await lanes.close();
       await connecting;
       // Let another instance take over at once rather than after the lease runs out.
-      if (wasLeading && client.isReady)
+      if (wasHolding && client.isReady)
         await client.sendCommand(['EVAL', RELEASE_SCRIPT, '1', leaseKey, me]).catch(() => undefined);
       // The reader may sit in a blocking read: drop its connection.
       if (reader.isOpen) reader.destroy();
