@@ -14,7 +14,7 @@ import { SERVER_FEATURES, SERVER_NAME } from './protocol';
 import type { FailedAuthLimiter } from './signaling/rate-limits';
 
 export interface ApiDeps {
-  config: Pick<Config, 'production' | 'apiKey'>;
+  config: Pick<Config, 'production' | 'apiKey'> & { secure?: boolean };
   registry: ChannelRegistry;
   accounts: AccountStore;
   metrics: Pick<Metrics, 'render' | 'contentType'>;
@@ -51,9 +51,9 @@ function apiKeyCheck({ production, apiKey }: ApiDeps['config']): (req: Request) 
 
 /** Refuses a blocked address with 429 before anything it sent is looked at: guessing gains nothing. */
 function refuseBlocked(failedAuth: FailedAuthLimiter, log: Logger): RequestHandler {
-  return (req, res, next) => {
+  return async (req, res, next) => {
     // req.ip: the client through trusted proxies (app.ts sets `trust proxy`).
-    if (!failedAuth.blocked(req.ip ?? '', performance.now())) return next();
+    if (!(await failedAuth.blocked(req.ip ?? '', performance.now()))) return next();
     log.warn({ path: req.path, ip: req.ip }, 'API request refused: too many failed attempts');
     res.status(429).set('Retry-After', '60').type('text/plain').send(API_TOO_MANY_ATTEMPTS);
   };
@@ -65,7 +65,7 @@ export function requireApiKey(config: ApiDeps['config'], log: Logger, failedAuth
   return (req, res, next) =>
     blocked(req, res, () => {
       if (accepted(req)) return next();
-      failedAuth.failed(req.ip ?? '', performance.now());
+      void failedAuth.failed(req.ip ?? '', performance.now());
       log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
       res.status(401).type('text/plain').send('Invalid API key');
     });
@@ -104,7 +104,8 @@ export function createApi({ config, registry, accounts, metrics, readiness, vers
   const keyAccepted = apiKeyCheck(config);
   // Express 5 forwards rejected promises to the error handler in app.ts.
   router.get('/', (_req, res) => {
-    res.json({ server: SERVER_NAME, version, features: SERVER_FEATURES });
+    // SSL only when this server speaks TLS itself.
+    res.json({ server: SERVER_NAME, version, features: config.secure === false ? SERVER_FEATURES.replace('SSL, ', '') : SERVER_FEATURES });
   });
   router.get('/connections', keyed, async (_req, res) => {
     res.json((await registry.snapshot()).connections);
@@ -121,14 +122,14 @@ export function createApi({ config, registry, accounts, metrics, readiness, vers
     if (typeof token === 'string' && token !== '') {
       const account = accounts.findByToken(token);
       if (!account) {
-        failedAuth.failed(req.ip ?? '', performance.now());
+        void failedAuth.failed(req.ip ?? '', performance.now());
         log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid account token');
         return void res.status(401).type('text/plain').send('Invalid account token');
       }
       return void res.json(accountStatus(account, await registry.snapshot()));
     }
     if (!keyAccepted(req)) {
-      failedAuth.failed(req.ip ?? '', performance.now());
+      void failedAuth.failed(req.ip ?? '', performance.now());
       log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
       return void res.status(401).type('text/plain').send('Invalid API key and no account token');
     }

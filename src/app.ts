@@ -3,7 +3,8 @@
 // can start several servers in one process.
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
+import { hostname } from 'node:os';
 import cors from 'cors';
 import express, { type ErrorRequestHandler } from 'express';
 import helmet from 'helmet';
@@ -27,6 +28,7 @@ import { createAdmin } from './admin';
 import { createActivity } from './admin/activity';
 import { clusterTiming, createCluster } from './cluster';
 import type { Config } from './config';
+import { createControl } from './control';
 import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
@@ -40,7 +42,7 @@ import { createFailedAuthLimiter } from './signaling/rate-limits';
 import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
 import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
-import { readCertificate } from './tls';
+import { certificateFiles, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
 import { version } from './version';
 import { createWebhooks, type Webhooks } from './webhooks';
 
@@ -54,11 +56,28 @@ export interface ServerDeps {
   now?: () => number;
 }
 
+export interface CloseOptions {
+  /**
+   * First stop listening and let established sockets go on (calls in
+   * progress) for up to this long, while other instances take new connections.
+   */
+  drainMs?: number;
+}
+
 export interface SignalingServerHandle {
   /** Listens on config.port (0: any free port) and resolves with the port. */
   listen(): Promise<number>;
-  /** Tells every peer its channel closed, disconnects them, stops listening. */
-  close(): Promise<void>;
+  /**
+   * Tells every peer its channel closed, disconnects them, stops listening,
+   * and releases everything. Called again while draining, it ends the drain.
+   */
+  close(options?: CloseOptions): Promise<void>;
+  /** Reloads the accounts on every instance of the cluster. */
+  reloadAccounts(): ReturnType<AccountStore['reload']>;
+  /** Reads the certificate files again and serves them to new connections; false (logged) when they are not usable. */
+  reloadCertificate(): boolean;
+  /** The certificate served now. */
+  readonly certificate: CertificateInfo | undefined;
   readonly port: number;
   readonly secure: boolean;
   readonly log: Logger;
@@ -68,6 +87,14 @@ export interface SignalingServerHandle {
   /** Every join, leave and refusal, for webhooks and the admin console. */
   readonly events: ServerEvents;
   readonly webhooks: Webhooks;
+}
+
+/** How long a closing connection may take to flush before it is cut. */
+const FLUSH_MS = 1000;
+
+/** The certificate as logs and the start-up line show it. */
+export function describeCertificate(info: CertificateInfo) {
+  return { names: info.names, expires: info.notAfter.toISOString(), serial: info.serial };
 }
 
 function defaultAccountSource(config: Config): AccountSource | undefined {
@@ -93,7 +120,17 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, now })
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
-  const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
+  // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
+  let certificate: Certificate | undefined = config.certificate ? readCertificate(certificateFiles(config.certificate)) : undefined;
+  const metrics = createMetrics(registry, {
+    perAccount: config.metricsPerAccount,
+    certificate: () => certificate?.info,
+    otherInstances: cluster ? () => control.otherMetrics() : undefined,
+  });
+  // One failed-attempt count per address: handshakes, /status tokens and API keys alike,
+  // and, in a cluster, on every instance alike.
+  const sharedFailedAuth = cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute, (address, ms) => control.announceBlocked(address, ms));
+  const failedAuth = sharedFailedAuth ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
   const events = createServerEvents({ log, now });
   const report = createSignalingReport(events);
   // The console counts handshakes and refusals through the telemetry signaling already reports.
@@ -122,8 +159,6 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     // Only where a webhook could carry the event, and on one instance of a cluster.
     reports: () => Boolean(config.webhook.url || accounts.webhookAccounts()) && webhooks.isDelivering(),
   });
-  // One failed-attempt count per address: handshakes, /status tokens and API keys alike.
-  const failedAuth = createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
   const signIn = createSignIn({
     accounts,
     login: createLoginClient({ timeoutMs: config.loginTimeoutMs, concurrency: config.loginConcurrency }),
@@ -157,16 +192,17 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     }),
   );
   app.use(cors({ origin: corsOrigin }));
-  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log, failedAuth }));
+  // The REST API reloads the accounts of the whole cluster.
+  const clusterAccounts: AccountStore = { ...accounts, reload: () => control.reloadAccounts() };
+  app.use(createApi({ config: { ...config, secure }, registry, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth }));
   const storage = config.database ? mysqlStorage(config.database) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
   const accountManager =
     storage &&
     createAccountManager({
       storage,
-      // Applied on this instance now. Cluster-wide reloads plug in here, so that
-      // every instance sees the change at once.
+      // Applied on every instance of the cluster at once.
       apply: async () => {
-        const result = await accounts.reload();
+        const result = await clusterAccounts.reload();
         if (result.outcome !== 'reloaded') log.warn({ outcome: result.outcome, error: result.error }, 'accounts changed but not reloaded');
       },
     });
@@ -176,13 +212,23 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   let admin: ReturnType<typeof createAdmin> | undefined;
   const adminRouter = express.Router();
   if (config.admin) app.use('/admin', adminRouter);
+  // Scripts and monitors read JSON, also for a path that does not exist.
+  app.use((_req, res) => void res.status(404).json({ error: 'Not found' }));
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     log.error({ err, path: req.path }, 'API request failed');
     res.status(500).json({ error: 'Internal error' });
   };
   app.use(onError);
 
-  const server = config.certificate ? https.createServer(readCertificate(config.certificate), app) : http.createServer(app);
+  const server = certificate ? https.createServer(certificate.options, app) : http.createServer(app);
+  // Every connection, so that a shutdown can end those that will not close (a client that stops reading).
+  const open = new Set<NetSocket>();
+  const track = (socket: NetSocket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  };
+  server.on('connection', track);
+  if (certificate) server.on('secureConnection', track);
   const io: SignalingServer = new Server(server, {
     maxHttpBufferSize: config.maxMessageBytes,
     pingInterval: config.pingIntervalMs,
@@ -192,6 +238,13 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     allowRequest: (req, callback) => origins.allowRequest(req, callback),
   });
   if (cluster) io.adapter(cluster.adapter);
+  const control = createControl({
+    io: cluster ? (io as unknown as Parameters<typeof createControl>[0]['io']) : undefined,
+    accounts,
+    localMetrics: metrics.local,
+    blockAddress: (address, ms) => sharedFailedAuth?.block(address, ms),
+    log,
+  });
   coalesceBatchedWrites(io);
   if (activity)
     admin = createAdmin({
@@ -269,31 +322,114 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
 
-  let closing: Promise<void> | undefined;
-  async function close() {
-    // From here /ready answers 503 and new sockets are refused.
-    shuttingDown = true;
-    report.shutdown();
+  function reloadCertificate(): boolean {
+    if (!certificate || !(server instanceof https.Server)) return false;
+    try {
+      const next = readCertificate(certificate.files);
+      (server as https.Server).setSecureContext(next.options);
+      certificate = next;
+      log.info(describeCertificate(next.info), 'certificate reloaded: new connections get it, established ones keep theirs');
+      return true;
+    } catch (err) {
+      // A renewal half written, or a bad file: the certificate served so far stays.
+      log.error({ err: (err as Error).message }, 'certificate not reloaded, keeping the one served now');
+      return false;
+    }
+  }
+  const stopWatching = certificate ? watchCertificate(certificate.files, reloadCertificate) : () => undefined;
+
+  const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  /** Resolves once `done()` holds, checked whenever `changed` may have changed it, or after `ms`, or when cut. */
+  function until(done: () => boolean, subscribe: (check: () => void) => void, ms: number, onCut?: (cut: () => void) => void) {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, ms);
+      function finish() {
+        clearTimeout(timer);
+        resolve();
+      }
+      const check = () => void (done() && finish());
+      subscribe(check);
+      onCut?.(finish);
+      check();
+    });
+  }
+
+  let cutDrain: (() => void) | undefined;
+  async function endSessions() {
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.
     await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
     // This instance's sockets only: through the adapter it would reach every instance's.
     io.local.disconnectSockets(true);
-    // Behind a load balancer: time for its health checks to see the 503.
-    if (config.shutdownGraceMs) await new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs));
+    return sockets.length;
+  }
+  function stopListening() {
     server.close();
-    await new Promise<void>((resolve) => io.close(() => resolve()));
+    server.closeIdleConnections();
+  }
+
+  let closing: Promise<void> | undefined;
+  async function close({ drainMs = 0 }: CloseOptions) {
+    // From here /ready answers 503 and new sockets are refused.
+    shuttingDown = true;
+    report.shutdown();
+    stopWatching();
+    let sockets: number;
+    if (drainMs > 0) {
+      // Behind a load balancer: time for its health checks to see the 503.
+      if (config.shutdownGraceMs) await delay(config.shutdownGraceMs);
+      // New connections now go to the other instances (pm2 stops sending them here).
+      stopListening();
+      if (io.engine.clientsCount > 0) {
+        log.info({ sockets: io.engine.clientsCount, drainMs }, 'draining: established sockets go on until they end');
+        await until(
+          () => io.engine.clientsCount === 0,
+          (check) => {
+            for (const socket of io.sockets.sockets.values()) socket.conn.once('close', () => setImmediate(check));
+          },
+          drainMs,
+          (cut) => (cutDrain = cut),
+        );
+      }
+      sockets = await endSessions();
+    } else {
+      sockets = await endSessions();
+      if (config.shutdownGraceMs) await delay(config.shutdownGraceMs);
+      stopListening();
+    }
+    // A socket that does not read never flushes its close: it gets a short
+    // while, then it is cut, so that the clean-up below always runs.
+    const flushMs = Math.min(FLUSH_MS, config.shutdownTimeoutMs / 2);
+    const isOpen = () => open.size === 0;
+    await until(isOpen, (check) => open.forEach((socket) => socket.once('close', check)), flushMs);
+    if (open.size) log.warn({ connections: open.size }, 'connections that did not close in time were cut');
+    for (const socket of open) socket.destroy();
     server.closeAllConnections();
-    accountLimits.close();
-    admin?.close();
-    activity?.close();
-    await webhooks.close();
-    await accountManager?.close();
-    await accounts.close();
-    await registry.close();
-    await cluster?.close();
-    metrics.close();
-    log.info({ sockets: sockets.length }, 'server closed');
+    // The adapter's last Redis write may fail (Redis away): the process is leaving anyway.
+    const ioClosed = io.close().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'Socket.IO closed with an error'));
+    await Promise.race([ioClosed, delay(flushMs)]);
+    // Each part is released even when one before it fails; a failure is still a failed shutdown.
+    const failed: string[] = [];
+    for (const [part, release] of [
+      ['console', async () => {
+        accountLimits.close();
+        admin?.close();
+        activity?.close();
+      }],
+      ['webhooks', () => webhooks.close()],
+      ['account manager', async () => accountManager?.close()],
+      ['accounts', () => accounts.close()],
+      ['registry', () => registry.close()],
+      ['cluster', async () => cluster?.close()],
+      ['metrics', async () => metrics.close()],
+    ] as const) {
+      await release().catch((err: unknown) => {
+        failed.push(part);
+        log.error({ err, part }, 'releasing a part of the server failed');
+      });
+    }
+    if (failed.length) throw new Error(`shutdown: releasing ${failed.join(', ')} failed`);
+    log.info({ sockets }, 'server closed');
   }
 
   return {
@@ -302,10 +438,21 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
         server.once('error', reject);
         server.listen(config.port, config.host, () => {
           server.off('error', reject);
-          resolve((server.address() as AddressInfo).port);
+          const { port } = server.address() as AddressInfo;
+          // pm2 cluster workers share the port: the process id tells them apart.
+          if (cluster) metrics.labelInstance(`${hostname()}:${port}/${process.pid}`);
+          resolve(port);
         });
       }),
-    close: () => (closing ??= close()),
+    close(options = {}) {
+      if (closing) cutDrain?.();
+      return (closing ??= close(options));
+    },
+    reloadAccounts: () => control.reloadAccounts(),
+    reloadCertificate,
+    get certificate() {
+      return certificate?.info;
+    },
     get port() {
       const address = server.address();
       return address && typeof address === 'object' ? address.port : 0;

@@ -6,8 +6,17 @@ import { randomUUID } from 'node:crypto';
 import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
 import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
+import { createFailedAuthLimiter, type FailedAuthLimiter } from './signaling/rate-limits';
 
 export type { PeerGone } from './channels/redis';
+
+export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
+  /** Blocks `address` here for `ms`: another instance saw it reach the limit. */
+  block(address: string, ms: number): void;
+}
+
+/** Addresses blocked at once that an instance remembers; the oldest goes first. */
+const MAX_BLOCKED_ADDRESSES = 100_000;
 
 export interface ClusterOptions {
   /** REDIS_URL */
@@ -27,6 +36,15 @@ export interface Cluster {
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
   /** Whether Redis answers now (for /ready). */
   isConnected(): boolean;
+  /**
+   * Failed attempts per address counted in Redis, so that a token guesser
+   * meets one limit whichever instance it reaches. Only failures touch Redis:
+   * an address that reaches the limit is announced to every instance
+   * (`announce` resolves once they have it), and each blocks it on its own,
+   * so a handshake costs no Redis round trip. While Redis is away each
+   * instance counts on its own.
+   */
+  failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter;
   /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** The live instances and how long ago each beat (for the admin console). */
@@ -53,6 +71,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see above */
   const { createClient } = require('redis') as typeof import('redis');
   const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
+  const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const { url, prefix, timeoutMs } = options;
   const now = options.now ?? Date.now;
@@ -153,10 +172,52 @@ export function createCluster(options: ClusterOptions): Cluster {
     log.info('left the cluster');
   }
 
+  function failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter {
+    const local = createFailedAuthLimiter({ perMinute });
+    // Monotonic times (performance.now()), as the callers pass them.
+    const blockedUntil = new Map<string, number>();
+    const block = (address: string, ms: number, at: number) => {
+      if (blockedUntil.size >= MAX_BLOCKED_ADDRESSES) blockedUntil.delete(blockedUntil.keys().next().value as string);
+      blockedUntil.set(address, at + ms);
+    };
+    const shared = new RateLimiterRedis({
+      storeClient: client,
+      useRedisPackage: true,
+      rejectIfRedisNotReady: true,
+      keyPrefix: `${prefix}authfail`,
+      points: perMinute,
+      duration: 60,
+    });
+    return {
+      blocked(address, at) {
+        if (local.blocked(address, at)) return true;
+        const until = blockedUntil.get(address);
+        if (until === undefined) return false;
+        if (until > at) return true;
+        blockedUntil.delete(address);
+        return false;
+      },
+      async failed(address, at) {
+        local.failed(address, at);
+        if (!connected) return;
+        try {
+          const counted = await shared.penalty(address, 1);
+          if (counted.consumedPoints < perMinute) return;
+          block(address, counted.msBeforeNext, at);
+          await announce(address, counted.msBeforeNext);
+        } catch (err) {
+          log.debug({ err: (err as Error).message }, 'failed attempt not counted in Redis');
+        }
+      },
+      block: (address, ms) => block(address, ms, performance.now()),
+    };
+  }
+
   return {
     instanceId,
     registry,
     adapter,
+    failedAuthLimiter,
     isConnected: () => connected,
     onPeersGone: (next) => void (listener = next),
     async instances() {

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
+import { CertificateError, certificateFiles } from './tls';
 
 /** The static token used in development mode when nothing else is configured. */
 export const DEV_STATIC_TOKEN = 'dev-token';
@@ -54,6 +55,7 @@ const envSchema = z.object({
   ENFORCE_SDP: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
   SHUTDOWN_GRACE_MS: integer(0, 0, 60_000),
+  DRAIN_TIMEOUT_MS: z.preprocess(blankToUndefined, z.coerce.number().int().min(0).max(86_400_000).optional()),
   PING_INTERVAL_MS: integer(25_000, 100, 600_000),
   PING_TIMEOUT_MS: integer(20_000, 100, 600_000),
   REDIS_URL: z.preprocess(
@@ -123,6 +125,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long /ready answers 503 before the port closes, for load balancers. */
   shutdownGraceMs: number;
+  /** On SIGTERM/SIGINT: how long established sockets may go on (calls in progress) before they are closed. */
+  drainTimeoutMs: number;
   /** Socket.IO heartbeat: a client that misses a ping for interval + timeout is dropped. */
   pingIntervalMs: number;
   pingTimeoutMs: number;
@@ -173,8 +177,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const e = parsed.data;
   const production = e.NODE_ENV === 'production';
   if (e.CERTIFICATE) {
-    for (const ext of ['.key', '.crt'])
-      if (!existsSync(e.CERTIFICATE + ext)) throw new ConfigError(`CERTIFICATE: ${e.CERTIFICATE}${ext} does not exist`);
+    try {
+      certificateFiles(e.CERTIFICATE);
+    } catch (err) {
+      if (err instanceof CertificateError) throw new ConfigError(err.message);
+      throw err;
+    }
   }
   if (e.DB_HOST && !e.DB_NAME) throw new ConfigError('DB_NAME must be set when DB_HOST is set');
   // A healthy client is sent messages up to MAX_MESSAGE_BYTES: a few must fit before it reads them.
@@ -230,6 +238,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     enforceSdp: e.ENFORCE_SDP === 'true',
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    // Draining needs another instance to take new connections meanwhile: that is a cluster, on Redis.
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS ?? (e.REDIS_URL ? 600_000 : 0),
     pingIntervalMs: e.PING_INTERVAL_MS,
     pingTimeoutMs: e.PING_TIMEOUT_MS,
     demo: e.DEMO === undefined ? !production : e.DEMO === 'true',

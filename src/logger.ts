@@ -1,5 +1,6 @@
 // Structured logs: JSON lines in production, readable lines in development.
-// Secrets are redacted outside development mode.
+// Secrets are redacted outside development mode. Lines carry the level's
+// name and an ISO time, which log tools and people read without a table.
 import pino, { type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -10,10 +11,18 @@ export function createLogger(
   destination?: DestinationStream,
 ): Logger {
   const stream =
-    destination ?? (options.production ? pino.destination({ sync: false }) : pretty({ sync: true, ignore: 'pid,hostname' }));
+    destination ??
+    (!options.production
+      ? pretty({ sync: true, ignore: 'pid,hostname' })
+      : // pm2 cluster workers' logs reach pm2 only through process.stdout.write, not file descriptor 1.
+        process.env.exec_mode === 'cluster_mode'
+        ? process.stdout
+        : pino.destination({ sync: false }));
   return pino(
     {
       level: options.level,
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
       base: options.production ? { pid: process.pid } : undefined,
       redact: options.production ? { paths: SECRET_PATHS, censor: '[secret]' } : undefined,
     },

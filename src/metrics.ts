@@ -2,8 +2,16 @@
 // servers can live in one process. Counters are bumped on the hot path
 // through pre-labelled children (relayed messages: plain numbers, added at
 // scrape); gauges are read from the channel registry only when scraped.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+//
+// In a cluster, whichever instance is scraped answers for all: each
+// instance's own series (counters, process metrics) carry its `instance`
+// label, and the cluster-wide gauges (connections, channels, peers), read
+// from Redis, appear once without it. A scrape reaching another instance then
+// sees the same series, and no counter seems to reset.
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ChannelRegistry } from './channels/registry';
+import type { InstanceMetrics } from './control';
+import type { CertificateInfo } from './tls';
 
 /** Why something a client asked for was refused; a bounded set, so a safe label. */
 export const REFUSAL_REASONS = [
@@ -45,8 +53,19 @@ export interface Telemetry {
   handshake(seconds: number, outcome: 'accepted' | 'refused'): void;
 }
 
-export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAccount: boolean }) {
+export interface MetricsOptions {
+  perAccount: boolean;
+  /** The certificate served now, for its expiry. */
+  certificate?: () => CertificateInfo | undefined;
+  /** In a cluster: the other instances' own series. */
+  otherInstances?: () => Promise<InstanceMetrics[]>;
+}
+
+export function createMetrics(registry: ChannelRegistry, { perAccount, certificate, otherInstances }: MetricsOptions) {
+  // This instance's own series.
   const register = new Registry();
+  // Cluster-wide gauges, the same whichever instance answers.
+  const shared = new Registry();
   collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 10 });
 
   // Relayed messages are counted as plain numbers and handed to prom-client
@@ -89,16 +108,26 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
 
   // Gauges read the registry when scraped: nothing to keep in step.
   const gauges = {
-    connections: new Gauge({ name: 'videowhisper_connections', help: 'Live authenticated sockets', registers: [register] }),
-    channels: new Gauge({ name: 'videowhisper_channels', help: 'Channels with at least one peer', registers: [register] }),
-    peers: new Gauge({ name: 'videowhisper_peers', help: 'Registered peers by role', labelNames: ['role'], registers: [register] }),
+    connections: new Gauge({ name: 'videowhisper_connections', help: 'Live authenticated sockets', registers: [shared] }),
+    channels: new Gauge({ name: 'videowhisper_channels', help: 'Channels with at least one peer', registers: [shared] }),
+    peers: new Gauge({ name: 'videowhisper_peers', help: 'Registered peers by role', labelNames: ['role'], registers: [shared] }),
     accountConnections: perAccount
-      ? new Gauge({ name: 'videowhisper_account_connections', help: 'Live sockets per account', labelNames: ['account'], registers: [register] })
+      ? new Gauge({ name: 'videowhisper_account_connections', help: 'Live sockets per account', labelNames: ['account'], registers: [shared] })
       : undefined,
     accountBitrate: perAccount
-      ? new Gauge({ name: 'videowhisper_account_bitrate_kbps', help: 'Plan bitrate usage per account (video + audio)', labelNames: ['account'], registers: [register] })
+      ? new Gauge({ name: 'videowhisper_account_bitrate_kbps', help: 'Plan bitrate usage per account (video + audio)', labelNames: ['account'], registers: [shared] })
       : undefined,
   };
+  if (certificate)
+    new Gauge({
+      name: 'videowhisper_certificate_expiry_timestamp_seconds',
+      help: 'When the TLS certificate served now expires (Unix time)',
+      registers: [register],
+      collect() {
+        const info = certificate();
+        if (info) this.set(Math.floor(info.notAfter.getTime() / 1000));
+      },
+    });
 
   async function refreshGauges() {
     const { stats, connections } = await registry.snapshot();
@@ -129,14 +158,28 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
     handshake: (seconds, outcome) => handshakes.labels(outcome).observe(seconds),
   };
 
+  /** This instance's own series, as another instance asks for them. */
+  const local = () => register.getMetricsAsJSON() as Promise<InstanceMetrics>;
+
   return {
     telemetry,
     contentType: register.contentType,
+    local,
+    /** Names this instance in its series (in a cluster). */
+    labelInstance: (instance: string) => register.setDefaultLabels({ instance }),
     async render(): Promise<string> {
       await refreshGauges();
-      return register.metrics();
+      if (!otherInstances) return Registry.merge([register, shared]).metrics();
+      const [own, others] = await Promise.all([local(), otherInstances()]);
+      // Each instance's values carry their own `instance` label: "summing"
+      // them keeps them apart, and no series is dropped as some defaults would be.
+      const all = [own, ...others].map((metrics) => metrics.map((metric) => ({ ...metric, aggregator: 'sum' as const })));
+      return Registry.merge([AggregatorRegistry.aggregate(all), shared]).metrics();
     },
-    close: () => register.clear(),
+    close: () => {
+      register.clear();
+      shared.clear();
+    },
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

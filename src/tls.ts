@@ -1,10 +1,136 @@
-// The certificate files named by CERTIFICATE: `<prefix>.key`, `<prefix>.crt`
-// and, when present, the CA chain `<prefix>.pem`.
-import { existsSync, readFileSync } from 'node:fs';
-import type { SecureContextOptions } from 'node:tls';
+// The certificate named by CERTIFICATE: found under either naming scheme,
+// checked (readable, a key that matches), described (host names, expiry) and
+// watched, so that a renewal (certbot, cPanel AutoSSL) is served to new
+// connections without a restart. Established connections keep their session.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 
-export function readCertificate(prefix: string): SecureContextOptions {
-  const options: SecureContextOptions = { key: readFileSync(`${prefix}.key`), cert: readFileSync(`${prefix}.crt`) };
-  if (existsSync(`${prefix}.pem`)) options.ca = readFileSync(`${prefix}.pem`);
-  return options;
+/** A certificate problem an operator can fix; its message is one line. */
+export class CertificateError extends Error {}
+
+export interface CertificateFiles {
+  key: string;
+  cert: string;
+  /** The CA chain, when kept apart from the certificate. */
+  ca?: string;
+}
+
+export interface CertificateInfo {
+  /** DNS names (subjectAltName, else the common name), first one first. */
+  names: string[];
+  notAfter: Date;
+  serial: string;
+}
+
+export interface Certificate {
+  files: CertificateFiles;
+  options: SecureContextOptions;
+  info: CertificateInfo;
+}
+
+/**
+ * `CERTIFICATE` is either a path prefix (`<prefix>.key`, `<prefix>.crt` and,
+ * when present, the chain `<prefix>.pem`) or a directory holding Let's
+ * Encrypt's `privkey.pem` and `fullchain.pem` (/etc/letsencrypt/live/<name>).
+ */
+export function certificateFiles(location: string): CertificateFiles {
+  const isDirectory = existsSync(location) && statSync(location).isDirectory();
+  const dir = isDirectory ? location : dirname(location);
+  if (!isDirectory && existsSync(`${location}.key`) && existsSync(`${location}.crt`)) {
+    const files: CertificateFiles = { key: `${location}.key`, cert: `${location}.crt` };
+    if (existsSync(`${location}.pem`)) files.ca = `${location}.pem`;
+    return files;
+  }
+  // Also when CERTIFICATE names one of Let's Encrypt's files.
+  if ((isDirectory || ['privkey.pem', 'fullchain.pem'].includes(basename(location))) && existsSync(join(dir, 'privkey.pem'))) {
+    if (existsSync(join(dir, 'fullchain.pem'))) return { key: join(dir, 'privkey.pem'), cert: join(dir, 'fullchain.pem') };
+  }
+  throw new CertificateError(
+    `CERTIFICATE: found neither ${location}.key and ${location}.crt nor privkey.pem and fullchain.pem in ${isDirectory ? location : dir}`,
+  );
+}
+
+function readPem(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const { code, message } = err as NodeJS.ErrnoException;
+    throw new CertificateError(`CERTIFICATE: cannot read ${path} (${code ?? message})`);
+  }
+}
+
+/** Reads and checks the files; throws a CertificateError with a one-line message. */
+export function readCertificate(files: CertificateFiles): Certificate {
+  const key = readPem(files.key);
+  const cert = readPem(files.cert);
+  const options: SecureContextOptions = { key, cert };
+  if (files.ca) options.ca = readPem(files.ca);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw new CertificateError(`CERTIFICATE: ${files.cert} is not a PEM certificate`);
+  }
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new CertificateError(`CERTIFICATE: ${files.key} is not a PEM private key (or it needs a passphrase)`);
+  }
+  if (!x509.checkPrivateKey(privateKey))
+    throw new CertificateError(`CERTIFICATE: the key ${files.key} does not match the certificate ${files.cert}`);
+  try {
+    createSecureContext(options);
+  } catch (err) {
+    throw new CertificateError(`CERTIFICATE: ${files.cert}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return { files, options, info: describe(x509) };
+}
+
+function describe(x509: X509Certificate): CertificateInfo {
+  const alt = (x509.subjectAltName ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.startsWith('DNS:'))
+    .map((entry) => entry.slice(4));
+  const commonName = /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)?.[1];
+  const names = alt.length ? alt : commonName ? [commonName] : [];
+  return { names, notAfter: new Date(x509.validTo), serial: x509.serialNumber };
+}
+
+/** The host name clients should use: the first name that is not a wildcard. */
+export function publicName(info: CertificateInfo): string | undefined {
+  return info.names.find((name) => !name.includes('*')) ?? info.names[0]?.replace(/^\*\./, '');
+}
+
+/**
+ * Calls `changed` once the files have settled after a change (renewal tools
+ * write several files, certbot swaps symlinks). Watches the directories, so a
+ * file replaced by a rename is still seen. Returns a function that stops it.
+ */
+export function watchCertificate(files: CertificateFiles, changed: () => void, settleMs = 250): () => void {
+  const paths = [files.key, files.cert, files.ca].filter((p): p is string => Boolean(p));
+  const names = new Set(paths.map((p) => basename(p)));
+  let timer: NodeJS.Timeout | undefined;
+  const watchers: FSWatcher[] = [];
+  for (const dir of new Set(paths.map((p) => dirname(p)))) {
+    try {
+      const watcher = watch(dir, { persistent: false }, (_event, name) => {
+        if (name && !names.has(name.toString())) return;
+        clearTimeout(timer);
+        timer = setTimeout(changed, settleMs);
+        timer.unref();
+      });
+      watcher.on('error', () => undefined); // the directory went away: SIGUSR2 still reloads
+      watchers.push(watcher);
+    } catch {
+      // Not watchable (permissions): SIGUSR2 still reloads.
+    }
+  }
+  return () => {
+    clearTimeout(timer);
+    for (const watcher of watchers) watcher.close();
+  };
 }

@@ -11,7 +11,8 @@ test('GET / names the server, its version and features without a key', async (t)
   assert.equal(res.status, 200);
   const body = res.json<Record<string, unknown>>();
   assert.equal(body.server, 'VideoWhisper WebRTC');
-  assert.match(String(body.version), /^\d{4}\.\d{2}\.\d{2}/);
+  // The release date as a semver version (CHANGELOG.md): no leading zeros.
+  assert.match(String(body.version), /^\d{4}\.(1[0-2]|[1-9])\.(3[01]|[12]\d|[1-9])$/);
   assert.equal(typeof body.features, 'string');
 });
 

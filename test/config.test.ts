@@ -52,7 +52,7 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ PORT: 'abc' }, /^PORT must be a number/],
     [{ PORT: '70000' }, /^PORT must be a number <= 65535/],
     [{ NODE_ENV: 'prod' }, /^NODE_ENV must be development or production/],
-    [{ CERTIFICATE: '/nonexistent/cert' }, /^CERTIFICATE: \/nonexistent\/cert\.key does not exist/],
+    [{ CERTIFICATE: '/nonexistent/cert' }, /^CERTIFICATE: found neither \/nonexistent\/cert\.key and \/nonexistent\/cert\.crt/],
     [{ COTURN_SERVER: 'turn://x' }, /^COTURN_SERVER must be host:port/],
     [{ COTURN_SERVER: 'turn.example.com:3478' }, /^COTURN_SERVER needs COTURN_SECRET or both/],
     [{ DB_HOST: 'localhost' }, /^DB_NAME must be set/],

@@ -150,10 +150,11 @@ test('sign-ins beyond LOGIN_CONCURRENCY wait their turn, within the timeout', ti
     STATIC_ACCOUNT: 'My Site',
     STATIC_LOGIN: login.url,
     LOGIN_CONCURRENCY: '1',
-    LOGIN_TIMEOUT_MS: '600',
+    LOGIN_TIMEOUT_MS: '2000',
   });
-  // A silent sign-in holds the only slot until its 600 ms are up; the good
-  // one behind it is asked only then, and admitted.
+  // A silent sign-in holds the only slot until its 2 s are up; the good one
+  // behind it is asked only then, with a whole request's time of its own
+  // (the login service is a process of its own: slow on a busy machine).
   const begun = performance.now();
   const silentAttempt = refusal(url, { account: 'My Site', user: 'silent', pin: PIN });
   await login.received('silent');
@@ -164,7 +165,7 @@ test('sign-ins beyond LOGIN_CONCURRENCY wait their turn, within the timeout', ti
   assert.equal(await silentAttempt, 'ERROR: Login service unavailable');
   const { outcome, after } = await waiting;
   assert.equal(outcome, 'connected');
-  assert.ok(after >= 590, `admitted ${Math.round(after)} ms after the silent sign-in began`);
+  assert.ok(after >= 1990, `admitted ${Math.round(after)} ms after the silent sign-in began`);
   assert.deepEqual(
     login.requests.map((r) => r.request.user),
     ['silent', 'alice'],

@@ -20,6 +20,8 @@ export interface ReloadResult {
   accounts: number;
   skipped?: number;
   error?: string;
+  /** In a cluster: on how many of the live instances the reload worked. */
+  instances?: { reloaded: number; total: number };
 }
 
 export interface AccountStore {

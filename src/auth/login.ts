@@ -21,7 +21,12 @@ export type LoginOutcome =
   | { kind: 'unavailable'; why: string };
 
 export interface LoginClientOptions {
-  /** Deadline of one sign-in, waiting for a turn included. */
+  /**
+   * Deadline of one login request. A sign-in that must wait for a turn waits
+   * at most as long again, so a sign-in takes at most twice this: the wait
+   * and the request each get their own, and the one behind a silent login
+   * URL still gets a whole request's time once its turn comes.
+   */
   timeoutMs: number;
   /** Requests in flight per account; up to 16 times as many wait, the rest are refused at once. */
   concurrency: number;
@@ -99,9 +104,10 @@ export function createLoginClient({ timeoutMs, concurrency, fetch = globalThis.f
   return {
     /** Asks the login URL; never rejects. */
     async login(request: LoginRequest): Promise<LoginOutcome> {
+      const waited = AbortSignal.timeout(timeoutMs);
+      if (!(await acquire(request.account, waited)))
+        return { kind: 'unavailable', why: waited.aborted ? `no turn within ${timeoutMs} ms` : 'too many sign-ins waiting' };
       const signal = AbortSignal.timeout(timeoutMs);
-      if (!(await acquire(request.account, signal)))
-        return { kind: 'unavailable', why: signal.aborted ? `no turn within ${timeoutMs} ms` : 'too many sign-ins waiting' };
       try {
         return await ask(request, signal);
       } catch (err) {

@@ -55,11 +55,11 @@ export function createHandshake(deps: HandshakeDeps) {
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
-    if (failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
+    if (await failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const result = await signIn(auth.success ? auth.data : {});
     if (!result.ok) {
-      if (result.failed) failedAuth.failed(address, performance.now());
+      if (result.failed) await failedAuth.failed(address, performance.now());
       // The user a sign-in claimed is no secret, and tells a site owner whose PIN failed.
       return { ...result, signedIn: result.way !== 'token', user: result.way === 'login' ? auth.data?.user : undefined };
     }

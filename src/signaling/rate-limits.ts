@@ -47,4 +47,12 @@ export function createFailedAuthLimiter({ perMinute, maxAddresses = 100_000 }: {
   };
 }
 
-export type FailedAuthLimiter = ReturnType<typeof createFailedAuthLimiter>;
+/**
+ * What the handshake and the REST API ask of a failed-attempt limit: this
+ * process's own (above), or one a cluster shares through Redis, which answers
+ * asynchronously (src/cluster.ts).
+ */
+export interface FailedAuthLimiter {
+  blocked(address: string, now: number): boolean | Promise<boolean>;
+  failed(address: string, now: number): void | Promise<void>;
+}

@@ -199,6 +199,6 @@ export async function spawnServer(cleanup: Cleanup, env: Record<string, string |
 
   // The startup line names the port it got.
   const started = await waitForLog((l) => String(l.msg).startsWith('VideoWhisper WebRTC signaling on'), 30_000);
-  const port = Number(/localhost:(\d+)\//.exec(String(started.msg))?.[1]);
+  const port = Number(/:(\d+)\/ \(/.exec(String(started.msg))?.[1]);
   return { child, port, url: `https://127.0.0.1:${port}`, lines, stderr: () => stderr, waitForLog, exited };
 }
