@@ -228,7 +228,8 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
       // The reader may sit in a blocking read: drop its connection.
       if (reader.isOpen) reader.destroy();
       await reading?.catch(() => undefined);
-      if (client.isReady) await client.close();
+      // Redis may go away under a closing instance: the connection is dropped either way.
+      if (client.isReady) await client.close().catch(() => (client.isOpen ? client.destroy() : undefined));
       else if (client.isOpen) client.destroy();
     },
   };
