@@ -12,16 +12,21 @@ import proxyaddr from 'proxy-addr';
 import type { DestinationStream, Logger } from 'pino';
 import { Server } from 'socket.io';
 import { fileAccountSource } from './accounts/file';
+import { createAccountManager, fileStorage, mysqlStorage } from './accounts/manage';
 import { mysqlAccountSource } from './accounts/mysql';
 import { STATIC_ACCOUNT } from './accounts/account';
 import { createAccountStore, type AccountSource, type AccountStore } from './accounts/store';
-import { createApi } from './api';
+import { createApi, requireApiKey } from './api';
 import { createLoginClient } from './auth/login';
 import { createSignIn } from './auth/sign-in';
 import { createTokenVerifier } from './auth/tokens';
+import { createAccountRoutes, noAccountRoutes } from './accounts/routes';
 import { createMemoryRegistry } from './channels/memory';
 import type { ChannelRegistry } from './channels/registry';
-import { createCluster } from './cluster';
+import { watchAccountLimits } from './account-limits';
+import { createAdmin } from './admin';
+import { createActivity } from './admin/activity';
+import { clusterTiming, createCluster } from './cluster';
 import type { Config } from './config';
 import { createControl } from './control';
 import { createDemoRouter } from './demo';
@@ -36,8 +41,10 @@ import { createHandshake } from './signaling/handshake';
 import { createFailedAuthLimiter } from './signaling/rate-limits';
 import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
+import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
 import { certificateFiles, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
 import { version } from './version';
+import { createWebhooks, type Webhooks } from './webhooks';
 
 export interface ServerDeps {
   log?: Logger;
@@ -77,6 +84,9 @@ export interface SignalingServerHandle {
   readonly io: SignalingServer;
   readonly registry: ChannelRegistry;
   readonly accounts: AccountStore;
+  /** Every join, leave and refusal, for webhooks and the admin console. */
+  readonly events: ServerEvents;
+  readonly webhooks: Webhooks;
 }
 
 /** How long a closing connection may take to flush before it is cut. */
@@ -124,6 +134,34 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   // and, in a cluster, on every instance alike.
   const sharedFailedAuth = cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute, (address, ms) => control.announceBlocked(address, ms));
   const failedAuth = sharedFailedAuth ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
+  const events = createServerEvents({ log, now });
+  const report = createSignalingReport(events);
+  // The console counts handshakes and refusals through the telemetry signaling already reports.
+  const activity = config.admin ? createActivity(events) : undefined;
+  const telemetry = activity ? activity.tee(metrics.telemetry) : metrics.telemetry;
+  const webhooks = createWebhooks({
+    config: config.webhook,
+    events,
+    accounts,
+    log,
+    version,
+    now,
+    redis: cluster && {
+      url: config.redisUrl as string,
+      prefix: config.redisPrefix,
+      instanceId: cluster.instanceId,
+      leaseMs: clusterTiming(config.clusterTimeoutMs).aliveMs,
+    },
+  });
+  const accountLimits = watchAccountLimits({
+    registry,
+    accounts,
+    events,
+    log,
+    intervalMs: config.webhook.limitCheckMs,
+    // Only where a webhook could carry the event, and on one instance of a cluster.
+    reports: () => Boolean(config.webhook.url || accounts.webhookAccounts()) && webhooks.isDelivering(),
+  });
   const signIn = createSignIn({
     accounts,
     login: createLoginClient({ timeoutMs: config.loginTimeoutMs, concurrency: config.loginConcurrency }),
@@ -160,7 +198,23 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   // The REST API reloads the accounts of the whole cluster.
   const clusterAccounts: AccountStore = { ...accounts, reload: () => control.reloadAccounts() };
   app.use(createApi({ config: { ...config, secure }, registry, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth }));
+  const storage = config.database ? mysqlStorage(config.database) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
+  const accountManager =
+    storage &&
+    createAccountManager({
+      storage,
+      // Applied on every instance of the cluster at once.
+      apply: async () => {
+        const result = await clusterAccounts.reload();
+        if (result.outcome !== 'reloaded') log.warn({ outcome: result.outcome, error: result.error }, 'accounts changed but not reloaded');
+      },
+    });
+  const keyed = requireApiKey(config, log, failedAuth);
+  app.use(accountManager ? createAccountRoutes({ manager: accountManager, keyed, log }) : noAccountRoutes(keyed));
   if (config.demo) app.use('/demo', createDemoRouter());
+  let admin: ReturnType<typeof createAdmin> | undefined;
+  const adminRouter = express.Router();
+  if (config.admin) app.use('/admin', adminRouter);
   // Scripts and monitors read JSON, also for a path that does not exist.
   app.use((_req, res) => void res.status(404).json({ error: 'Not found' }));
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
@@ -195,27 +249,45 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
   });
   coalesceBatchedWrites(io);
-  watchOutgoing(io, { maxBytes: config.maxOutgoingBytes, log, telemetry: metrics.telemetry });
+  if (activity)
+    admin = createAdmin({
+      io: io as unknown as Server,
+      registry,
+      accounts,
+      manager: accountManager,
+      activity,
+      config: { apiKey: config.apiKey, production: config.production, sampleMs: config.adminSampleMs, failedAuthPerMinute: config.rateFailedAuthPerMinute },
+      webhooks,
+      instances: async () =>
+        cluster
+          ? (await cluster.instances()).map((i) => ({ ...i, self: i.id === cluster.instanceId }))
+          : [{ id: 'this instance', self: true, heartbeatAgeMs: null }],
+      log,
+      now,
+    });
+  if (admin) adminRouter.use(admin.router);
+  watchOutgoing(io, { maxBytes: config.maxOutgoingBytes, log, telemetry });
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
     registry,
     schemas,
     log,
-    telemetry: metrics.telemetry,
+    telemetry,
     production: config.production,
     failedAuth,
     signIn,
     hideSignInDetails: config.production && config.extraSecurity,
     eventsPerSecond: config.rateEventsPerSecond,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
+    onRefused: (account, reason) => report.refused(account, 'connect', [reason]),
   });
   io.use(handshake.middleware);
   const origins = createOriginCheck({
     allowed: parseOrigins(config.corsOrigin),
     registry,
     log,
-    telemetry: metrics.telemetry,
+    telemetry,
     clientAddress: (req) => proxyaddr(req, trustProxy),
     releaseConnection: handshake.releaseConnection,
   });
@@ -227,20 +299,28 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     schemas,
     peerConfig: createPeerConfig(config, now),
     log,
-    telemetry: metrics.telemetry,
+    telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
     maxNameLength: config.maxNameLength,
     enforceSdp: config.enforceSdp,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,
+    report,
   });
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
   cluster?.onPeersGone((gone) => {
-    for (const { channel, peerID, socketIds } of gone) signaling.announceLeave(peerID, channel, socketIds);
+    for (const { channel, peerID, socketIds } of gone) {
+      signaling.announceLeave(peerID, channel, socketIds);
+      // The account is known from a peer of the channel still on this instance.
+      const here = socketIds.map((id) => io.sockets.sockets.get(id)).find(Boolean);
+      report.lost(here?.data.account.name ?? null, channel, peerID, socketIds.length);
+    }
   });
   io.on('connection', (socket) => {
     signaling.attach(socket);
+    activity?.connected(socket.data.account.name);
+    socket.on('disconnect', report.onDisconnect);
     if (log.isLevelEnabled('debug'))
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
@@ -295,6 +375,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   async function close({ drainMs = 0 }: CloseOptions) {
     // From here /ready answers 503 and new sockets are refused.
     shuttingDown = true;
+    report.shutdown();
     stopWatching();
     let sockets: number;
     if (drainMs > 0) {
@@ -333,6 +414,13 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     // Each part is released even when one before it fails; a failure is still a failed shutdown.
     const failed: string[] = [];
     for (const [part, release] of [
+      ['console', async () => {
+        accountLimits.close();
+        admin?.close();
+        activity?.close();
+      }],
+      ['webhooks', () => webhooks.close()],
+      ['account manager', async () => accountManager?.close()],
       ['accounts', () => accounts.close()],
       ['registry', () => registry.close()],
       ['cluster', async () => cluster?.close()],
@@ -380,5 +468,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     io,
     registry,
     accounts,
+    events,
+    webhooks,
   };
 }

@@ -47,6 +47,8 @@ export interface Cluster {
   failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter;
   /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
+  /** The live instances and how long ago each beat (for the admin console). */
+  instances(): Promise<{ id: string; heartbeatAgeMs: number | null }[]>;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
   close(): Promise<void>;
 }
@@ -218,6 +220,11 @@ export function createCluster(options: ClusterOptions): Cluster {
     failedAuthLimiter,
     isConnected: () => connected,
     onPeersGone: (next) => void (listener = next),
+    async instances() {
+      const ids = ((await client.sendCommand(['SMEMBERS', `${prefix}instances`])) as string[]).sort();
+      const ttls = await Promise.all(ids.map((id) => client.sendCommand(['PTTL', `${prefix}alive:${id}`])));
+      return ids.map((id, i) => ({ id, heartbeatAgeMs: Number(ttls[i]) >= 0 ? Math.max(0, aliveMs - Number(ttls[i])) : null }));
+    },
     close: () => (closing ??= close()),
   };
 }

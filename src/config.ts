@@ -70,6 +70,17 @@ const envSchema = z.object({
   ACCOUNT_MAX_PEERS: integer(50_000, 1, 10_000_000),
   METRICS_PER_ACCOUNT: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   DEMO: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).optional()),
+  WEBHOOK_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }).optional()),
+  WEBHOOK_SECRET: optionalText,
+  WEBHOOK_RETRY_HOURS: integer(24, 0, 720),
+  WEBHOOK_BACKOFF_MS: integer(1000, 1, 3_600_000),
+  WEBHOOK_BACKOFF_MAX_MS: integer(600_000, 1, 86_400_000),
+  WEBHOOK_TIMEOUT_MS: integer(10_000, 100, 120_000),
+  WEBHOOK_QUEUE_SIZE: integer(10_000, 1, 10_000_000),
+  WEBHOOK_CONCURRENCY: integer(8, 1, 1000),
+  WEBHOOK_LIMIT_CHECK_MS: integer(2000, 10, 600_000),
+  ADMIN_SAMPLE_MS: integer(5000, 100, 60_000),
+  ADMIN: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('true')),
 });
 
 export type Env = z.input<typeof envSchema>;
@@ -134,6 +145,23 @@ export interface Config {
   accountMaxPeers: number;
   /** Label metrics by account (only where the number of accounts is bounded). */
   metricsPerAccount: boolean;
+  /** Signed webhooks (WEBHOOK_*): the global target and the delivery settings every target shares. */
+  webhook: {
+    url: string | undefined;
+    secret: string | undefined;
+    retryMs: number;
+    backoffMs: number;
+    backoffMaxMs: number;
+    timeoutMs: number;
+    queueSize: number;
+    concurrency: number;
+    /** How often account usage is compared with plans for account.limit events. */
+    limitCheckMs: number;
+  };
+  /** Serve the /admin console (ADMIN=false: off). */
+  admin: boolean;
+  /** How often the console samples usage for its live view and charts. */
+  adminSampleMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -169,6 +197,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   } catch (err) {
     throw new ConfigError(`TRUST_PROXY: ${(err as Error).message}`);
   }
+  if (e.WEBHOOK_URL && !e.WEBHOOK_SECRET) throw new ConfigError('WEBHOOK_URL needs WEBHOOK_SECRET (it signs every webhook)');
   const hasAccounts = Boolean(e.DB_HOST || e.ACCOUNTS_FILE);
   let staticToken = e.STATIC_TOKEN;
   if (!staticToken && !hasAccounts) {
@@ -222,6 +251,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accountMaxChannels: e.ACCOUNT_MAX_CHANNELS,
     accountMaxPeers: e.ACCOUNT_MAX_PEERS,
     metricsPerAccount: e.METRICS_PER_ACCOUNT === 'true',
+    webhook: {
+      url: e.WEBHOOK_URL,
+      secret: e.WEBHOOK_SECRET,
+      retryMs: e.WEBHOOK_RETRY_HOURS * 3_600_000,
+      backoffMs: e.WEBHOOK_BACKOFF_MS,
+      backoffMaxMs: e.WEBHOOK_BACKOFF_MAX_MS,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      queueSize: e.WEBHOOK_QUEUE_SIZE,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+      limitCheckMs: e.WEBHOOK_LIMIT_CHECK_MS,
+    },
+    admin: e.ADMIN === 'true',
+    adminSampleMs: e.ADMIN_SAMPLE_MS,
   };
 }
 

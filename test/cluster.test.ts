@@ -256,6 +256,7 @@ test('50 sockets of an account limited to 5 connections, over two instances: exa
   const accounts: AccountStore = {
     findByToken: (token) => (token === 'limited-token' ? limited : undefined),
     findByName: () => undefined,
+    webhookAccounts: () => 0,
     reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
     isReady: () => true,
     hasLoaded: () => true,

@@ -20,6 +20,8 @@ export interface Account {
   restrictPublish?: RestrictPublish | undefined;
   /** Pages (origins) the account's clients may connect from; undefined: any that CORS_ORIGIN allows. */
   allowedOrigins?: ReadonlySet<string> | undefined;
+  /** Where this account's webhooks go (properties.webhookURL), signed with its token. */
+  webhookURL?: string | undefined;
 }
 
 /** A row of `accounts` (properties and meta are JSON text). */
@@ -46,7 +48,7 @@ export interface AccountRows {
 
 // A null limit is no limit, like a missing one.
 const limit = z.preprocess((v) => v ?? 0, numeric(Number.MAX_VALUE));
-const planSchema = z
+export const planSchema = z
   .looseObject({
     connections: limit.optional(),
     totalBitrate: limit.optional(),
@@ -68,6 +70,8 @@ const planSchema = z
       frameRate: p.frameRate ?? p.framerate ?? 0,
     }),
   );
+/** An http(s) URL, for properties.webhookURL. */
+export const webhookUrlSchema = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }).max(2048);
 // A malformed loginURL or restrictPublish is left out rather than hiding the
 // whole account: without a loginURL user/PIN sign-in is refused.
 const accountPropertiesSchema = z.looseObject({
@@ -76,6 +80,8 @@ const accountPropertiesSchema = z.looseObject({
   restrictPublish: z.enum(RESTRICT_PUBLISH_MODES).optional().catch(undefined),
   // A list of origins, or one comma-separated string of them.
   allowedOrigins: z.union([z.array(z.string()), z.string()]).nullish(),
+  // A bad URL is no URL: it must not cost the site its account.
+  webhookURL: webhookUrlSchema.optional().catch(undefined),
 });
 
 export function parsePlan(json: string | null): Plan {
@@ -138,6 +144,7 @@ export function indexAccounts(
         suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
         plan: row.planId == null ? UNLIMITED : (plans.get(Number(row.planId)) as Plan),
         token: row.token,
+        webhookURL: props.webhookURL,
         loginURL: props.loginURL,
         restrictPublish: props.restrictPublish,
         // An empty list is no list: the account is not locked out by a blank field.

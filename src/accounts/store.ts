@@ -28,6 +28,8 @@ export interface AccountStore {
   findByToken(token: string): Account | undefined;
   /** The account shown under `name` (the static account included), for user/PIN and signed tokens. */
   findByName(name: string): Account | undefined;
+  /** How many accounts have a webhook URL. */
+  webhookAccounts(): number;
   /** Loads the rows again; never rejects. */
   reload(): Promise<ReloadResult>;
   /** True once the static token is set or the source has loaded once. */
@@ -66,6 +68,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
   };
   let byToken = new Map<string, Account>();
   let byName = new Map<string, Account>();
+  let webhookAccounts = 0;
   let loaded = false;
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -80,6 +83,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       for (const account of renamed) log.warn(account, 'account name already taken, shown with its id');
       byToken = next;
       byName = nextByName;
+      webhookAccounts = [...nextByName.values()].filter((a) => a.webhookURL).length;
       loaded = true;
       log.info({ accounts: next.size, skipped: skipped.length, source: source.description }, 'accounts loaded');
       return { status: 'Updating Accounts', outcome: 'reloaded', accounts: next.size, skipped: skipped.length };
@@ -124,6 +128,7 @@ export function createAccountStore(options: AccountStoreOptions): AccountStore {
       if (staticToken && name === staticAccount.name) return staticAccount;
       return byName.get(name);
     },
+    webhookAccounts: () => webhookAccounts,
     reload,
     isReady: () => Boolean(staticToken) || loaded,
     hasLoaded: () => !source || loaded,

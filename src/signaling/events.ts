@@ -10,6 +10,7 @@ import type { ChannelRegistry, JoinRefusal, JoinRequest } from '../channels/regi
 import type { PeerConfig } from '../ice';
 import { missingStreamParams, streamIssues } from '../limits';
 import type { RefusalReason, Telemetry } from '../metrics';
+import type { SignalingReport } from '../server-events';
 import {
   closeMessage,
   DEFAULT_CHANNEL,
@@ -45,6 +46,8 @@ export interface SignalingDeps {
   accountMaxPeers: number;
   /** Gives the socket's connection back to its account's count. */
   releaseConnection: (socket: SignalingSocket) => void;
+  /** Where joins, leaves and refusals become server events (webhooks, the admin console). */
+  report?: SignalingReport | undefined;
 }
 
 type ErrorEvent = 'publishError' | 'subscribeError' | 'uniquenessError' | 'messageError';
@@ -72,6 +75,7 @@ export function createSignaling(deps: SignalingDeps) {
 
   const sendError = (socket: SignalingSocket, event: ErrorEvent, to: unknown, message: string, ...reasons: RefusalReason[]) => {
     for (const reason of reasons) telemetry.refused(reason);
+    deps.report?.refused(socket.data.account.name, event, reasons, to);
     // `to` echoes what the client sent: never longer than a valid name.
     socket.emit(event, { from: '_server_', to: typeof to === 'string' ? truncateName(to, deps.maxNameLength) : '', message });
     logDropped(socket, 'info', () => ({ ...bindings(socket), event, message }), 'event refused');
@@ -126,6 +130,7 @@ export function createSignaling(deps: SignalingDeps) {
     const { channel, peerID } = registration;
     const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
     if (remaining) announceLeave(peerID, channel, remaining.map((p) => p.socketId));
+    if (remaining) deps.report?.left(socket, registration, remaining.length);
     debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
   }
 
@@ -151,6 +156,7 @@ export function createSignaling(deps: SignalingDeps) {
         maxPeers: deps.accountMaxPeers,
       });
       if (result.ok) socket.data.registration = { channel: request.channel, peerID: request.peerID, role: request.role };
+      if (result.ok && result.isNew) deps.report?.joined(account.name, request);
       return result;
     } catch (err) {
       log.error({ ...bindings(socket), err }, 'registry unavailable, join refused');

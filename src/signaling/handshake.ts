@@ -26,6 +26,8 @@ export interface HandshakeDeps {
   eventsPerSecond: number;
   /** The client's address, through trusted proxies (X-Forwarded-For). */
   clientAddress: (socket: Socket) => string;
+  /** Told of each refused connection (server events). */
+  onRefused?: ((account: string | undefined, reason: RefusalReason) => void) | undefined;
 }
 
 type Refusal = {
@@ -103,6 +105,7 @@ export function createHandshake(deps: HandshakeDeps) {
         }
         telemetry.handshake(took(), 'refused');
         telemetry.refused(refusal.reason);
+        deps.onRefused?.(refusal.account?.name, refusal.reason);
         log.warn(
           {
             socket: socket.id,

@@ -24,3 +24,28 @@ export function get(base: string, path: string, headers: Record<string, string> 
     req.setTimeout(30_000, () => req.destroy(new Error(`GET ${path}: no answer within 30 s`)));
   });
 }
+
+/** Any method with an optional JSON body. */
+export function send(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    const req = https.request(
+      new URL(path, base),
+      {
+        method,
+        ca: testCertificate().ca,
+        headers: { ...(payload === undefined ? {} : { 'Content-Type': 'application/json' }), ...headers },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text, headers: res.headers, json: <T>() => JSON.parse(text) as T }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
