@@ -32,6 +32,9 @@ import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
 import { createFailedAuthLimiter } from './signaling/rate-limits';
 import type { SignalingServer } from './signaling/session';
+import { createRooms } from './rooms/events';
+import { createMemoryRoomStore } from './rooms/memory';
+import type { RoomStore } from './rooms/store';
 import { readCertificate } from './tls';
 import { version } from './version';
 
@@ -40,6 +43,7 @@ export interface ServerDeps {
   /** Where logs go when no `log` is given (tests capture them). */
   logDestination?: DestinationStream;
   registry?: ChannelRegistry;
+  rooms?: RoomStore;
   accounts?: AccountStore;
   accountSource?: AccountSource;
   now?: () => number;
@@ -55,6 +59,7 @@ export interface SignalingServerHandle {
   readonly log: Logger;
   readonly io: SignalingServer;
   readonly registry: ChannelRegistry;
+  readonly rooms: RoomStore;
   readonly accounts: AccountStore;
 }
 
@@ -81,7 +86,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, now })
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
-  const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount });
+  const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();
+  const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount, rooms: () => roomStore.list() });
   // One failed-attempt count per address, for handshakes and /status tokens alike.
   const failedAuth = createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
   const signIn = createSignIn({
@@ -117,7 +123,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     }),
   );
   app.use(cors({ origin: corsOrigin }));
-  app.use(createApi({ config, registry, accounts, metrics, readiness, version, log, failedAuth }));
+  app.use(createApi({ config, registry, rooms: roomStore, accounts, metrics, readiness, version, log, failedAuth }));
   if (config.demo) app.use('/demo', createDemoRouter());
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     log.error({ err, path: req.path }, 'API request failed');
@@ -149,11 +155,12 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
   });
   io.use(handshake.middleware);
+  const peerConfig = createPeerConfig(config, now);
   const signaling = createSignaling({
     io,
     registry,
     schemas,
-    peerConfig: createPeerConfig(config, now),
+    peerConfig,
     log,
     telemetry: metrics.telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
@@ -161,12 +168,33 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,
   });
+  const rooms = createRooms({
+    io,
+    store: roomStore,
+    registry,
+    schemas,
+    peerConfig,
+    log,
+    telemetry: metrics.telemetry,
+    limits: config.rooms,
+    maxNameLength: config.maxNameLength,
+    eventsPerSecond: config.rateEventsPerSecond,
+    accountMaxChannels: config.accountMaxChannels,
+    accountMaxPeers: config.accountMaxPeers,
+    announceLeave: signaling.announceLeave,
+    deliver: signaling.deliver,
+    chatRelayed: metrics.chatRelayed,
+    clustered: Boolean(cluster),
+    now,
+  });
+  cluster?.onRoomsGone((gone) => rooms.departed(gone));
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
   cluster?.onPeersGone((gone) => {
     for (const { channel, peerID, socketIds } of gone) signaling.announceLeave(peerID, channel, socketIds);
   });
   io.on('connection', (socket) => {
     signaling.attach(socket);
+    rooms.attach(socket);
     if (log.isLevelEnabled('debug'))
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
@@ -178,6 +206,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.
     await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
+    await Promise.allSettled(sockets.map((s) => rooms.leaveAll(s)));
     // This instance's sockets only: through the adapter it would reach every instance's.
     io.local.disconnectSockets(true);
     // Behind a load balancer: time for its health checks to see the 503.
@@ -187,6 +216,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     server.closeAllConnections();
     await accounts.close();
     await registry.close();
+    await roomStore.close();
     await cluster?.close();
     metrics.close();
     log.info({ sockets: sockets.length }, 'server closed');
@@ -210,6 +240,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
     io,
     registry,
+    rooms: roomStore,
     accounts,
   };
 }

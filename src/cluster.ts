@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
 import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
+import { createRedisRoomStore, type RedisRoomStore } from './rooms/redis';
+import type { RoomDeparture } from './rooms/store';
 
 export type { PeerGone } from './channels/redis';
 
@@ -23,12 +25,15 @@ export interface ClusterOptions {
 export interface Cluster {
   readonly instanceId: string;
   readonly registry: RedisRegistry;
+  readonly rooms: RedisRoomStore;
   /** For `io.adapter(...)`. */
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
   /** Whether Redis answers now (for /ready). */
   isConnected(): boolean;
   /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
+  /** Receives the room participants removed with a dead instance; their rooms must hear them leave. */
+  onRoomsGone(listener: (gone: RoomDeparture[]) => void): void;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
   close(): Promise<void>;
 }
@@ -115,6 +120,9 @@ export function createCluster(options: ClusterOptions): Cluster {
     onPeersGone: (gone) => listener?.(gone),
   });
 
+  const rooms = createRedisRoomStore({ client, prefix, instanceId, log });
+  let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
+
   // One tick at a time: renew this instance's heartbeat, then look for dead
   // ones. Right after (re)connecting, sweeping waits one heartbeat lifetime so
   // the other instances have reconnected and beaten first.
@@ -125,7 +133,11 @@ export function createCluster(options: ClusterOptions): Cluster {
     ticking = true;
     try {
       await registry.heartbeat();
-      if (readySince !== undefined && performance.now() - readySince >= aliveMs) await registry.sweep();
+      if (readySince !== undefined && performance.now() - readySince >= aliveMs) {
+        await registry.sweep();
+        const gone = await rooms.sweep();
+        if (gone.length) roomsListener?.(gone);
+      }
     } catch (err) {
       if (connected) log.error({ err }, 'cluster heartbeat failed');
       else log.debug({ err: (err as Error).message }, 'cluster heartbeat skipped: Redis unreachable');
@@ -154,9 +166,11 @@ export function createCluster(options: ClusterOptions): Cluster {
   return {
     instanceId,
     registry,
+    rooms,
     adapter,
     isConnected: () => connected,
     onPeersGone: (next) => void (listener = next),
+    onRoomsGone: (next) => void (roomsListener = next),
     close: () => (closing ??= close()),
   };
 }

@@ -64,6 +64,11 @@ const envSchema = z.object({
   RATE_FAILED_AUTH_PER_MINUTE: integer(30, 1, 100_000),
   ACCOUNT_MAX_CHANNELS: integer(10_000, 1, 10_000_000),
   ACCOUNT_MAX_PEERS: integer(50_000, 1, 10_000_000),
+  ROOM_MAX_PER_ACCOUNT: integer(1000, 1, 1_000_000),
+  ROOM_MAX_PARTICIPANTS: integer(50, 2, 10_000),
+  ROOM_MAX_MESSAGE_BYTES: integer(4096, 64, 65_536),
+  ROOM_CHAT_PER_SECOND: integer(3, 1, 1000),
+  ROOM_HISTORY: integer(100, 10, 1000),
   METRICS_PER_ACCOUNT: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   DEMO: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).optional()),
 });
@@ -124,6 +129,8 @@ export interface Config {
   accountMaxPeers: number;
   /** Label metrics by account (only where the number of accounts is bounded). */
   metricsPerAccount: boolean;
+  /** Rooms: per account, participants per room, chat message size and rate per socket, messages kept per room. */
+  rooms: { maxRooms: number; maxParticipants: number; maxMessageBytes: number; chatPerSecond: number; history: number };
 }
 
 export class ConfigError extends Error {}
@@ -201,6 +208,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     accountMaxChannels: e.ACCOUNT_MAX_CHANNELS,
     accountMaxPeers: e.ACCOUNT_MAX_PEERS,
     metricsPerAccount: e.METRICS_PER_ACCOUNT === 'true',
+    rooms: {
+      maxRooms: e.ROOM_MAX_PER_ACCOUNT,
+      maxParticipants: e.ROOM_MAX_PARTICIPANTS,
+      maxMessageBytes: e.ROOM_MAX_MESSAGE_BYTES,
+      chatPerSecond: e.ROOM_CHAT_PER_SECOND,
+      history: e.ROOM_HISTORY,
+    },
   };
 }
 

@@ -4,6 +4,7 @@
 // scrape); gauges are read from the channel registry only when scraped.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ChannelRegistry } from './channels/registry';
+import type { RoomSummary } from './rooms/store';
 
 /** Why something a client asked for was refused; a bounded set, so a safe label. */
 export const REFUSAL_REASONS = [
@@ -38,7 +39,13 @@ export interface Telemetry {
   handshake(seconds: number, outcome: 'accepted' | 'refused'): void;
 }
 
-export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAccount: boolean }) {
+export interface MetricsOptions {
+  perAccount: boolean;
+  /** The rooms, read when scraped. */
+  rooms?: () => Promise<RoomSummary[]>;
+}
+
+export function createMetrics(registry: ChannelRegistry, { perAccount, rooms }: MetricsOptions) {
   const register = new Registry();
   collectDefaultMetrics({ register, eventLoopMonitoringPrecision: 10 });
 
@@ -73,11 +80,24 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
     registers: [register],
   });
 
+  let chatSinceScrape = 0;
+  new Counter({
+    name: 'videowhisper_room_messages_total',
+    help: 'Room chat messages relayed',
+    registers: [register],
+    collect() {
+      this.inc(chatSinceScrape);
+      chatSinceScrape = 0;
+    },
+  });
+
   // Gauges read the registry when scraped: nothing to keep in step.
   const gauges = {
     connections: new Gauge({ name: 'videowhisper_connections', help: 'Live authenticated sockets', registers: [register] }),
     channels: new Gauge({ name: 'videowhisper_channels', help: 'Channels with at least one peer', registers: [register] }),
     peers: new Gauge({ name: 'videowhisper_peers', help: 'Registered peers by role', labelNames: ['role'], registers: [register] }),
+    rooms: new Gauge({ name: 'videowhisper_rooms', help: 'Rooms with at least one participant', registers: [register] }),
+    roomParticipants: new Gauge({ name: 'videowhisper_room_participants', help: 'Participants in rooms', registers: [register] }),
     accountConnections: perAccount
       ? new Gauge({ name: 'videowhisper_account_connections', help: 'Live sockets per account', labelNames: ['account'], registers: [register] })
       : undefined,
@@ -104,6 +124,9 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
     gauges.channels.set(connections.length);
     gauges.peers.labels('player').set(players);
     gauges.peers.labels('broadcaster').set(broadcasters);
+    const summaries = rooms ? await rooms() : [];
+    gauges.rooms.set(summaries.length);
+    gauges.roomParticipants.set(summaries.reduce((sum, r) => sum + r.participants, 0));
   }
 
   const telemetry: Telemetry = {
@@ -116,6 +139,8 @@ export function createMetrics(registry: ChannelRegistry, { perAccount }: { perAc
 
   return {
     telemetry,
+    /** Counts one room chat message relayed. */
+    chatRelayed: () => void chatSinceScrape++,
     contentType: register.contentType,
     async render(): Promise<string> {
       await refreshGauges();

@@ -21,7 +21,7 @@ import {
   type ServerToClientEvents,
 } from '../protocol';
 import { takeEvent } from './rate-limits';
-import { enqueue, type SignalingServer, type SignalingSocket } from './session';
+import { enqueue, roomChannels, type SignalingServer, type SignalingSocket } from './session';
 
 export interface SignalingDeps {
   io: SignalingServer;
@@ -88,6 +88,8 @@ export function createSignaling(deps: SignalingDeps) {
     if (!registration) return;
     socket.data.registration = undefined;
     const { channel, peerID } = registration;
+    // A room holds the same registration: it stays until the room lets it go.
+    if (socket.data.rooms && roomChannels(socket.data).has(channel)) return;
     const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
     if (remaining) announceLeave(peerID, channel, remaining.map((p) => p.socketId));
     debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
@@ -185,22 +187,40 @@ export function createSignaling(deps: SignalingDeps) {
     debug(() => ({ ...bindings(socket), channel }), 'subscribed');
   }
 
+  /**
+   * The peer `peerID` in a channel the sender shares with it, and the
+   * sender's own name there: its registration's channel first, then the
+   * channels its rooms hold (all asked at once).
+   */
+  async function findTarget(socket: SignalingSocket, peerID: string) {
+    const { registration, account, identity } = socket.data;
+    if (registration) {
+      const target = await registry.findPeer(account.name, registration.channel, peerID);
+      if (target || !socket.data.rooms) return target && { target, from: registration.peerID };
+    }
+    if (!identity || !socket.data.rooms) return undefined;
+    const channels = [...roomChannels(socket.data)];
+    const found = await Promise.all(channels.map((channel) => registry.findPeer(account.name, channel, peerID)));
+    const target = found.find((peer) => peer !== undefined && peer.socketId !== socket.id);
+    return target && { target, from: identity.user };
+  }
+
   async function messagePeer(socket: SignalingSocket, args: unknown[]) {
     const registration = socket.data.registration;
-    if (!registration) return void log.info(bindings(socket), 'messagePeer dropped: sender is in no channel');
+    if (!registration && !socket.data.rooms?.size) return void log.info(bindings(socket), 'messagePeer dropped: sender is in no channel');
     const message = schemas.peerMessage(args);
     if (!message) {
       telemetry.refused('validation');
       const parsed = schemas.messagePeer.safeParse(args);
       return void log.info({ ...bindings(socket), why: parsed.success ? 'invalid' : describe(parsed.error) }, 'messagePeer dropped: invalid');
     }
-    const target = await registry.findPeer(socket.data.account.name, registration.channel, message.target);
-    if (!target)
+    const found = await findTarget(socket, message.target);
+    if (!found)
       return void log.info({ ...bindings(socket), target: message.target }, 'messagePeer dropped: no such peer in the channel');
     // `from` is the sender's registered name, whatever the client wrote. The
     // object was decoded for this event alone, so it is stamped, not copied.
-    message.from = registration.peerID;
-    deliver(target.socketId, 'message', message);
+    message.from = found.from;
+    deliver(found.target.socketId, 'message', message);
     telemetry.relayed(message.type);
   }
 
@@ -302,5 +322,5 @@ export function createSignaling(deps: SignalingDeps) {
     debug(() => ({ ...bindings(this), reason }), 'disconnected');
   }
 
-  return { attach, leaveChannel, announceLeave };
+  return { attach, leaveChannel, announceLeave, deliver };
 }

@@ -3,7 +3,7 @@
 import type { Server, Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
 import type { Identity } from '../auth/rights';
-import type { ClientToServerEvents, PeerRole, ServerToClientEvents } from '../protocol';
+import type { ClientToServerEvents, InterServerEvents, PeerRole, ServerToClientEvents } from '../protocol';
 import type { EventBucket } from './rate-limits';
 
 export interface Registration {
@@ -27,10 +27,32 @@ export interface SocketData extends EventBucket {
   queue?: Promise<void> | undefined;
   /** Whether the account's connection count has been given back. */
   released: boolean;
+  /** The rooms the socket is in, by name; absent until it joins one. */
+  rooms?: Map<string, RoomSeat> | undefined;
+  /** Chat messages the socket may still send (a bucket like the event one). */
+  chat?: EventBucket | undefined;
 }
 
-export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
-export type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+/**
+ * A socket's place in one room: the channels it registered there under its
+ * user, besides (and apart from) `registration`.
+ */
+export interface RoomSeat {
+  /** Stream names it published; each is a channel where it is the broadcaster. */
+  published: Set<string>;
+  /** Other participants' channels where it is a player. */
+  subscribed: Set<string>;
+}
+
+/** Every channel the socket's room seats hold, once each. */
+export function roomChannels(data: Pick<SocketData, 'rooms'>): Set<string> {
+  const channels = new Set<string>();
+  if (data.rooms) for (const seat of data.rooms.values()) for (const set of [seat.published, seat.subscribed]) for (const c of set) channels.add(c);
+  return channels;
+}
+
+export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
 /** Events one socket may have waiting; more are dropped, so a flood cannot hold memory. */
 export const MAX_PENDING_EVENTS = 32;
