@@ -66,6 +66,7 @@ export function roomsByAccount(rooms: RoomSummary[]) {
 
 /** One account's own view, as the original's `/status?token=`: nothing of another account. */
 export function accountStatus(account: Account, snapshot: RegistrySnapshot, rooms: RoomSummary[] = []) {
+  const own = rooms.filter((r) => r.account === account.name);
   const usage = snapshot.stats.find(([name]) => name === account.name)?.[1];
   const active = Boolean(usage && usage.connections + usage.players + usage.broadcasters > 0);
   return {
@@ -76,7 +77,8 @@ export function accountStatus(account: Account, snapshot: RegistrySnapshot, room
       webrtc: Object.fromEntries(snapshot.channels.filter(([, summary]) => summary.account === account.name)),
     }),
     plan: account.plan,
-    rooms: roomsByAccount(rooms.filter((r) => r.account === account.name))[account.name] ?? {},
+    // Only when it has rooms: the original's shape is kept otherwise.
+    ...(own.length > 0 && { rooms: roomsByAccount(own)[account.name] }),
   };
 }
 

@@ -91,6 +91,7 @@ local function leaveRoom(a, r, s, inst)
   redis.call('HDEL', sk, s)
   if redis.call('HGET', usersKey(a, r), u) == s then redis.call('HDEL', usersKey(a, r), u) end
   redis.call('HDEL', instKey(i), a .. r .. s)
+  if redis.call('EXISTS', instKey(i)) == 0 then redis.call('SREM', INSTS, i) end
   local removed = {}
   local streams = redis.call('HGETALL', streamsKey(a, r))
   for k = 1, #streams, 2 do
