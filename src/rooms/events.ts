@@ -14,7 +14,7 @@ import { streamIssues } from '../limits';
 import type { Telemetry } from '../metrics';
 import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
 import { takeEvent } from '../signaling/rate-limits';
-import { enqueue, roomChannels, type RoomSeat, type SignalingServer, type SignalingSocket } from '../signaling/session';
+import { enqueue, roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
 import type { RoomDeparture, RoomRefusal, RoomStore, RoomStream } from './store';
 
 /** Messages a joiner gets from the history, as upstream. */
@@ -126,16 +126,19 @@ export function createRooms(deps: RoomDeps) {
     io.to(roomKey(account, room)).emit('roomUpdate', { ...update, room, timestamp: now() });
   }
 
-  /** This instance's sockets in the room, with their seats. */
-  function localSeats(account: string, room: string) {
+  /**
+   * This instance's sockets in the room's Socket.IO room. A joiner is there
+   * before its seat is made; work queued for it runs after its roomJoin, so
+   * it finds the seat.
+   */
+  function localSockets(account: string, room: string) {
     const ids = io.sockets.adapter.rooms.get(roomKey(account, room));
-    const seats: { socket: SignalingSocket; seat: RoomSeat }[] = [];
+    const sockets: SignalingSocket[] = [];
     for (const id of ids ?? []) {
       const socket = io.sockets.sockets.get(id);
-      const seat = socket?.data.rooms?.get(room);
-      if (socket && seat) seats.push({ socket, seat });
+      if (socket) sockets.push(socket);
     }
-    return seats;
+    return sockets;
   }
 
   const holds = (socket: SignalingSocket, channel: string) =>
@@ -195,15 +198,17 @@ export function createRooms(deps: RoomDeps) {
 
   /** Every participant of the room on this instance becomes a player of a new stream, in its own queue. */
   function streamAdded(account: string, room: string, channel: string, publisher: string) {
-    for (const { socket } of localSeats(account, room))
+    for (const socket of localSockets(account, room))
       if (socket.data.identity?.user !== publisher)
         enqueue(socket, (s, c: string) => subscribeSeat(s, room, c), channel, failedSubscribe, true);
   }
 
   /** Every participant of the room on this instance stops being a player of a removed stream. */
   function streamRemoved(account: string, room: string, channel: string) {
-    for (const { socket, seat } of localSeats(account, room))
-      if (seat.subscribed.delete(channel)) enqueue(socket, release, channel, failedRelease, true);
+    const unsubscribe = async (socket: SignalingSocket, c: string) => {
+      if (socket.data.rooms?.get(room)?.subscribed.delete(c)) await release(socket, c);
+    };
+    for (const socket of localSockets(account, room)) enqueue(socket, unsubscribe, channel, failedRelease, true);
   }
 
   function tellInstances(change: Parameters<InterServerEvents['roomStream']>[0]) {
@@ -441,14 +446,15 @@ export function createRooms(deps: RoomDeps) {
     refuse(socket, roomOf(args), RoomError.invalid(name, describe(error)), 'validation');
   }
 
-  const onFailed = (name: RoomEvent) => (socket: SignalingSocket, err: unknown) => {
-    log.error({ ...bindings(socket), event: name, err }, 'room event failed');
-    socket.emit('roomUpdate', { room: '', error: RoomError.unavailable });
-  };
+  const onError = (socket: SignalingSocket, err: unknown) => log.error({ ...bindings(socket), err }, 'room event failed');
 
   const listeners = (Object.keys(handlers) as RoomEvent[]).map((name) => {
-    const handler = handlers[name];
-    const onError = onFailed(name);
+    // A store or registry that fails (Redis away) is logged and answered, in the room's name.
+    const handler = (socket: SignalingSocket, args: Args) =>
+      handlers[name](socket, args).catch((err: unknown) => {
+        log.error({ ...bindings(socket), event: name, err }, 'room event failed');
+        if (socket.connected) socket.emit('roomUpdate', { room: roomOf(args), error: RoomError.unavailable });
+      });
     const listener = function (this: SignalingSocket, ...args: unknown[]) {
       const t = performance.now();
       if (!takeEvent(this.data, deps.eventsPerSecond, t)) {

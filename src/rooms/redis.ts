@@ -44,6 +44,7 @@ export interface RedisRoomStore extends RoomStore {
   sweep(): Promise<RoomDeparture[]>;
 }
 
+const COMMAND_TIMEOUT_MS = 5000;
 const SWEEP_BATCH = 200;
 const SWEEP_MAX_BATCHES = 50;
 
@@ -217,14 +218,23 @@ return {0, {}}
 export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisRoomStoreOptions): RedisRoomStore {
   let closed = false;
 
+  /** A Redis that stops answering must not hold a socket's events forever. */
+  function send(args: string[]): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`)), COMMAND_TIMEOUT_MS);
+    });
+    return Promise.race([client.sendCommand(args), late]).finally(() => clearTimeout(timer));
+  }
+
   async function run(s: Script, args: string[]): Promise<unknown> {
     if (closed) throw new Error('room store closed');
     const argv = [prefix, ...args];
     try {
-      return await client.sendCommand(['EVALSHA', s.sha, '0', ...argv]);
+      return await send(['EVALSHA', s.sha, '0', ...argv]);
     } catch (err) {
       // Scripts are forgotten when Redis restarts.
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return client.sendCommand(['EVAL', s.source, '0', ...argv]);
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return send(['EVAL', s.source, '0', ...argv]);
       throw err;
     }
   }
