@@ -350,3 +350,32 @@ test('a room seat and a plain subscribe of one socket live side by side', timely
   bob.emit('messagePeer', { type: 'candidate', target: 'studio' });
   await got;
 });
+
+test('malformed room events are answered with an error; the room and the server go on', timely, async (t) => {
+  const { url } = await roomServer(t, { ROOM_CHAT_PER_SECOND: '1000' });
+  const [alice, bob] = await people(t, url, ['alice', 'bob']);
+  await joinRoom(alice, 'call');
+  await joinRoom(bob, 'call');
+  const junk: unknown[] = [undefined, null, 42, 'call', [], { room: ['call'] }, { room: { toString: 'call' } }, { room: 'x'.repeat(10_000) }];
+  const inRoom: [string, unknown][] = [
+    ['roomPublish', { room: 'call', stream: 7, parameters: webrtc }],
+    ['roomPublish', { room: 'call', stream: 's', parameters: 'webrtc' }],
+    ['roomPublish', { room: 'call', stream: 's', parameters: { type: 'webrtc', width: 'wide' } }],
+    ['roomPublish', { room: 'call', stream: 's', parameters: { type: 'webrtc', note: 'x'.repeat(3000) } }],
+    ['roomUnpublish', { room: 'call', stream: ['s'] }],
+    ['roomMessage', { room: 'call', message: null }],
+    ['roomMessage', { room: 'call', message: ['a'] }],
+    ['roomMessage', { room: 'call', message: 'text' }],
+  ];
+  const events = ['roomJoin', 'roomLeave', 'roomPublish', 'roomUnpublish', 'roomMessage'];
+  for (const [event, payload] of [...events.flatMap((e) => junk.map((p) => [e, p] as const)), ...inRoom]) {
+    const reply = await roomError(alice, event, payload);
+    assert.equal(typeof reply.error, 'string', `${event} ${JSON.stringify(payload)?.slice(0, 60)}`);
+  }
+  // Any string is just a name.
+  await joinRoom(alice, '__proto__');
+  // Still in the room, still heard.
+  const heard = nextUpdate(bob, 'messageNew');
+  alice.emit('roomMessage', { room: 'call', message: { text: 'still here' } });
+  assert.equal(((await heard).messageNew as { user: string }).user, 'alice');
+});

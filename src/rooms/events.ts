@@ -80,6 +80,12 @@ export interface RoomDeps {
   now?: () => number;
 }
 
+/** A room stream's channel and who publishes it. */
+interface StreamRef {
+  channel: string;
+  publisher: string;
+}
+
 /** The Socket.IO room of an account's room: names JSON-encoded, so no two pairs meet. */
 export const roomKey = (account: string, room: string) => `room:${JSON.stringify([account, room])}`;
 
@@ -157,11 +163,11 @@ export function createRooms(deps: RoomDeps) {
   }
 
   /** Makes the socket a player of `channel` (another participant's stream); its publisher gets the usual `peer`. */
-  async function subscribeSeat(socket: SignalingSocket, room: string, channel: string) {
+  async function subscribeSeat(socket: SignalingSocket, room: string, { channel, publisher }: StreamRef) {
     const seat = socket.data.rooms?.get(room);
     const { identity, account } = socket.data;
     if (!seat || !identity || seat.published.has(channel) || seat.subscribed.has(channel)) return;
-    if (holds(socket, channel)) return void seat.subscribed.add(channel);
+    if (holds(socket, channel)) return void seat.subscribed.set(channel, publisher);
     const denied = subscribeRefusal({ identity, peerID: identity.user, channel });
     if (denied) return refuse(socket, room, denied.message, denied.issue);
     const result = await registry.join({
@@ -181,7 +187,7 @@ export function createRooms(deps: RoomDeps) {
     }
     // The socket may have left the room while the registry answered.
     if (socket.data.rooms?.get(room) !== seat || !socket.connected) return release(socket, channel);
-    seat.subscribed.add(channel);
+    seat.subscribed.set(channel, publisher);
     if (result.publisher && result.isNew)
       deps.deliver(result.publisher.socketId, 'message', {
         type: 'peer',
@@ -200,7 +206,7 @@ export function createRooms(deps: RoomDeps) {
   function streamAdded(account: string, room: string, channel: string, publisher: string) {
     for (const socket of localSockets(account, room))
       if (socket.data.identity?.user !== publisher)
-        enqueue(socket, (s, c: string) => subscribeSeat(s, room, c), channel, failedSubscribe, true);
+        enqueue(socket, (s, stream: StreamRef) => subscribeSeat(s, room, stream), { channel, publisher }, failedSubscribe, true);
   }
 
   /** Every participant of the room on this instance stops being a player of a removed stream. */
@@ -248,7 +254,7 @@ export function createRooms(deps: RoomDeps) {
       await release(socket, channel);
       if (socket.connected) socket.emit('unpublish', user, channel);
     }
-    for (const channel of seat.subscribed) await release(socket, channel);
+    for (const channel of seat.subscribed.keys()) await release(socket, channel);
     if (departure) announceDeparture(departure);
     log.debug({ ...bindings(socket), room }, 'left room');
     return true;
@@ -294,11 +300,12 @@ export function createRooms(deps: RoomDeps) {
       if (departure) announceDeparture(departure);
       return;
     }
-    (socket.data.rooms ??= new Map()).set(room, { published: new Set(), subscribed: new Set() });
+    (socket.data.rooms ??= new Map()).set(room, { published: new Set(), subscribed: new Map() });
     socket.emit('roomUpdate', { room, ...result.view, type: 'roomJoin' });
     broadcast(account, room, { participantJoin: participant });
     for (const stream of Object.values(result.view.streams))
-      if (stream.socketId !== socket.id && stream.type === 'webrtc') await subscribeSeat(socket, room, stream.channel);
+      if (stream.socketId !== socket.id && stream.type === 'webrtc')
+        await subscribeSeat(socket, room, { channel: stream.channel, publisher: stream.user });
     log.debug({ ...bindings(socket), room, participants: Object.keys(result.view.participants).length }, 'joined room');
   }
 

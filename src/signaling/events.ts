@@ -21,7 +21,7 @@ import {
   type ServerToClientEvents,
 } from '../protocol';
 import { takeEvent } from './rate-limits';
-import { enqueue, roomChannels, type SignalingServer, type SignalingSocket } from './session';
+import { enqueue, roomChannels, roomChannelsToward, type SignalingServer, type SignalingSocket } from './session';
 
 export interface SignalingDeps {
   io: SignalingServer;
@@ -190,7 +190,8 @@ export function createSignaling(deps: SignalingDeps) {
   /**
    * The peer `peerID` in a channel the sender shares with it, and the
    * sender's own name there: its registration's channel first, then the
-   * channels its rooms hold (all asked at once).
+   * channels its rooms hold (those likely to hold the target first, each
+   * group asked at once).
    */
   async function findTarget(socket: SignalingSocket, peerID: string) {
     const { registration, account, identity } = socket.data;
@@ -199,10 +200,12 @@ export function createSignaling(deps: SignalingDeps) {
       if (target || !socket.data.rooms) return target && { target, from: registration.peerID };
     }
     if (!identity || !socket.data.rooms) return undefined;
-    const channels = [...roomChannels(socket.data)];
-    const found = await Promise.all(channels.map((channel) => registry.findPeer(account.name, channel, peerID)));
-    const target = found.find((peer) => peer !== undefined && peer.socketId !== socket.id);
-    return target && { target, from: identity.user };
+    for (const channels of roomChannelsToward(socket.data, peerID)) {
+      const found = await Promise.all(channels.map((channel) => registry.findPeer(account.name, channel, peerID)));
+      const target = found.find((peer) => peer !== undefined && peer.socketId !== socket.id);
+      if (target) return { target, from: identity.user };
+    }
+    return undefined;
   }
 
   async function messagePeer(socket: SignalingSocket, args: unknown[]) {

@@ -40,15 +40,34 @@ export interface SocketData extends EventBucket {
 export interface RoomSeat {
   /** Stream names it published; each is a channel where it is the broadcaster. */
   published: Set<string>;
-  /** Other participants' channels where it is a player. */
-  subscribed: Set<string>;
+  /** Other participants' channels where it is a player: channel -> its publisher. */
+  subscribed: Map<string, string>;
 }
 
 /** Every channel the socket's room seats hold, once each. */
 export function roomChannels(data: Pick<SocketData, 'rooms'>): Set<string> {
   const channels = new Set<string>();
-  if (data.rooms) for (const seat of data.rooms.values()) for (const set of [seat.published, seat.subscribed]) for (const c of set) channels.add(c);
+  if (data.rooms)
+    for (const seat of data.rooms.values()) {
+      for (const c of seat.published) channels.add(c);
+      for (const c of seat.subscribed.keys()) channels.add(c);
+    }
   return channels;
+}
+
+/**
+ * The room channels where `peerID` is most likely found (its own streams,
+ * and the socket's, where it would be a player), then the rest: a messagePeer
+ * asks the first group alone, and the rest only if that fails.
+ */
+export function roomChannelsToward(data: Pick<SocketData, 'rooms'>, peerID: string): [likely: string[], rest: string[]] {
+  const likely = new Set<string>();
+  if (data.rooms)
+    for (const seat of data.rooms.values()) {
+      for (const c of seat.published) likely.add(c);
+      for (const [c, publisher] of seat.subscribed) if (publisher === peerID) likely.add(c);
+    }
+  return [[...likely], [...roomChannels(data)].filter((c) => !likely.has(c))];
 }
 
 export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
