@@ -11,7 +11,7 @@ import { createRedisRoomStore } from '../src/rooms/redis';
 import { get } from './helpers/api';
 import { next, nextMessage, STREAM } from './helpers/client';
 import { spawnServer } from './helpers/process';
-import { testRedis, type TestRedis } from './helpers/redis';
+import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { joinRoom, nextUpdate, roomAccountsFile, roomError, seen, signIn, SITE_B, type Participant } from './helpers/rooms';
 import { API_KEY, startServer } from './helpers/server';
 
@@ -197,4 +197,26 @@ test('an instance killed with SIGKILL: its participants leave their rooms within
   const again = await signIn(t, survivor.url, 'bob');
   const snapshot = await joinRoom(again, 'call');
   assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name).sort(), ['alice', 'bob']);
+});
+
+test('Redis away: room events are answered "Rooms are unavailable", and work again once it is back', timely, async (t) => {
+  const server = await privateRedis(t);
+  if (!server) return;
+  const redis = await testRedis(t, server.url);
+  if (!redis) return;
+  const one = await instance(redis, roomAccountsFile());
+  const alice = await signIn(t, one.url, 'alice');
+  await joinRoom(alice, 'call');
+  await server.stop();
+  assert.deepEqual(await roomError(alice, 'roomMessage', { room: 'call', message: { text: 'lost' } }), { room: 'call', error: RoomError.unavailable });
+  assert.deepEqual(await roomError(alice, 'roomJoin', { room: 'other' }), { room: 'other', error: RoomError.unavailable });
+  await server.start();
+  await eventually('the instance is ready again', async () => (await get(one.url, '/ready')).status === 200);
+  // Redis came back empty: the room is joined anew.
+  alice.emit('roomLeave', { room: 'call' });
+  await eventually('a room can be joined', async () => {
+    const reply = nextUpdate(alice, (u) => u.room === 'again');
+    alice.emit('roomJoin', { room: 'again' });
+    return !('error' in (await reply));
+  });
 });
