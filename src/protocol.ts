@@ -7,7 +7,8 @@ export const DEFAULT_CHANNEL = 'VideoWhisper';
 export const SERVER_NAME = 'VideoWhisper WebRTC';
 export const SERVER_FEATURES =
   'WebRTC Signaling, SSL, TURN/STUN configuration for VideoWhisper HTML5 Videochat, ' +
-  'MySQL accounts, plan limits, isolated accounts, REST API';
+  'MySQL accounts, plan limits, isolated accounts, user pin authentication, signed access tokens, ' +
+  'restrictPublish, REST API';
 
 /** The exact `connect_error` messages the client shows to the user. */
 export const HandshakeError = {

@@ -15,7 +15,8 @@ import { testDatabase } from './helpers/mysql';
 import { testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
 
-const timely = { timeout: 20_000 };
+// Each test starts a login service process (tsx) besides its server: seconds on a busy machine.
+const timely = { timeout: 30_000 };
 
 /** Connects with user/PIN; resolves with the socket once admitted, fails with the server's reason. */
 async function signIn(t: TestContext, url: string, auth: Record<string, unknown>): Promise<Client> {
@@ -93,7 +94,8 @@ test('user/PIN: the login URL gets account, token, user and pin as JSON; its yes
   assert.equal(await refusal(url, { account: 'Site', user: 'alice' }), 'ERROR: Authentication error');
   // The account token works as before, beside sign-in.
   assert.ok((await connect(t, url, 'siteToken')).connected);
-  // Production logs never carry the PIN.
+  // Production logs say who failed and why, and never carry the PIN.
+  assert.ok(started.logs.some((l) => l.msg === 'connection refused' && l.way === 'login' && l.user === 'alice' && l.account === 'Site'));
   assert.ok(!JSON.stringify(started.logs).includes('9999'));
 });
 

@@ -145,7 +145,8 @@ test("restrictPublish holds a token's user when the token names no channels; cha
   assert.equal(await outcome(scoped, 'publish', 'bob', 'lobby'), 'peers');
 });
 
-test('npm run token prints a token the server accepts for that account and user', timely, async (t) => {
+// Two npm processes, each compiling the script with tsx: seconds each on a busy machine.
+test('npm run token prints a token the server accepts for that account and user', { timeout: 90_000 }, async (t) => {
   const { url, file } = await siteServer(t);
   const token = await new Promise<string>((resolve, reject) =>
     execFile(

@@ -36,6 +36,7 @@ type Refusal = {
   signedIn?: boolean;
   way?: SignInWay;
   detail?: string;
+  user?: string | undefined;
 };
 
 export function createHandshake(deps: HandshakeDeps) {
@@ -57,7 +58,8 @@ export function createHandshake(deps: HandshakeDeps) {
     const result = await signIn(auth.success ? auth.data : {});
     if (!result.ok) {
       if (result.failed) failedAuth.failed(address, performance.now());
-      return { ...result, signedIn: result.way !== 'token' };
+      // The user a sign-in claimed is no secret, and tells a site owner whose PIN failed.
+      return { ...result, signedIn: result.way !== 'token', user: result.way === 'login' ? auth.data?.user : undefined };
     }
     const { account, identity } = result;
     const signedIn = identity !== undefined;
@@ -106,6 +108,7 @@ export function createHandshake(deps: HandshakeDeps) {
             account: refusal.account?.name,
             reason: refusal.reason,
             way: refusal.way,
+            user: refusal.user,
             detail: refusal.detail,
             message: refusal.message,
             // The credentials are secrets: only development logs show them.
