@@ -1,6 +1,7 @@
 // The REST API: the original's endpoints and shapes. Outside development mode
 // every endpoint but `/` needs the API key (query `apikey`, `X-API-Key`, or
-// `Authorization: Bearer`), compared in constant time.
+// `Authorization: Bearer`), compared in constant time. An address that keeps
+// presenting wrong keys is refused for a while, as for wrong socket tokens.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
@@ -38,6 +39,8 @@ function presentedKey(req: Request): string | undefined {
   return bearer?.[1];
 }
 
+export const API_TOO_MANY_ATTEMPTS = 'Too many failed attempts';
+
 /** Whether a request may use the keyed endpoints: development mode, or the right key. */
 function apiKeyCheck({ production, apiKey }: ApiDeps['config']): (req: Request) => boolean {
   const expected = apiKey ? digest(apiKey) : undefined;
@@ -48,13 +51,26 @@ function apiKeyCheck({ production, apiKey }: ApiDeps['config']): (req: Request) 
   };
 }
 
-export function requireApiKey(config: ApiDeps['config'], log: Logger): RequestHandler {
-  const accepted = apiKeyCheck(config);
+/** Refuses a blocked address with 429 before anything it sent is looked at: guessing gains nothing. */
+function refuseBlocked(failedAuth: FailedAuthLimiter, log: Logger): RequestHandler {
   return (req, res, next) => {
-    if (accepted(req)) return next();
-    log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
-    res.status(401).type('text/plain').send('Invalid API key');
+    // req.ip: the client through trusted proxies (app.ts sets `trust proxy`).
+    if (!failedAuth.blocked(req.ip ?? '', performance.now())) return next();
+    log.warn({ path: req.path, ip: req.ip }, 'API request refused: too many failed attempts');
+    res.status(429).set('Retry-After', '60').type('text/plain').send(API_TOO_MANY_ATTEMPTS);
   };
+}
+
+export function requireApiKey(config: ApiDeps['config'], log: Logger, failedAuth: FailedAuthLimiter): RequestHandler {
+  const accepted = apiKeyCheck(config);
+  const blocked = refuseBlocked(failedAuth, log);
+  return (req, res, next) =>
+    blocked(req, res, () => {
+      if (accepted(req)) return next();
+      failedAuth.failed(req.ip ?? '', performance.now());
+      log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
+      res.status(401).type('text/plain').send('Invalid API key');
+    });
 }
 
 /** Rooms grouped by account: `{ [account]: { [room]: { participants, streams } } }`. */
@@ -94,7 +110,9 @@ export function serverStatus(snapshot: RegistrySnapshot) {
 
 export function createApi({ config, registry, rooms, accounts, metrics, readiness, version, log, failedAuth }: ApiDeps): express.Router {
   const router = express.Router();
-  const keyed = requireApiKey(config, log);
+  // Wrong keys and wrong account tokens count per address with failed handshakes: one guesser, one limit.
+  const blocked = refuseBlocked(failedAuth, log);
+  const keyed = requireApiKey(config, log, failedAuth);
   const keyAccepted = apiKeyCheck(config);
   // Express 5 forwards rejected promises to the error handler in app.ts.
   router.get('/', (_req, res) => {
@@ -113,20 +131,19 @@ export function createApi({ config, registry, rooms, accounts, metrics, readines
     res.json(roomsByAccount(await rooms.list()));
   });
   // An account's token shows that account only; the API key, the whole server.
-  router.get('/status', async (req, res) => {
+  router.get('/status', blocked, async (req, res) => {
     const token = req.query.token;
     if (typeof token === 'string' && token !== '') {
-      const address = req.ip ?? '';
-      if (failedAuth.blocked(address, performance.now())) return void res.status(429).type('text/plain').send('Too many failed attempts');
       const account = accounts.findByToken(token);
       if (!account) {
-        failedAuth.failed(address, performance.now());
+        failedAuth.failed(req.ip ?? '', performance.now());
         log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid account token');
         return void res.status(401).type('text/plain').send('Invalid account token');
       }
       return void res.json(accountStatus(account, await registry.snapshot(), await rooms.list()));
     }
     if (!keyAccepted(req)) {
+      failedAuth.failed(req.ip ?? '', performance.now());
       log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
       return void res.status(401).type('text/plain').send('Invalid API key and no account token');
     }

@@ -26,11 +26,13 @@ import { createDemoRouter } from './demo';
 import { createPeerConfig } from './ice';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
+import { createOriginCheck, parseOrigins } from './origins';
 import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { coalesceBatchedWrites } from './signaling/coalesce';
 import { createHandshake } from './signaling/handshake';
 import { createFailedAuthLimiter } from './signaling/rate-limits';
+import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
 import { createRooms } from './rooms/events';
 import { createMemoryRoomStore } from './rooms/memory';
@@ -88,7 +90,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();
   const metrics = createMetrics(registry, { perAccount: config.metricsPerAccount, rooms: () => roomStore.list() });
-  // One failed-attempt count per address, for handshakes and /status tokens alike.
+  // One failed-attempt count per address: handshakes, /status tokens and API keys alike.
   const failedAuth = createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
   const signIn = createSignIn({
     accounts,
@@ -137,9 +139,12 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     pingInterval: config.pingIntervalMs,
     pingTimeout: config.pingTimeoutMs,
     cors: { origin: corsOrigin },
+    // CORS headers do not stop a WebSocket: the handshake itself checks Origin.
+    allowRequest: (req, callback) => origins.allowRequest(req, callback),
   });
   if (cluster) io.adapter(cluster.adapter);
   coalesceBatchedWrites(io);
+  watchOutgoing(io, { maxBytes: config.maxOutgoingBytes, log, telemetry: metrics.telemetry });
   const schemas = eventSchemas(config);
   io.use((_socket, next) => next(shuttingDown ? new Error(HandshakeError.unavailable) : undefined));
   const handshake = createHandshake({
@@ -155,6 +160,16 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
   });
   io.use(handshake.middleware);
+  const origins = createOriginCheck({
+    allowed: parseOrigins(config.corsOrigin),
+    registry,
+    log,
+    telemetry: metrics.telemetry,
+    clientAddress: (req) => proxyaddr(req, trustProxy),
+    releaseConnection: handshake.releaseConnection,
+  });
+  // After the handshake: an account's own allowedOrigins need the account.
+  io.use(origins.middleware);
   const peerConfig = createPeerConfig(config, now);
   const signaling = createSignaling({
     io,
@@ -164,6 +179,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
     telemetry: metrics.telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
+    maxNameLength: config.maxNameLength,
+    enforceSdp: config.enforceSdp,
     accountMaxChannels: config.accountMaxChannels,
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,

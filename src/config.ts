@@ -50,6 +50,8 @@ const envSchema = z.object({
   TRUST_PROXY: z.preprocess(blankToUndefined, z.string().default('loopback')),
   MAX_MESSAGE_BYTES: integer(64 * 1024, 4096, 16 * 1024 * 1024),
   MAX_NAME_LENGTH: integer(128, 8, 4096),
+  MAX_OUTGOING_BYTES: integer(1024 * 1024, 128 * 1024, 1024 * 1024 * 1024),
+  ENFORCE_SDP: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   SHUTDOWN_TIMEOUT_MS: integer(5000, 0, 120_000),
   SHUTDOWN_GRACE_MS: integer(0, 0, 60_000),
   PING_INTERVAL_MS: integer(25_000, 100, 600_000),
@@ -108,6 +110,10 @@ export interface Config {
   trustProxy: string[];
   maxMessageBytes: number;
   maxNameLength: number;
+  /** Bytes queued for one client that it has not read; over this it is disconnected. */
+  maxOutgoingBytes: number;
+  /** Write each plan's bitrate and frame limits into the SDP peers relay. */
+  enforceSdp: boolean;
   shutdownTimeoutMs: number;
   /** How long /ready answers 503 before the port closes, for load balancers. */
   shutdownGraceMs: number;
@@ -150,6 +156,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       if (!existsSync(e.CERTIFICATE + ext)) throw new ConfigError(`CERTIFICATE: ${e.CERTIFICATE}${ext} does not exist`);
   }
   if (e.DB_HOST && !e.DB_NAME) throw new ConfigError('DB_NAME must be set when DB_HOST is set');
+  // A healthy client is sent messages up to MAX_MESSAGE_BYTES: a few must fit before it reads them.
+  if (e.MAX_OUTGOING_BYTES < 4 * e.MAX_MESSAGE_BYTES)
+    throw new ConfigError(`MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES (${4 * e.MAX_MESSAGE_BYTES})`);
   if (e.ACCOUNTS_FILE && !existsSync(e.ACCOUNTS_FILE)) throw new ConfigError(`ACCOUNTS_FILE: ${e.ACCOUNTS_FILE} does not exist`);
   if (e.COTURN_SERVER && !e.COTURN_SECRET && !(e.COTURN_USER && e.COTURN_PASSWORD))
     throw new ConfigError('COTURN_SERVER needs COTURN_SECRET or both COTURN_USER and COTURN_PASSWORD');
@@ -195,6 +204,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy,
     maxMessageBytes: e.MAX_MESSAGE_BYTES,
     maxNameLength: e.MAX_NAME_LENGTH,
+    maxOutgoingBytes: e.MAX_OUTGOING_BYTES,
+    enforceSdp: e.ENFORCE_SDP === 'true',
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     pingIntervalMs: e.PING_INTERVAL_MS,

@@ -54,6 +54,31 @@ export function streamIssues(plan: Plan, stream: Stream): Issue[] {
   return issues;
 }
 
+const STREAM_PARAMS = ['width', 'height', 'bitrate', 'frameRate', 'audioBitrate'] as const;
+
+/**
+ * The stream parameters a publish left out that the plan needs: a plan that
+ * limits resolution, frame rate or bitrate (per stream or in total) checks
+ * and counts what the stream states, so a stream that states nothing (0 kbps)
+ * cannot slip under it. Width, height, bitrate and frame rate must be above
+ * 0; an audio bitrate may be 0 (no audio). `params` is the client's own.
+ */
+export function missingStreamParams(plan: Plan, params: unknown): (typeof STREAM_PARAMS)[number][] {
+  const given = typeof params === 'object' && params !== null ? (params as Record<string, unknown>) : {};
+  const stated = (key: string, positive: boolean) => {
+    const value = Number(given[key] ?? (key === 'frameRate' ? given.framerate : undefined));
+    return given[key] !== '' && Number.isFinite(value) && (positive ? value > 0 : value >= 0);
+  };
+  const needed = {
+    width: plan.width > 0 || plan.height > 0,
+    height: plan.width > 0 || plan.height > 0,
+    bitrate: plan.bitrate > 0 || plan.totalBitrate > 0,
+    frameRate: plan.frameRate > 0,
+    audioBitrate: plan.audioBitrate > 0 || plan.totalBitrate > 0,
+  };
+  return STREAM_PARAMS.filter((key) => needed[key] && !stated(key, key !== 'audioBitrate'));
+}
+
 /** The plan-limit usage of one peer: its channel's video plus audio bitrate. */
 export const streamCost = (stream: Stream | undefined) => (stream ? stream.bitrate + stream.audioBitrate : 0);
 

@@ -25,8 +25,14 @@ export const REFUSAL_REASONS = [
   'rate',
   'unavailable',
   'rights',
+  'origin',
+  'sdp',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+/** Why the server cut a client off: it stopped reading, or sent pongs nobody asked for. */
+export const DISCONNECT_REASONS = ['slowReader', 'unpromptedPong'] as const;
+export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
 
 const RELAYED_TYPES = ['offer', 'answer', 'candidate', 'other', 'broadcast'] as const;
 type RelayedType = (typeof RELAYED_TYPES)[number];
@@ -35,6 +41,7 @@ type RelayedType = (typeof RELAYED_TYPES)[number];
 export interface Telemetry {
   relayed(type: unknown): void;
   refused(reason: RefusalReason): void;
+  disconnected(reason: DisconnectReason): void;
   /** Seconds from a socket's first packet to its acceptance or refusal. */
   handshake(seconds: number, outcome: 'accepted' | 'refused'): void;
 }
@@ -72,6 +79,13 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, rooms }: 
     registers: [register],
   });
   for (const reason of REFUSAL_REASONS) refusals.labels(reason).inc(0);
+  const disconnects = new Counter({
+    name: 'videowhisper_disconnects_total',
+    help: 'Clients the server cut off, by reason',
+    labelNames: ['reason'],
+    registers: [register],
+  });
+  for (const reason of DISCONNECT_REASONS) disconnects.labels(reason).inc(0);
   const handshakes = new Histogram({
     name: 'videowhisper_handshake_duration_seconds',
     help: 'Time to authenticate a connection and check its plan',
@@ -134,6 +148,7 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, rooms }: 
       relayedSinceScrape[typeof type === 'string' && Object.hasOwn(relayedSinceScrape, type) ? (type as RelayedType) : 'other']++;
     },
     refused: (reason) => refusals.labels(reason).inc(),
+    disconnected: (reason) => disconnects.labels(reason).inc(),
     handshake: (seconds, outcome) => handshakes.labels(outcome).observe(seconds),
   };
 

@@ -18,6 +18,7 @@ export const HandshakeError = {
   totalBitrate: 'ERROR: Bitrate limit exceeded',
   unavailable: 'ERROR: Server unavailable',
   tooManyAttempts: 'ERROR: Too many failed attempts',
+  origin: 'ERROR: Origin not allowed',
 } as const;
 
 /**
@@ -96,6 +97,40 @@ const MAX_TYPE_LENGTH = 64;
 const blankIsAbsent = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (v === '' || v === null ? undefined : v), schema.optional()).catch(undefined);
 
+/**
+ * Whether `text` has from `min` to `max` characters, counted in code points
+ * as zod's `.min`/`.max` count them (an emoji is one character, not two
+ * UTF-16 units), so every check of a name agrees with the schema.
+ */
+export function lengthWithin(text: string, min: number, max: number): boolean {
+  // A code point is one or two UTF-16 units: most strings need no counting.
+  if (text.length < min || text.length > 2 * max) return false;
+  if (text.length <= max && text.length >= 2 * min) return true;
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    // A high surrogate followed by a low one is one code point (as string iteration counts it).
+    const unit = text.charCodeAt(i);
+    if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const low = text.charCodeAt(i + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) i++;
+    }
+    if (++count > max) return false;
+  }
+  return count >= min;
+}
+
+/** `text` cut to at most `max` code points, for echoing client input back. */
+export function truncateName(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = 0;
+  let count = 0;
+  for (const char of text) {
+    if (count++ === max) break;
+    cut += char.length;
+  }
+  return text.slice(0, cut);
+}
+
 /** Schemas for the client events; built per server so limits come from config. */
 export function eventSchemas({ maxNameLength }: NameLimits) {
   const name = z.string().min(1).max(maxNameLength);
@@ -122,8 +157,8 @@ export function eventSchemas({ maxNameLength }: NameLimits) {
       const message = args[0];
       if (typeof message !== 'object' || message === null || Array.isArray(message)) return undefined;
       const { target, type } = message as Record<string, unknown>;
-      if (typeof target !== 'string' || target.length < 1 || target.length > maxNameLength) return undefined;
-      if (type !== undefined && (typeof type !== 'string' || type.length > MAX_TYPE_LENGTH)) return undefined;
+      if (typeof target !== 'string' || !lengthWithin(target, 1, maxNameLength)) return undefined;
+      if (type !== undefined && (typeof type !== 'string' || !lengthWithin(type, 0, MAX_TYPE_LENGTH))) return undefined;
       return message as PeerMessage;
     },
   };
@@ -169,6 +204,11 @@ export interface InterServerEvents {
 }
 
 export const RATE_LIMITED = 'ERROR: Too many events, slow down';
+/** An event within the rate that found the socket's queue full (the registry is a second behind). */
+export const EVENT_DROPPED = 'ERROR: Too many events waiting, event dropped';
+
+/** Message types only the server sends (`_channel_` to a broadcaster); peers may not relay them. */
+export const SERVER_MESSAGE_TYPES: ReadonlySet<string> = new Set(['peers', 'peer']);
 
 export function closeMessage(peerID: string, channel: string) {
   return { from: peerID, target: 'all', payload: { action: 'close', message: `${peerID} left @${channel}` } };

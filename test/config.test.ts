@@ -15,6 +15,8 @@ test('an empty environment is development mode on port 3000 with the dev token',
   assert.equal(config.database, undefined);
   assert.equal(config.demo, true);
   assert.equal(config.maxMessageBytes, 64 * 1024);
+  assert.equal(config.maxOutgoingBytes, 1024 * 1024);
+  assert.equal(config.enforceSdp, false);
 });
 
 test('blank values (as in a copied .env.example) count as unset', () => {
@@ -59,6 +61,8 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ MAX_MESSAGE_BYTES: '10' }, /^MAX_MESSAGE_BYTES must be a number >= 4096/],
     [{ TRUST_PROXY: 'not-an-address' }, /^TRUST_PROXY: /],
     [{ REDIS_URL: 'localhost:6379' }, /^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/],
+    [{ MAX_OUTGOING_BYTES: '200000' }, /^MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES \(262144\)/],
+    [{ ENFORCE_SDP: 'yes' }, /^ENFORCE_SDP must be true or false/],
   ];
   for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
 });

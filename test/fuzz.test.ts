@@ -118,8 +118,18 @@ test(`fuzz: ${RUNS * EVENTS_PER_RUN} random events and ${RUNS} random handshakes
 
 test('the hand-written messagePeer check accepts exactly what the messagePeer schema accepts', () => {
   const schemas = eventSchemas({ maxNameLength: 128 });
-  // Names and types around their length limits (128 and 64) as well.
-  const nearLimits = fc.record({ target: fc.string({ minLength: 120, maxLength: 140 }), type: fc.string({ minLength: 60, maxLength: 70 }) }, { requiredKeys: [] });
+  // Names and types around their length limits (128 and 64) as well, in
+  // UTF-16 units and in code points: astral characters (emoji) are two units
+  // but one character, and a lone surrogate is one of each.
+  const astral = fc.integer({ min: 0x10000, max: 0x10ffff }).map((c) => String.fromCodePoint(c));
+  const mixed = fc.oneof(astral, fc.constantFrom('a', '\u00e9', '\ud83d', '\ude00'), fc.string({ unit: 'binary', maxLength: 1 }));
+  const around = (limit: number) =>
+    fc.oneof(
+      fc.string({ minLength: limit - 8, maxLength: limit + 8 }),
+      fc.string({ unit: astral, minLength: limit / 2 - 4, maxLength: limit + 4 }),
+      fc.string({ unit: mixed, minLength: limit - 8, maxLength: 2 * limit + 8 }),
+    );
+  const nearLimits = fc.record({ target: around(128), type: around(64) }, { requiredKeys: [] });
   const args = fc.array(fc.oneof(peerMessages, nearLimits, pollution, anything, fc.array(anything, { maxLength: 2 })), { maxLength: 2 });
   fc.assert(
     fc.property(args, (a) => {

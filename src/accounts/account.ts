@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { UNLIMITED, type Plan } from '../limits';
 import { numeric } from '../protocol';
 import { RESTRICT_PUBLISH_MODES, type RestrictPublish } from '../auth/rights';
+import { parseOrigins } from '../origins';
 
 export const STATIC_ACCOUNT = '_static';
 
@@ -17,6 +18,8 @@ export interface Account {
   loginURL?: string | undefined;
   /** `properties.restrictPublish`: which channel names a signed-in user may publish. */
   restrictPublish?: RestrictPublish | undefined;
+  /** Pages (origins) the account's clients may connect from; undefined: any that CORS_ORIGIN allows. */
+  allowedOrigins?: ReadonlySet<string> | undefined;
 }
 
 /** A row of `accounts` (properties and meta are JSON text). */
@@ -71,6 +74,8 @@ const accountPropertiesSchema = z.looseObject({
   suspended: z.unknown().optional(),
   loginURL: z.url({ protocol: /^https?$/ }).optional().catch(undefined),
   restrictPublish: z.enum(RESTRICT_PUBLISH_MODES).optional().catch(undefined),
+  // A list of origins, or one comma-separated string of them.
+  allowedOrigins: z.union([z.array(z.string()), z.string()]).nullish(),
 });
 
 export function parsePlan(json: string | null): Plan {
@@ -127,6 +132,7 @@ export function indexAccounts(
       if (row.planId != null && !plans.has(Number(row.planId))) throw new Error(`plan ${row.planId} is missing or unreadable`);
       const name = uniqueName(String(row.name), row.id ?? index + 1, taken);
       if (name !== String(row.name)) renamed.push({ name: String(row.name), shownAs: name });
+      const origins = props.allowedOrigins == null ? undefined : [props.allowedOrigins].flat().join(',');
       const account: Account = {
         name,
         suspended: props.suspended === true || props.suspended === 1 || props.suspended === 'true',
@@ -134,6 +140,8 @@ export function indexAccounts(
         token: row.token,
         loginURL: props.loginURL,
         restrictPublish: props.restrictPublish,
+        // An empty list is no list: the account is not locked out by a blank field.
+        allowedOrigins: origins?.trim() ? parseOrigins(origins) : undefined,
       };
       byToken.set(row.token, account);
       byName.set(name, account);

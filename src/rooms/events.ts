@@ -14,7 +14,7 @@ import { streamIssues } from '../limits';
 import type { Telemetry } from '../metrics';
 import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
 import { takeEvent } from '../signaling/rate-limits';
-import { enqueue, roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
+import { enqueue, maxPendingEvents, roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
 import type { RoomDeparture, RoomRefusal, RoomStore, RoomStream } from './store';
 
 /** Messages a joiner gets from the history, as upstream. */
@@ -206,7 +206,7 @@ export function createRooms(deps: RoomDeps) {
   function streamAdded(account: string, room: string, channel: string, publisher: string) {
     for (const socket of localSockets(account, room))
       if (socket.data.identity?.user !== publisher)
-        enqueue(socket, (s, stream: StreamRef) => subscribeSeat(s, room, stream), { channel, publisher }, failedSubscribe, true);
+        enqueue(socket, (s, stream: StreamRef) => subscribeSeat(s, room, stream), { channel, publisher }, failedSubscribe);
   }
 
   /** Every participant of the room on this instance stops being a player of a removed stream. */
@@ -214,7 +214,7 @@ export function createRooms(deps: RoomDeps) {
     const unsubscribe = async (socket: SignalingSocket, c: string) => {
       if (socket.data.rooms?.get(room)?.subscribed.delete(c)) await release(socket, c);
     };
-    for (const socket of localSockets(account, room)) enqueue(socket, unsubscribe, channel, failedRelease, true);
+    for (const socket of localSockets(account, room)) enqueue(socket, unsubscribe, channel, failedRelease);
   }
 
   function tellInstances(change: Parameters<InterServerEvents['roomStream']>[0]) {
@@ -455,6 +455,7 @@ export function createRooms(deps: RoomDeps) {
 
   const onError = (socket: SignalingSocket, err: unknown) => log.error({ ...bindings(socket), err }, 'room event failed');
 
+  const maxPending = maxPendingEvents(deps.eventsPerSecond);
   const listeners = (Object.keys(handlers) as RoomEvent[]).map((name) => {
     // A store or registry that fails (Redis away) is logged and answered, in the room's name.
     const handler = (socket: SignalingSocket, args: Args) =>
@@ -472,7 +473,7 @@ export function createRooms(deps: RoomDeps) {
         }
         return;
       }
-      if (!enqueue(this, handler, args, onError)) {
+      if (!enqueue(this, handler, args, onError, maxPending)) {
         telemetry.refused('rate');
         refuse(this, roomOf(args), RATE_LIMITED, 'queue');
       }
@@ -487,7 +488,7 @@ export function createRooms(deps: RoomDeps) {
 
   const failedLeave = failed('leaving rooms');
   function onDisconnect(this: SignalingSocket) {
-    if (this.data.rooms) enqueue(this, leaveAll, undefined, failedLeave, true);
+    if (this.data.rooms) enqueue(this, leaveAll, undefined, failedLeave);
   }
 
   return {

@@ -4,10 +4,11 @@
 // calls them with the socket as `this`), so an idle socket costs no closures.
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import type { Account } from '../accounts/account';
 import { publishRefusal, subscribeRefusal } from '../auth/rights';
 import type { ChannelRegistry, JoinRefusal, JoinRequest } from '../channels/registry';
 import type { PeerConfig } from '../ice';
-import { streamIssues } from '../limits';
+import { missingStreamParams, streamIssues } from '../limits';
 import type { RefusalReason, Telemetry } from '../metrics';
 import {
   closeMessage,
@@ -15,13 +16,18 @@ import {
   HandshakeError,
   unfitMessage,
   uniquenessMessage,
+  EVENT_DROPPED,
   RATE_LIMITED,
+  SERVER_MESSAGE_TYPES,
+  truncateName,
   ZERO_STREAM,
   type EventSchemas,
   type ServerToClientEvents,
 } from '../protocol';
+import { capSdp, sdpCaps } from '../sdp';
 import { takeEvent } from './rate-limits';
-import { enqueue, roomChannels, roomChannelsToward, type SignalingServer, type SignalingSocket } from './session';
+import { createSampledLog } from './sampled-log';
+import { enqueue, maxPendingEvents, roomChannels, roomChannelsToward, type SignalingServer, type SignalingSocket } from './session';
 
 export interface SignalingDeps {
   io: SignalingServer;
@@ -31,6 +37,10 @@ export interface SignalingDeps {
   log: Logger;
   telemetry: Telemetry;
   eventsPerSecond: number;
+  /** Names echoed back in error payloads are cut to this many characters. */
+  maxNameLength: number;
+  /** ENFORCE_SDP: relayed offers and answers get the plan's limits written in. */
+  enforceSdp: boolean;
   accountMaxChannels: number;
   accountMaxPeers: number;
   /** Gives the socket's connection back to its account's count. */
@@ -47,6 +57,9 @@ const describe = (error: z.ZodError) =>
 
 export function createSignaling(deps: SignalingDeps) {
   const { io, registry, schemas, peerConfig, log, telemetry } = deps;
+  const maxPending = maxPendingEvents(deps.eventsPerSecond);
+  // Lines about refused and dropped events: a flooding client must not flood the log too.
+  const logDropped = createSampledLog(log);
   // Debug lines cost their arguments even when off: build them only when on.
   const debug = (build: () => Record<string, unknown>, msg: string) => {
     if (log.isLevelEnabled('debug')) log.debug(build(), msg);
@@ -59,9 +72,32 @@ export function createSignaling(deps: SignalingDeps) {
 
   const sendError = (socket: SignalingSocket, event: ErrorEvent, to: unknown, message: string, ...reasons: RefusalReason[]) => {
     for (const reason of reasons) telemetry.refused(reason);
-    socket.emit(event, { from: '_server_', to: typeof to === 'string' ? to : '', message });
-    log.info({ ...bindings(socket), event, message }, 'event refused');
+    // `to` echoes what the client sent: never longer than a valid name.
+    socket.emit(event, { from: '_server_', to: typeof to === 'string' ? truncateName(to, deps.maxNameLength) : '', message });
+    logDropped(socket, 'info', () => ({ ...bindings(socket), event, message }), 'event refused');
   };
+
+  /**
+   * Checks a message a client asked to relay, and with ENFORCE_SDP caps the
+   * SDP it carries to the sender's plan (in place: the object is the
+   * server's own). The refusal a client sees, or undefined when it may go.
+   */
+  function relayRefusal(account: Account, message: Record<string, unknown>): { message: string; reason: RefusalReason } | undefined {
+    const { type } = message;
+    // `peers` and `peer` come from the server only: a peer's copy could hand out its own peerConfig.
+    if (typeof type === 'string' && SERVER_MESSAGE_TYPES.has(type))
+      return { message: `Invalid message: type ${type} is sent by the server only`, reason: 'validation' };
+    if (!deps.enforceSdp) return undefined;
+    const content = message.content;
+    if (typeof content !== 'object' || content === null || !('sdp' in content)) return undefined;
+    const caps = sdpCaps(account.plan);
+    if (!caps) return undefined;
+    const { sdp } = content as { sdp: unknown };
+    const capped = typeof sdp === 'string' ? capSdp(sdp, caps) : { error: 'not a string' };
+    if ('error' in capped) return { message: `Invalid SDP: ${capped.error}`, reason: 'sdp' };
+    message.content = { ...content, sdp: capped.sdp };
+    return undefined;
+  }
 
   // A peer on this process gets the message directly; any other socket id is
   // left to the adapter, which knows the other processes.
@@ -152,6 +188,10 @@ export function createSignaling(deps: SignalingDeps) {
       await registry.countRefusal(account.name, 'publish', [denied.issue]);
       return sendError(socket, 'publishError', peerID, denied.message, 'rights');
     }
+    // A limited plan counts and checks what the stream says it is: it must say it.
+    const missing = missingStreamParams(account.plan, args[2]);
+    if (missing.length)
+      return sendError(socket, 'publishError', peerID, `Invalid publish: argument 2: ${missing.join(', ')} required by the plan`, 'validation');
     const issues = streamIssues(account.plan, stream);
     if (issues.length) {
       await registry.countRefusal(account.name, 'publish', issues);
@@ -210,16 +250,26 @@ export function createSignaling(deps: SignalingDeps) {
 
   async function messagePeer(socket: SignalingSocket, args: unknown[]) {
     const registration = socket.data.registration;
-    if (!registration && !socket.data.rooms?.size) return void log.info(bindings(socket), 'messagePeer dropped: sender is in no channel');
+    if (!registration && !socket.data.rooms?.size)
+      return logDropped(socket, 'info', () => bindings(socket), 'messagePeer dropped: sender is in no channel');
     const message = schemas.peerMessage(args);
     if (!message) {
       telemetry.refused('validation');
-      const parsed = schemas.messagePeer.safeParse(args);
-      return void log.info({ ...bindings(socket), why: parsed.success ? 'invalid' : describe(parsed.error) }, 'messagePeer dropped: invalid');
+      return logDropped(
+        socket,
+        'info',
+        () => {
+          const parsed = schemas.messagePeer.safeParse(args);
+          return { ...bindings(socket), why: parsed.success ? 'invalid' : describe(parsed.error) };
+        },
+        'messagePeer dropped: invalid',
+      );
     }
+    const refusal = relayRefusal(socket.data.account, message);
+    if (refusal) return sendError(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
     const found = await findTarget(socket, message.target);
     if (!found)
-      return void log.info({ ...bindings(socket), target: message.target }, 'messagePeer dropped: no such peer in the channel');
+      return logDropped(socket, 'info', () => ({ ...bindings(socket), target: message.target }), 'messagePeer dropped: no such peer in the channel');
     // `from` is the sender's registered name, whatever the client wrote. The
     // object was decoded for this event alone, so it is stamped, not copied.
     message.from = found.from;
@@ -229,15 +279,20 @@ export function createSignaling(deps: SignalingDeps) {
 
   async function message(socket: SignalingSocket, args: unknown[]) {
     const registration = socket.data.registration;
-    if (!registration) return void log.info(bindings(socket), 'message dropped: sender is in no channel');
+    if (!registration) return logDropped(socket, 'info', () => bindings(socket), 'message dropped: sender is in no channel');
     const parsed = schemas.message.safeParse(args);
     if (!parsed.success) {
       telemetry.refused('validation');
-      return void log.info({ ...bindings(socket), why: describe(parsed.error) }, 'message dropped: invalid');
+      return logDropped(socket, 'info', () => ({ ...bindings(socket), why: describe(parsed.error) }), 'message dropped: invalid');
     }
+    // The parsed object is a copy: it may be stamped and rewritten.
+    const relayed: Record<string, unknown> = parsed.data[0];
+    const refusal = relayRefusal(socket.data.account, relayed);
+    if (refusal) return sendError(socket, 'messageError', registration.peerID, refusal.message, refusal.reason);
+    relayed.from = registration.peerID;
     const peers = await registry.peers(socket.data.account.name, registration.channel);
     const others = peers.filter((p) => p.socketId !== socket.id).map((p) => p.socketId);
-    if (others.length) io.to(others).emit('message', { ...parsed.data[0], from: registration.peerID });
+    if (others.length) io.to(others).emit('message', relayed);
     telemetry.relayed('broadcast');
   }
 
@@ -275,9 +330,9 @@ export function createSignaling(deps: SignalingDeps) {
     const onError = failed(event);
     const listener = function (this: SignalingSocket, ...args: unknown[]) {
       if (overRate(this, event, args)) return;
-      if (!enqueue(this, handler, args, onError)) {
-        telemetry.refused('rate');
-        log.warn({ ...bindings(this), event }, 'event dropped: too many events waiting');
+      // Only when the registry falls a second behind: the client hears of each event it loses.
+      if (!enqueue(this, handler, args, onError, maxPending)) {
+        sendError(this, errorEventOf[event], typeof args[0] === 'string' ? args[0] : this.data.registration?.peerID, EVENT_DROPPED, 'rate');
       }
     };
     return [event, listener] as const;
@@ -321,7 +376,7 @@ export function createSignaling(deps: SignalingDeps) {
     deps.releaseConnection(this);
     departing.add(this.id);
     // Queued behind the socket's pending events, and never dropped.
-    enqueue(this, leaveSoon, undefined, failedDisconnect, true);
+    enqueue(this, leaveSoon, undefined, failedDisconnect);
     debug(() => ({ ...bindings(this), reason }), 'disconnected');
   }
 

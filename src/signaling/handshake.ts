@@ -79,6 +79,8 @@ export function createHandshake(deps: HandshakeDeps) {
       tokens: deps.eventsPerSecond,
       refilledAt: performance.now(),
       rateNoticeAt: Number.NEGATIVE_INFINITY, // never told yet
+      loggedAt: Number.NEGATIVE_INFINITY,
+      unlogged: 0,
       released: false,
       // Present from the start, so every socket's data keeps one shape.
       registration: undefined,

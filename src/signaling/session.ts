@@ -21,6 +21,9 @@ export interface SocketData extends EventBucket {
   identity: Identity | undefined;
   /** When the socket was last told it is over the rate limit. */
   rateNoticeAt: number;
+  /** When a refused or dropped event of the socket was last logged, and how many were not since. */
+  loggedAt: number;
+  unlogged: number;
   registration?: Registration | undefined;
   /** Events accepted but not yet handled. */
   pending: number;
@@ -73,20 +76,25 @@ export function roomChannelsToward(data: Pick<SocketData, 'rooms'>, peerID: stri
 export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
-/** Events one socket may have waiting; more are dropped, so a flood cannot hold memory. */
-export const MAX_PENDING_EVENTS = 32;
+/**
+ * Events one socket may have waiting while the registry answers: everything
+ * its rate limit lets through in one second (a full bucket plus one second of
+ * refill), so a burst the limit allows (a browser's ICE candidates) is never
+ * cut short, and a flood cannot hold more than that.
+ */
+export const maxPendingEvents = (eventsPerSecond: number) => 2 * eventsPerSecond;
 
 type Task<A> = (socket: SignalingSocket, arg: A) => Promise<void>;
 type OnError = (socket: SignalingSocket, err: unknown) => void;
 
 /**
- * Runs `task(socket, arg)` after the socket's earlier events; false when the
- * queue is full (unless `always`). Task and error handler are shared
+ * Runs `task(socket, arg)` after the socket's earlier events; false when
+ * `limit` events are already waiting. Task and error handler are shared
  * functions, so an event allocates no closure unless it has to wait.
  */
-export function enqueue<A>(socket: SignalingSocket, task: Task<A>, arg: A, onError: OnError, always = false): boolean {
+export function enqueue<A>(socket: SignalingSocket, task: Task<A>, arg: A, onError: OnError, limit = Number.POSITIVE_INFINITY): boolean {
   const data = socket.data;
-  if (data.pending >= MAX_PENDING_EVENTS && !always) return false;
+  if (data.pending >= limit) return false;
   data.queue = data.pending++ > 0 && data.queue ? data.queue.then(() => run(socket, task, arg, onError)) : run(socket, task, arg, onError);
   return true;
 }

@@ -101,8 +101,8 @@ export interface DemoServer {
   stop(): Promise<void>;
 }
 
-/** The server from src/main.ts as a site would run it (production mode, DEMO=true, TLS), inside the namespace. */
-export async function startDemoServer(net: LoopbackNetwork): Promise<DemoServer> {
+/** The server from src/main.ts as a site would run it (production mode, DEMO=true, TLS), inside the namespace; `env` adds settings. */
+export async function startDemoServer(net: LoopbackNetwork, env: Record<string, string> = {}): Promise<DemoServer> {
   const token = 'e2e-static-token';
   // A fresh namespace has every port free.
   const port = 8443;
@@ -123,6 +123,7 @@ export async function startDemoServer(net: LoopbackNetwork): Promise<DemoServer>
       STATIC_TOKEN: token,
       API_KEY: 'e2e-api-key',
       LOG_LEVEL: 'warn',
+      ...env,
     },
   });
   let output = '';

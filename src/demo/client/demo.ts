@@ -265,7 +265,8 @@ class Session {
 
   private receive(message: Signal) {
     const { from = '', type } = message;
-    if (type === 'peers' && this.params) {
+    // The channel's peer list and its peerConfig (TURN servers) come from the server alone.
+    if (type === 'peers' && from === '_channel_' && this.params) {
       this.peerConfig = message.peerConfig ?? {};
       for (const peer of message.peers ?? [])
         if (peer.type === 'player' && peer.peerID !== this.settings.name) this.offerTo(peer.peerID);

@@ -32,6 +32,9 @@ export interface LinkStats {
   connection: RTCPeerConnectionState;
   framesSent: number;
   framesDecoded: number;
+  /** Video bytes received so far, and when (ms) the browser counted them: a bitrate over two readings. */
+  bytesReceived: number;
+  at: number;
   /** The addresses the media flows between, once ICE has chosen them. */
   route?: { type: string; local: string; remote: string };
 }
@@ -42,6 +45,8 @@ export interface StatsReport {
   kind?: string;
   framesSent?: number;
   framesDecoded?: number;
+  bytesReceived?: number;
+  timestamp?: number;
   selectedCandidatePairId?: string;
   localCandidateId?: string;
   remoteCandidateId?: string;
@@ -143,10 +148,16 @@ export class Link {
     const reports = await this.pc.getStats();
     let framesSent = 0;
     let framesDecoded = 0;
+    let bytesReceived = 0;
+    let at = 0;
     let route: LinkStats['route'];
     reports.forEach((report: StatsReport) => {
       if (report.type === 'outbound-rtp' && report.kind === 'video') framesSent += report.framesSent ?? 0;
-      if (report.type === 'inbound-rtp' && report.kind === 'video') framesDecoded += report.framesDecoded ?? 0;
+      if (report.type === 'inbound-rtp' && report.kind === 'video') {
+        framesDecoded += report.framesDecoded ?? 0;
+        bytesReceived += report.bytesReceived ?? 0;
+        at = report.timestamp ?? at;
+      }
       if (report.type === 'transport' && report.selectedCandidatePairId) {
         const pair = reports.get(report.selectedCandidatePairId) as StatsReport | undefined;
         const local = pair?.localCandidateId ? (reports.get(pair.localCandidateId) as StatsReport | undefined) : undefined;
@@ -157,7 +168,7 @@ export class Link {
         }
       }
     });
-    return { peer: this.peer, connection: this.pc.connectionState, framesSent, framesDecoded, route };
+    return { peer: this.peer, connection: this.pc.connectionState, framesSent, framesDecoded, bytesReceived, at, route };
   }
 
   close() {

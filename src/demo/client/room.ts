@@ -160,7 +160,8 @@ export class RoomSession {
 
   private receive(message: RoomSignal) {
     const { from = '', type } = message;
-    if (type === 'peers') {
+    // The channel's peer list and its peerConfig (TURN servers) come from the server alone.
+    if (type === 'peers' && from === '_channel_') {
       this.peerConfig = message.peerConfig ?? {};
       for (const peer of message.peers ?? []) if (peer.type === 'player' && peer.peerID !== this.user) this.offerTo(peer.peerID);
     } else if (type === 'peer' && message.peerID) {
