@@ -204,7 +204,12 @@ test('Redis away: room events are answered "Rooms are unavailable", and work aga
   if (!server) return;
   const redis = await testRedis(t, server.url);
   if (!redis) return;
-  const one = await instance(redis, roomAccountsFile());
+  // A server process of its own: what it does with Redis away is what is tested, not its exit.
+  const one = await spawnServer(
+    { after: redis.onCleanup },
+    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: roomAccountsFile(), STATIC_TOKEN: undefined },
+  );
+  await eventually('the instance is ready', async () => (await get(one.url, '/ready')).status === 200);
   const alice = await signIn(t, one.url, 'alice');
   await joinRoom(alice, 'call');
   await server.stop();
