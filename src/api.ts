@@ -11,11 +11,13 @@ import type { ChannelRegistry, ChannelSummary, RegistrySnapshot } from './channe
 import type { Config } from './config';
 import type { Metrics } from './metrics';
 import { SERVER_FEATURES, SERVER_NAME } from './protocol';
+import type { RoomStore, RoomSummary } from './rooms/store';
 import type { FailedAuthLimiter } from './signaling/rate-limits';
 
 export interface ApiDeps {
   config: Pick<Config, 'production' | 'apiKey'> & { secure?: boolean };
   registry: ChannelRegistry;
+  rooms: Pick<RoomStore, 'list'>;
   accounts: AccountStore;
   metrics: Pick<Metrics, 'render' | 'contentType'>;
   /** What `/ready` reports: each check must pass for a load balancer to send traffic. */
@@ -71,8 +73,16 @@ export function requireApiKey(config: ApiDeps['config'], log: Logger, failedAuth
     });
 }
 
+/** Rooms grouped by account: `{ [account]: { [room]: { participants, streams } } }`. */
+export function roomsByAccount(rooms: RoomSummary[]) {
+  const result: Record<string, Record<string, { participants: number; streams: number }>> = {};
+  for (const { account, room, participants, streams } of rooms) (result[account] ??= {})[room] = { participants, streams };
+  return result;
+}
+
 /** One account's own view, as the original's `/status?token=`: nothing of another account. */
-export function accountStatus(account: Account, snapshot: RegistrySnapshot) {
+export function accountStatus(account: Account, snapshot: RegistrySnapshot, rooms: RoomSummary[] = []) {
+  const own = rooms.filter((r) => r.account === account.name);
   const usage = snapshot.stats.find(([name]) => name === account.name)?.[1];
   const active = Boolean(usage && usage.connections + usage.players + usage.broadcasters > 0);
   return {
@@ -83,6 +93,8 @@ export function accountStatus(account: Account, snapshot: RegistrySnapshot) {
       webrtc: Object.fromEntries(snapshot.channels.filter(([, summary]) => summary.account === account.name)),
     }),
     plan: account.plan,
+    // Only when it has rooms: the original's shape is kept otherwise.
+    ...(own.length > 0 && { rooms: roomsByAccount(own)[account.name] }),
   };
 }
 
@@ -96,7 +108,7 @@ export function serverStatus(snapshot: RegistrySnapshot) {
   return { connections: snapshot.connections.length, stats: Object.fromEntries(snapshot.stats), webrtc };
 }
 
-export function createApi({ config, registry, accounts, metrics, readiness, version, log, failedAuth }: ApiDeps): express.Router {
+export function createApi({ config, registry, rooms, accounts, metrics, readiness, version, log, failedAuth }: ApiDeps): express.Router {
   const router = express.Router();
   // Wrong keys and wrong account tokens count per address with failed handshakes: one guesser, one limit.
   const blocked = refuseBlocked(failedAuth, log);
@@ -116,6 +128,9 @@ export function createApi({ config, registry, accounts, metrics, readiness, vers
   router.get('/stats', keyed, async (_req, res) => {
     res.json((await registry.snapshot()).stats);
   });
+  router.get('/rooms', keyed, async (_req, res) => {
+    res.json(roomsByAccount(await rooms.list()));
+  });
   // An account's token shows that account only; the API key, the whole server.
   router.get('/status', blocked, async (req, res) => {
     const token = req.query.token;
@@ -126,7 +141,7 @@ export function createApi({ config, registry, accounts, metrics, readiness, vers
         log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid account token');
         return void res.status(401).type('text/plain').send('Invalid account token');
       }
-      return void res.json(accountStatus(account, await registry.snapshot()));
+      return void res.json(accountStatus(account, await registry.snapshot(), await rooms.list()));
     }
     if (!keyAccepted(req)) {
       void failedAuth.failed(req.ip ?? '', performance.now());

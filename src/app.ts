@@ -41,6 +41,9 @@ import { createHandshake } from './signaling/handshake';
 import { createFailedAuthLimiter } from './signaling/rate-limits';
 import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
+import { createRooms } from './rooms/events';
+import { createMemoryRoomStore } from './rooms/memory';
+import type { RoomStore } from './rooms/store';
 import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
 import { certificateFiles, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
 import { version } from './version';
@@ -51,6 +54,7 @@ export interface ServerDeps {
   /** Where logs go when no `log` is given (tests capture them). */
   logDestination?: DestinationStream;
   registry?: ChannelRegistry;
+  rooms?: RoomStore;
   accounts?: AccountStore;
   accountSource?: AccountSource;
   now?: () => number;
@@ -83,6 +87,7 @@ export interface SignalingServerHandle {
   readonly log: Logger;
   readonly io: SignalingServer;
   readonly registry: ChannelRegistry;
+  readonly rooms: RoomStore;
   readonly accounts: AccountStore;
   /** Every join, leave and refusal, for webhooks and the admin console. */
   readonly events: ServerEvents;
@@ -125,7 +130,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
   let certificate: Certificate | undefined = config.certificate ? readCertificate(certificateFiles(config.certificate)) : undefined;
+  const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();
   const metrics = createMetrics(registry, {
+    rooms: () => roomStore.list(),
     perAccount: config.metricsPerAccount,
     certificate: () => certificate?.info,
     otherInstances: cluster ? () => control.otherMetrics() : undefined,
@@ -197,7 +204,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   app.use(cors({ origin: corsOrigin }));
   // The REST API reloads the accounts of the whole cluster.
   const clusterAccounts: AccountStore = { ...accounts, reload: () => control.reloadAccounts() };
-  app.use(createApi({ config: { ...config, secure }, registry, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth }));
+  app.use(createApi({ config: { ...config, secure }, registry, rooms: roomStore, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth }));
   const storage = config.database ? mysqlStorage(config.database) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
   const accountManager =
     storage &&
@@ -293,11 +300,12 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   // After the handshake: an account's own allowedOrigins need the account.
   io.use(origins.middleware);
+  const peerConfig = createPeerConfig(config, now);
   const signaling = createSignaling({
     io,
     registry,
     schemas,
-    peerConfig: createPeerConfig(config, now),
+    peerConfig,
     log,
     telemetry,
     eventsPerSecond: config.rateEventsPerSecond,
@@ -308,6 +316,26 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     releaseConnection: handshake.releaseConnection,
     report,
   });
+  const rooms = createRooms({
+    io,
+    store: roomStore,
+    registry,
+    schemas,
+    peerConfig,
+    log,
+    telemetry,
+    limits: config.rooms,
+    maxNameLength: config.maxNameLength,
+    eventsPerSecond: config.rateEventsPerSecond,
+    accountMaxChannels: config.accountMaxChannels,
+    accountMaxPeers: config.accountMaxPeers,
+    announceLeave: signaling.announceLeave,
+    deliver: signaling.deliver,
+    chatRelayed: metrics.chatRelayed,
+    clustered: Boolean(cluster),
+    now,
+  });
+  cluster?.onRoomsGone((gone) => rooms.departed(gone));
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
   cluster?.onPeersGone((gone) => {
     for (const { channel, peerID, socketIds } of gone) {
@@ -321,6 +349,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     signaling.attach(socket);
     activity?.connected(socket.data.account.name);
     socket.on('disconnect', report.onDisconnect);
+    rooms.attach(socket);
     if (log.isLevelEnabled('debug'))
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
@@ -362,6 +391,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     const sockets = [...io.sockets.sockets.values()];
     // Each peer's channel hears it leave before the sockets go.
     await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
+    await Promise.allSettled(sockets.map((s) => rooms.leaveAll(s)));
     // This instance's sockets only: through the adapter it would reach every instance's.
     io.local.disconnectSockets(true);
     return sockets.length;
@@ -423,6 +453,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       ['account manager', async () => accountManager?.close()],
       ['accounts', () => accounts.close()],
       ['registry', () => registry.close()],
+      ['rooms', () => roomStore.close()],
       ['cluster', async () => cluster?.close()],
       ['metrics', async () => metrics.close()],
     ] as const) {
@@ -467,6 +498,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
     io,
     registry,
+    rooms: roomStore,
     accounts,
     events,
     webhooks,

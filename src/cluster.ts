@@ -7,6 +7,8 @@ import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapte
 import type { Logger } from 'pino';
 import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
 import { createFailedAuthLimiter, type FailedAuthLimiter } from './signaling/rate-limits';
+import { createRedisRoomStore, type RedisRoomStore } from './rooms/redis';
+import type { RoomDeparture } from './rooms/store';
 
 export type { PeerGone } from './channels/redis';
 
@@ -32,6 +34,7 @@ export interface ClusterOptions {
 export interface Cluster {
   readonly instanceId: string;
   readonly registry: RedisRegistry;
+  readonly rooms: RedisRoomStore;
   /** For `io.adapter(...)`. */
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
   /** Whether Redis answers now (for /ready). */
@@ -49,6 +52,8 @@ export interface Cluster {
   onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** The live instances and how long ago each beat (for the admin console). */
   instances(): Promise<{ id: string; heartbeatAgeMs: number | null }[]>;
+  /** Receives the room participants removed with a dead instance; their rooms must hear them leave. */
+  onRoomsGone(listener: (gone: RoomDeparture[]) => void): void;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
   close(): Promise<void>;
 }
@@ -136,6 +141,9 @@ export function createCluster(options: ClusterOptions): Cluster {
     onPeersGone: (gone) => listener?.(gone),
   });
 
+  const rooms = createRedisRoomStore({ client, prefix, instanceId, log });
+  let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
+
   // One tick at a time: renew this instance's heartbeat, then look for dead
   // ones. Right after (re)connecting, sweeping waits one heartbeat lifetime so
   // the other instances have reconnected and beaten first.
@@ -146,7 +154,11 @@ export function createCluster(options: ClusterOptions): Cluster {
     ticking = true;
     try {
       await registry.heartbeat();
-      if (readySince !== undefined && performance.now() - readySince >= aliveMs) await registry.sweep();
+      if (readySince !== undefined && performance.now() - readySince >= aliveMs) {
+        await registry.sweep();
+        const gone = await rooms.sweep();
+        if (gone.length) roomsListener?.(gone);
+      }
     } catch (err) {
       if (connected) log.error({ err }, 'cluster heartbeat failed');
       else log.debug({ err: (err as Error).message }, 'cluster heartbeat skipped: Redis unreachable');
@@ -216,6 +228,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   return {
     instanceId,
     registry,
+    rooms,
     adapter,
     failedAuthLimiter,
     isConnected: () => connected,
@@ -225,6 +238,7 @@ export function createCluster(options: ClusterOptions): Cluster {
       const ttls = await Promise.all(ids.map((id) => client.sendCommand(['PTTL', `${prefix}alive:${id}`])));
       return ids.map((id, i) => ({ id, heartbeatAgeMs: Number(ttls[i]) >= 0 ? Math.max(0, aliveMs - Number(ttls[i])) : null }));
     },
+    onRoomsGone: (next) => void (roomsListener = next),
     close: () => (closing ??= close()),
   };
 }

@@ -68,6 +68,11 @@ const envSchema = z.object({
   RATE_FAILED_AUTH_PER_MINUTE: integer(30, 1, 100_000),
   ACCOUNT_MAX_CHANNELS: integer(10_000, 1, 10_000_000),
   ACCOUNT_MAX_PEERS: integer(50_000, 1, 10_000_000),
+  ROOM_MAX_PER_ACCOUNT: integer(100, 1, 1_000_000),
+  ROOM_MAX_PARTICIPANTS: integer(50, 2, 10_000),
+  ROOM_MAX_MESSAGE_BYTES: integer(4096, 64, 65_536),
+  ROOM_CHAT_PER_SECOND: integer(3, 1, 1000),
+  ROOM_HISTORY: integer(100, 10, 1000),
   METRICS_PER_ACCOUNT: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).default('false')),
   DEMO: z.preprocess(blankToUndefined, z.enum(['true', 'false'], { message: 'must be true or false' }).optional()),
   WEBHOOK_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }).optional()),
@@ -162,6 +167,8 @@ export interface Config {
   admin: boolean;
   /** How often the console samples usage for its live view and charts. */
   adminSampleMs: number;
+  /** Rooms: per account, participants per room, chat message size and rate per socket, messages kept per room. */
+  rooms: { maxRooms: number; maxParticipants: number; maxMessageBytes: number; chatPerSecond: number; history: number };
 }
 
 export class ConfigError extends Error {}
@@ -264,6 +271,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     admin: e.ADMIN === 'true',
     adminSampleMs: e.ADMIN_SAMPLE_MS,
+    rooms: {
+      maxRooms: e.ROOM_MAX_PER_ACCOUNT,
+      maxParticipants: e.ROOM_MAX_PARTICIPANTS,
+      maxMessageBytes: e.ROOM_MAX_MESSAGE_BYTES,
+      chatPerSecond: e.ROOM_CHAT_PER_SECOND,
+      history: e.ROOM_HISTORY,
+    },
   };
 }
 

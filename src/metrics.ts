@@ -5,13 +5,14 @@
 //
 // In a cluster, whichever instance is scraped answers for all: each
 // instance's own series (counters, process metrics) carry its `instance`
-// label, and the cluster-wide gauges (connections, channels, peers), read
+// label, and the cluster-wide gauges (connections, channels, peers, rooms), read
 // from Redis, appear once without it. A scrape reaching another instance then
 // sees the same series, and no counter seems to reset.
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ChannelRegistry } from './channels/registry';
 import type { InstanceMetrics } from './control';
 import type { CertificateInfo } from './tls';
+import type { RoomSummary } from './rooms/store';
 
 /** Why something a client asked for was refused; a bounded set, so a safe label. */
 export const REFUSAL_REASONS = [
@@ -59,9 +60,11 @@ export interface MetricsOptions {
   certificate?: () => CertificateInfo | undefined;
   /** In a cluster: the other instances' own series. */
   otherInstances?: () => Promise<InstanceMetrics[]>;
+  /** The rooms, read when scraped. */
+  rooms?: () => Promise<RoomSummary[]>;
 }
 
-export function createMetrics(registry: ChannelRegistry, { perAccount, certificate, otherInstances }: MetricsOptions) {
+export function createMetrics(registry: ChannelRegistry, { perAccount, certificate, otherInstances, rooms }: MetricsOptions) {
   // This instance's own series.
   const register = new Registry();
   // Cluster-wide gauges, the same whichever instance answers.
@@ -106,11 +109,24 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
     registers: [register],
   });
 
+  let chatSinceScrape = 0;
+  new Counter({
+    name: 'videowhisper_room_messages_total',
+    help: 'Room chat messages relayed',
+    registers: [register],
+    collect() {
+      this.inc(chatSinceScrape);
+      chatSinceScrape = 0;
+    },
+  });
+
   // Gauges read the registry when scraped: nothing to keep in step.
   const gauges = {
     connections: new Gauge({ name: 'videowhisper_connections', help: 'Live authenticated sockets', registers: [shared] }),
     channels: new Gauge({ name: 'videowhisper_channels', help: 'Channels with at least one peer', registers: [shared] }),
     peers: new Gauge({ name: 'videowhisper_peers', help: 'Registered peers by role', labelNames: ['role'], registers: [shared] }),
+    rooms: new Gauge({ name: 'videowhisper_rooms', help: 'Rooms with at least one participant', registers: [shared] }),
+    roomParticipants: new Gauge({ name: 'videowhisper_room_participants', help: 'Participants in rooms', registers: [shared] }),
     accountConnections: perAccount
       ? new Gauge({ name: 'videowhisper_account_connections', help: 'Live sockets per account', labelNames: ['account'], registers: [shared] })
       : undefined,
@@ -147,6 +163,9 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
     gauges.channels.set(connections.length);
     gauges.peers.labels('player').set(players);
     gauges.peers.labels('broadcaster').set(broadcasters);
+    const summaries = rooms ? await rooms() : [];
+    gauges.rooms.set(summaries.length);
+    gauges.roomParticipants.set(summaries.reduce((sum, r) => sum + r.participants, 0));
   }
 
   const telemetry: Telemetry = {
@@ -163,6 +182,8 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
 
   return {
     telemetry,
+    /** Counts one room chat message relayed. */
+    chatRelayed: () => void chatSinceScrape++,
     contentType: register.contentType,
     local,
     /** Names this instance in its series (in a cluster). */

@@ -178,6 +178,11 @@ export interface ClientToServerEvents {
   subscribe: (...args: unknown[]) => void;
   messagePeer: (...args: unknown[]) => void;
   message: (...args: unknown[]) => void;
+  roomJoin: (...args: unknown[]) => void;
+  roomLeave: (...args: unknown[]) => void;
+  roomPublish: (...args: unknown[]) => void;
+  roomUnpublish: (...args: unknown[]) => void;
+  roomMessage: (...args: unknown[]) => void;
 }
 
 export interface ServerToClientEvents {
@@ -187,6 +192,15 @@ export interface ServerToClientEvents {
   uniquenessError: (error: ErrorPayload) => void;
   /** Added here: a `messagePeer` or `message` the server would not relay (rate limit). */
   messageError: (error: ErrorPayload) => void;
+  /** Rooms (docs/ROOMS.md): the joiner's snapshot, changes, and errors, each with `room`. */
+  roomUpdate: (update: Record<string, unknown>) => void;
+  /** A room stream was removed: its publisher stops sending it. */
+  unpublish: (peerID: string, channel: string) => void;
+}
+
+/** What instances tell each other about rooms through the adapter. */
+export interface InterServerEvents {
+  roomStream: (change: { account: string; room: string; channel: string; publisher: string; gone: boolean }) => void;
 }
 
 export const RATE_LIMITED = 'ERROR: Too many events, slow down';

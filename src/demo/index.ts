@@ -11,7 +11,9 @@ import express, { type Response } from 'express';
 // script is compiled into dist/ by `npm run build`.
 const root = path.resolve(__dirname, '..', '..');
 const pageDir = path.join(root, 'src', 'demo', 'page');
-const clientScript = path.join(root, 'dist', 'demo', 'client', 'demo.js');
+const clientDir = path.join(root, 'dist', 'demo', 'client');
+/** The page's modules: demo.js imports the others. */
+const clientScripts = new Set(['demo.js', 'media.js', 'room.js']);
 
 // Everything the page loads comes from this server (the icon is an empty
 // data: URL, so browsers do not ask for /favicon.ico); Socket.IO's WebSocket
@@ -45,13 +47,16 @@ export function createDemoRouter(): express.Router {
   // Mounted at /demo, '/' answers both /demo and /demo/.
   router.get('/', (_req, res) => sendFile(res, path.join(pageDir, 'index.html')));
   router.get('/demo.css', (_req, res) => sendFile(res, path.join(pageDir, 'demo.css')));
-  router.get('/demo.js', (_req, res) => {
+  router.get('/:script', (req, res, next) => {
+    const { script } = req.params;
+    if (!clientScripts.has(script)) return next();
+    const file = path.join(clientDir, script);
     // Checked on each request, so a build made while the server runs is picked up.
-    if (!existsSync(clientScript)) {
+    if (!existsSync(file)) {
       res.status(503).type('text/plain').send('The demo script is not built yet: run `npm run build` on the server.');
       return;
     }
-    sendFile(res, clientScript);
+    sendFile(res, file);
   });
   return router;
 }

@@ -28,7 +28,7 @@ import {
 import { capSdp, sdpCaps } from '../sdp';
 import { takeEvent } from './rate-limits';
 import { createSampledLog } from './sampled-log';
-import { enqueue, maxPendingEvents, type SignalingServer, type SignalingSocket } from './session';
+import { enqueue, maxPendingEvents, roomChannels, roomChannelsToward, type SignalingServer, type SignalingSocket } from './session';
 
 export interface SignalingDeps {
   io: SignalingServer;
@@ -128,6 +128,8 @@ export function createSignaling(deps: SignalingDeps) {
     if (!registration) return;
     socket.data.registration = undefined;
     const { channel, peerID } = registration;
+    // A room holds the same registration: it stays until the room lets it go.
+    if (socket.data.rooms && roomChannels(socket.data).has(channel)) return;
     const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
     if (remaining) announceLeave(peerID, channel, remaining.map((p) => p.socketId));
     if (remaining) deps.report?.left(socket, registration, remaining.length);
@@ -231,9 +233,31 @@ export function createSignaling(deps: SignalingDeps) {
     debug(() => ({ ...bindings(socket), channel }), 'subscribed');
   }
 
+  /**
+   * The peer `peerID` in a channel the sender shares with it, and the
+   * sender's own name there: its registration's channel first, then the
+   * channels its rooms hold (those likely to hold the target first, each
+   * group asked at once).
+   */
+  async function findTarget(socket: SignalingSocket, peerID: string) {
+    const { registration, account, identity } = socket.data;
+    if (registration) {
+      const target = await registry.findPeer(account.name, registration.channel, peerID);
+      if (target || !socket.data.rooms) return target && { target, from: registration.peerID };
+    }
+    if (!identity || !socket.data.rooms) return undefined;
+    for (const channels of roomChannelsToward(socket.data, peerID)) {
+      const found = await Promise.all(channels.map((channel) => registry.findPeer(account.name, channel, peerID)));
+      const target = found.find((peer) => peer !== undefined && peer.socketId !== socket.id);
+      if (target) return { target, from: identity.user };
+    }
+    return undefined;
+  }
+
   async function messagePeer(socket: SignalingSocket, args: unknown[]) {
     const registration = socket.data.registration;
-    if (!registration) return logDropped(socket, 'info', () => bindings(socket), 'messagePeer dropped: sender is in no channel');
+    if (!registration && !socket.data.rooms?.size)
+      return logDropped(socket, 'info', () => bindings(socket), 'messagePeer dropped: sender is in no channel');
     const message = schemas.peerMessage(args);
     if (!message) {
       telemetry.refused('validation');
@@ -248,14 +272,14 @@ export function createSignaling(deps: SignalingDeps) {
       );
     }
     const refusal = relayRefusal(socket.data.account, message);
-    if (refusal) return sendError(socket, 'messageError', registration.peerID, refusal.message, refusal.reason);
-    const target = await registry.findPeer(socket.data.account.name, registration.channel, message.target);
-    if (!target)
+    if (refusal) return sendError(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
+    const found = await findTarget(socket, message.target);
+    if (!found)
       return logDropped(socket, 'info', () => ({ ...bindings(socket), target: message.target }), 'messagePeer dropped: no such peer in the channel');
     // `from` is the sender's registered name, whatever the client wrote. The
     // object was decoded for this event alone, so it is stamped, not copied.
-    message.from = registration.peerID;
-    deliver(target.socketId, 'message', message);
+    message.from = found.from;
+    deliver(found.target.socketId, 'message', message);
     telemetry.relayed(message.type);
   }
 
@@ -362,5 +386,5 @@ export function createSignaling(deps: SignalingDeps) {
     debug(() => ({ ...bindings(this), reason }), 'disconnected');
   }
 
-  return { attach, leaveChannel, announceLeave };
+  return { attach, leaveChannel, announceLeave, deliver };
 }

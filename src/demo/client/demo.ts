@@ -1,13 +1,15 @@
 // The demo page's script. A broadcaster sends its camera to every player of a
 // channel; a player shows what it receives. Both speak the signaling protocol
-// exactly as the HTML5 Videochat app does (PROTOCOL.md) and use the
+// exactly as the HTML5 Videochat app does (docs/PROTOCOL.md) and use the
 // peerConfig the server hands out, so a working demo means a working server.
 import type { io as socketIo, Socket } from 'socket.io-client';
+import { RoomSession } from './room.js';
+import { capBitrate, explainCameraError, Link, openCamera, streamParams, type LinkStats, type Signal, type StreamParams } from './media.js';
 
 // The UMD bundle the server serves at /socket.io/socket.io.min.js.
 declare const io: typeof socketIo | undefined;
 
-type Mode = 'broadcast' | 'watch';
+type Mode = 'broadcast' | 'watch' | 'room';
 type State = 'idle' | 'starting' | 'waiting' | 'live' | 'ended' | 'stopped' | 'error';
 
 interface Settings {
@@ -15,32 +17,6 @@ interface Settings {
   token: string;
   channel: string;
   name: string;
-}
-
-interface StreamParams {
-  width: number;
-  height: number;
-  bitrate: number;
-  frameRate: number;
-  audioBitrate: number;
-}
-
-interface Peer {
-  peerID: string;
-  type: 'broadcaster' | 'player';
-}
-
-/** Everything that arrives on the `message` event, and what goes out with `messagePeer`. */
-interface Signal {
-  type?: string;
-  from?: string;
-  target?: string;
-  peerID?: string;
-  peers?: Peer[];
-  peerConfig?: RTCConfiguration;
-  content?: RTCSessionDescriptionInit;
-  candidate?: RTCIceCandidateInit;
-  payload?: { action?: string; message?: string };
 }
 
 interface ServerError {
@@ -59,34 +35,6 @@ interface ClientEvents {
   publish: (peerID: string, channel: string, params: StreamParams) => void;
   subscribe: (peerID: string, channel: string) => void;
   messagePeer: (message: Signal & { from: string; target: string; type: string }) => void;
-}
-
-interface LinkStats {
-  peer: string;
-  connection: RTCPeerConnectionState;
-  framesSent: number;
-  framesDecoded: number;
-  /** Video bytes received so far, and when (ms) the browser counted them: a bitrate over two readings. */
-  bytesReceived: number;
-  at: number;
-  /** The addresses the media flows between, once ICE has chosen them. */
-  route?: { type: string; local: string; remote: string };
-}
-
-/** The fields of getStats() reports read here. */
-interface StatsReport {
-  type: string;
-  kind?: string;
-  framesSent?: number;
-  framesDecoded?: number;
-  bytesReceived?: number;
-  timestamp?: number;
-  selectedCandidatePairId?: string;
-  localCandidateId?: string;
-  remoteCandidateId?: string;
-  candidateType?: string;
-  address?: string;
-  port?: number;
 }
 
 /** What the page offers to scripts driving it (the end-to-end test). */
@@ -121,6 +69,25 @@ const share = element<HTMLElement>('#share');
 const shareLink = element<HTMLAnchorElement>('#share-link');
 const input = (name: string) => form.elements.namedItem(name) as HTMLInputElement;
 const modeChoice = form.elements.namedItem('mode') as RadioNodeList;
+const stage = element<HTMLElement>('#stage');
+const roomArea = element<HTMLElement>('#room');
+const channelLabel = element<HTMLElement>('#channel-label');
+const roomView = {
+  grid: element<HTMLElement>('#grid'),
+  participants: element<HTMLUListElement>('#participants'),
+  chat: element<HTMLOListElement>('#chat'),
+  chatForm: element<HTMLFormElement>('#chat-form'),
+};
+
+/** Room mode shows the grid and the chat; the channel field names the room. */
+function showMode(mode: string) {
+  const room = mode === 'room';
+  stage.hidden = room;
+  roomArea.hidden = !room;
+  channelLabel.textContent = room ? 'Room' : 'Channel';
+  input('name').required = !room;
+  input('name').closest('label')?.toggleAttribute('hidden', room);
+}
 
 const badgeText: Record<State, string> = {
   idle: 'Idle',
@@ -230,127 +197,6 @@ function explainRefusal(what: string, message: string): string {
   if (unfit)
     return `The server refused to ${what}: it does not fit the account’s plan (${unfit[1]}). (The server said “${message}”.)`;
   return `The server refused to ${what}: ${message}`;
-}
-
-function explainCameraError(err: unknown): string {
-  const name = err instanceof DOMException ? err.name : '';
-  if (name === 'NotAllowedError')
-    return 'The browser was not allowed to use the camera. Allow camera access for this site, then press Start again.';
-  if (name === 'NotFoundError') return 'No camera was found.';
-  if (name === 'NotReadableError') return 'The camera is busy: another application may be using it.';
-  return `The camera could not be opened (${err instanceof Error ? err.message : String(err)}).`;
-}
-
-// ---- media ----
-
-async function openCamera(): Promise<MediaStream> {
-  if (!navigator.mediaDevices)
-    throw new Error('the camera needs an https:// page or localhost: set CERTIFICATE on the server');
-  const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
-  try {
-    return await navigator.mediaDevices.getUserMedia({ video, audio: true });
-  } catch (err) {
-    // Many desktops have a camera but no microphone.
-    if (err instanceof DOMException && err.name === 'NotFoundError') return navigator.mediaDevices.getUserMedia({ video });
-    throw err;
-  }
-}
-
-/** The stream as `publish` declares it, read from the camera's actual settings. */
-function streamParams(media: MediaStream): StreamParams {
-  const settings = media.getVideoTracks()[0]?.getSettings() ?? {};
-  const width = settings.width ?? 640;
-  const height = settings.height ?? 480;
-  const frameRate = Math.round(settings.frameRate ?? 30);
-  // About 0.1 bit per pixel gives a clear picture; rounded to 50 kbps.
-  const bitrate = Math.max(100, Math.round((width * height * frameRate) / 10_000 / 50) * 50);
-  return { width, height, bitrate, frameRate, audioBitrate: media.getAudioTracks().length ? 64 : 0 };
-}
-
-/** Keeps what is sent within what `publish` declared, so plan limits hold. */
-async function capBitrate(pc: RTCPeerConnection, params: StreamParams) {
-  for (const sender of pc.getSenders()) {
-    const kbps = sender.track?.kind === 'video' ? params.bitrate : params.audioBitrate;
-    const parameters = sender.getParameters();
-    const encoding = parameters.encodings[0];
-    if (!encoding || !kbps) continue;
-    encoding.maxBitrate = kbps * 1000;
-    await sender.setParameters(parameters);
-  }
-}
-
-// ---- one WebRTC connection per remote peer ----
-
-class Link {
-  readonly pc: RTCPeerConnection;
-  private steps: Promise<void> = Promise.resolve();
-
-  constructor(
-    readonly peer: string,
-    config: RTCConfiguration,
-    send: (message: Signal & { type: string }) => void,
-    private readonly onFailure: (text: string) => void,
-    onChange: () => void,
-  ) {
-    this.pc = new RTCPeerConnection(config);
-    // Queued behind the step that sends the description, so the other side
-    // never gets a candidate before the offer or answer it belongs to.
-    this.pc.onicecandidate = ({ candidate }) => {
-      if (candidate) this.run(async () => send({ type: 'candidate', candidate: candidate.toJSON() }));
-    };
-    this.pc.onconnectionstatechange = () => {
-      if (this.pc.connectionState === 'failed')
-        onFailure(
-          `The video connection with ${peer} failed: the two browsers could not reach each other. ` +
-            'Across different networks this needs a TURN server (COTURN_SERVER in the server’s settings).',
-        );
-      onChange();
-    };
-  }
-
-  /** Runs signaling steps one at a time: a candidate is only added after its description. */
-  run(step: (pc: RTCPeerConnection) => Promise<unknown>) {
-    this.steps = this.steps
-      .then(() => step(this.pc))
-      .then(
-        () => undefined,
-        (err: unknown) => {
-          if (this.pc.signalingState !== 'closed')
-            this.onFailure(`Setting up the video with ${this.peer} failed (${err instanceof Error ? err.message : String(err)}).`);
-        },
-      );
-  }
-
-  async stats(): Promise<LinkStats> {
-    const reports = await this.pc.getStats();
-    let framesSent = 0;
-    let framesDecoded = 0;
-    let bytesReceived = 0;
-    let at = 0;
-    let route: LinkStats['route'];
-    reports.forEach((report: StatsReport) => {
-      if (report.type === 'outbound-rtp' && report.kind === 'video') framesSent += report.framesSent ?? 0;
-      if (report.type === 'inbound-rtp' && report.kind === 'video') {
-        framesDecoded += report.framesDecoded ?? 0;
-        bytesReceived += report.bytesReceived ?? 0;
-        at = report.timestamp ?? at;
-      }
-      if (report.type === 'transport' && report.selectedCandidatePairId) {
-        const pair = reports.get(report.selectedCandidatePairId) as StatsReport | undefined;
-        const local = pair?.localCandidateId ? (reports.get(pair.localCandidateId) as StatsReport | undefined) : undefined;
-        const remote = pair?.remoteCandidateId ? (reports.get(pair.remoteCandidateId) as StatsReport | undefined) : undefined;
-        if (local && remote) {
-          const address = (c: StatsReport) => `${c.address}:${c.port}`;
-          route = { type: local.candidateType ?? '', local: address(local), remote: address(remote) };
-        }
-      }
-    });
-    return { peer: this.peer, connection: this.pc.connectionState, framesSent, framesDecoded, bytesReceived, at, route };
-  }
-
-  close() {
-    this.pc.close();
-  }
 }
 
 // ---- a broadcast or a watch, from Start to Stop ----
@@ -538,12 +384,12 @@ class Session {
 
 // ---- Start and Stop ----
 
-let session: Session | undefined;
+let session: Session | RoomSession | undefined;
 let ticker: ReturnType<typeof setInterval> | undefined;
 
 function readSettings(): Settings {
   return {
-    mode: modeChoice.value === 'watch' ? 'watch' : 'broadcast',
+    mode: modeChoice.value === 'watch' || modeChoice.value === 'room' ? modeChoice.value : 'broadcast',
     token: input('token').value,
     channel: input('channel').value.trim(),
     name: input('name').value.trim(),
@@ -558,18 +404,26 @@ function setRunning(running: boolean) {
 function begin() {
   const settings = readSettings();
   showError(undefined);
-  const current = new Session(settings, (text) => {
+  const fail = (text: string) => {
     if (session !== current) return;
     end('error', 'Stopped because of the error below. Fix it, then press Start again.');
     showError(text);
-  });
+  };
+  const current: Session | RoomSession =
+    settings.mode === 'room'
+      ? new RoomSession(settings.channel, settings.token, { ...roomView, show, showError, fail }, (token) => {
+          if (!io) throw new Error('The Socket.IO client did not load from /socket.io/socket.io.min.js');
+          return io(location.origin, { auth: { token }, transports: ['websocket'], reconnection: false });
+        })
+      : new Session(settings, fail);
   session = current;
   setRunning(true);
-  ticker = setInterval(() => void current.refreshLinks(), 1000);
+  ticker = setInterval(() => void current.stats().then((rows) => session === current && showLinks(rows)), 1000);
   const watchUrl = new URL(location.href);
   watchUrl.search = new URLSearchParams({ mode: 'watch', channel: settings.channel }).toString();
   shareLink.href = watchUrl.href;
   share.hidden = settings.mode !== 'broadcast';
+
   void current.start();
 }
 
@@ -593,12 +447,16 @@ let nameTyped = false;
 const defaultName = (mode: string) => `${mode === 'watch' ? 'Viewer' : 'Studio'}-${Math.floor(1000 + Math.random() * 9000)}`;
 input('name').addEventListener('input', () => (nameTyped = true));
 form.addEventListener('change', (event) => {
-  if ((event.target as HTMLInputElement).name === 'mode' && !nameTyped) input('name').value = defaultName(modeChoice.value);
+  if ((event.target as HTMLInputElement).name !== 'mode') return;
+  showMode(modeChoice.value);
+  if (!nameTyped) input('name').value = defaultName(modeChoice.value);
 });
 
 // Links such as /demo?mode=watch&channel=lobby&token=... fill the form.
 const query = new URLSearchParams(location.search);
-modeChoice.value = query.get('mode') === 'watch' ? 'watch' : 'broadcast';
+const requestedMode = query.get('mode');
+modeChoice.value = requestedMode === 'watch' || requestedMode === 'room' ? requestedMode : 'broadcast';
+showMode(modeChoice.value);
 input('token').value = query.get('token') ?? '';
 input('channel').value = query.get('channel') ?? 'demo';
 input('name').value = query.get('name') ?? defaultName(modeChoice.value);
@@ -608,4 +466,4 @@ window.demo = {
   state: () => state,
   stats: () => session?.stats() ?? Promise.resolve([]),
 };
-show('idle', 'Pick broadcast or watch, a channel and a name, then press Start.');
+show('idle', 'Pick broadcast or watch, a channel and a name, then press Start; or a room, with a signed access token.');

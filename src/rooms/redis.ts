@@ -1,0 +1,348 @@
+// Rooms shared by several instances through Redis. Each change is one Lua
+// script, so a bound (rooms per account, participants per room, one seat per
+// user) is decided atomically with the change it allows, whichever instance
+// asks. Each instance records the participants it seated, so that when it
+// dies (its heartbeat key, kept by the channel registry, expires) another
+// instance removes them and their rooms hear them leave.
+//
+// Keys, after the prefix; a, r, s, u, i are JSON-encoded account, room,
+// socket id, user, stream id (as in channels/redis.ts, so names never
+// collide when concatenated):
+//   roomaccts          set of accounts with rooms
+//   rooms:<a>          set of the account's rooms
+//   rm:<a><r>          hash: s -> "<u>\n<instance>\n<participant JSON>"
+//   rmu:<a><r>         hash: u -> s (one seat per user)
+//   rms:<a><r>         hash: i -> "<s>\n<stream JSON>"
+//   rmm:<a><r>         list of message JSON, oldest first
+//   rminst             set of instances that seated participants
+//   rmseats:<instance> hash: <a><r><s> -> "<a>\n<r>\n<s>"
+//   alive:<instance>   the channel registry's heartbeat key
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { RedisCommands } from '../channels/redis';
+import {
+  bySummary,
+  type RoomDeparture,
+  type RoomJoinResult,
+  type RoomMessage,
+  type RoomParticipant,
+  type RoomRefusal,
+  type RoomStore,
+  type RoomStream,
+  type RoomSummary,
+} from './store';
+
+export interface RedisRoomStoreOptions {
+  client: RedisCommands;
+  prefix: string;
+  instanceId: string;
+  log: Logger;
+}
+
+export interface RedisRoomStore extends RoomStore {
+  /** Removes the participants of instances whose heartbeat expired; returns who left. */
+  sweep(): Promise<RoomDeparture[]>;
+}
+
+const COMMAND_TIMEOUT_MS = 5000;
+const SWEEP_BATCH = 200;
+const SWEEP_MAX_BATCHES = 50;
+
+const encode = (name: string) => JSON.stringify(name);
+const decode = (text: string) => JSON.parse(text) as string;
+const list = (reply: unknown): unknown[] => (Array.isArray(reply) ? reply : []);
+const refusals: readonly RoomRefusal[] = ['rooms', 'participants', 'user', 'already'];
+
+function pairs(flat: unknown): [string, string][] {
+  const items = list(flat);
+  const result: [string, string][] = [];
+  for (let i = 0; i + 1 < items.length; i += 2) result.push([String(items[i]), String(items[i + 1])]);
+  return result;
+}
+
+/** The part of a stored value after its first `n` newline-separated fields. */
+const after = (value: string, n: number) => value.split('\n').slice(n).join('\n');
+
+interface Script {
+  source: string;
+  sha: string;
+}
+
+const library = `
+local P = ARGV[1]
+local ACCTS = P .. 'roomaccts'
+local INSTS = P .. 'rminst'
+local function roomsKey(a) return P .. 'rooms:' .. a end
+local function seatsKey(a, r) return P .. 'rm:' .. a .. r end
+local function usersKey(a, r) return P .. 'rmu:' .. a .. r end
+local function streamsKey(a, r) return P .. 'rms:' .. a .. r end
+local function messagesKey(a, r) return P .. 'rmm:' .. a .. r end
+local function instKey(i) return P .. 'rmseats:' .. i end
+local function aliveKey(i) return P .. 'alive:' .. i end
+local function num(v) return tonumber(v) or 0 end
+
+-- Removes socket s from room r (only if instance inst seated it, when given).
+-- Returns {participant JSON, {stream JSON...}} or false.
+local function leaveRoom(a, r, s, inst)
+  local sk = seatsKey(a, r)
+  local v = redis.call('HGET', sk, s)
+  if not v then return false end
+  local u, i, pj = string.match(v, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+  if inst and i ~= inst then return false end
+  redis.call('HDEL', sk, s)
+  if redis.call('HGET', usersKey(a, r), u) == s then redis.call('HDEL', usersKey(a, r), u) end
+  redis.call('HDEL', instKey(i), a .. r .. s)
+  if redis.call('EXISTS', instKey(i)) == 0 then redis.call('SREM', INSTS, i) end
+  local removed = {}
+  local streams = redis.call('HGETALL', streamsKey(a, r))
+  for k = 1, #streams, 2 do
+    local owner, sj = string.match(streams[k + 1], '^([^\\n]*)\\n(.*)$')
+    if owner == s then
+      redis.call('HDEL', streamsKey(a, r), streams[k])
+      removed[#removed + 1] = sj
+    end
+  end
+  if redis.call('HLEN', sk) == 0 then
+    redis.call('DEL', sk, usersKey(a, r), streamsKey(a, r), messagesKey(a, r))
+    redis.call('SREM', roomsKey(a), r)
+    if redis.call('SCARD', roomsKey(a)) == 0 then redis.call('SREM', ACCTS, a) end
+  end
+  return {pj, removed}
+end
+`;
+
+function script(body: string): Script {
+  const source = `${library}\n${body}`;
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+/** ARGV: P, inst, a, r, s, u, participant JSON, max rooms, max participants, history. */
+const joinScript = script(`
+local inst, a, r, s, u = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local sk = seatsKey(a, r)
+if redis.call('HEXISTS', sk, s) == 1 then return {'already'} end
+local owner = redis.call('HGET', usersKey(a, r), u)
+if owner and owner ~= s then return {'user'} end
+local n = redis.call('HLEN', sk)
+local maxRooms, maxParticipants, history = num(ARGV[8]), num(ARGV[9]), num(ARGV[10])
+if n == 0 and maxRooms > 0 and redis.call('SCARD', roomsKey(a)) >= maxRooms then return {'rooms'} end
+if maxParticipants > 0 and n >= maxParticipants then return {'participants'} end
+redis.call('HSET', sk, s, u .. '\\n' .. inst .. '\\n' .. ARGV[7])
+redis.call('HSET', usersKey(a, r), u, s)
+redis.call('SADD', roomsKey(a), r)
+redis.call('SADD', ACCTS, a)
+redis.call('HSET', instKey(inst), a .. r .. s, a .. '\\n' .. r .. '\\n' .. s)
+redis.call('SADD', INSTS, inst)
+local messages = {}
+if history > 0 then messages = redis.call('LRANGE', messagesKey(a, r), -history, -1) end
+return {'ok', redis.call('HGETALL', sk), redis.call('HGETALL', streamsKey(a, r)), messages}
+`);
+
+/** ARGV: P, a, r, s. */
+const leaveScript = script(`
+return leaveRoom(ARGV[2], ARGV[3], ARGV[4], nil)
+`);
+
+/** ARGV: P, a, r, s, i, stream JSON, max per participant. */
+const addStreamScript = script(`
+local a, r, s, i = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HEXISTS', seatsKey(a, r), s) == 0 then return 'absent' end
+if redis.call('HEXISTS', streamsKey(a, r), i) == 1 then return 'exists' end
+local max = num(ARGV[7])
+if max > 0 then
+  local own = 0
+  for _, v in ipairs(redis.call('HVALS', streamsKey(a, r))) do
+    if string.sub(v, 1, #s + 1) == s .. '\\n' then own = own + 1 end
+  end
+  if own >= max then return 'tooMany' end
+end
+redis.call('HSET', streamsKey(a, r), i, s .. '\\n' .. ARGV[6])
+return 'ok'
+`);
+
+/** ARGV: P, a, r, s, i. Returns the stream JSON, or false. */
+const removeStreamScript = script(`
+local a, r, s, i = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local v = redis.call('HGET', streamsKey(a, r), i)
+if not v or string.sub(v, 1, #s + 1) ~= s .. '\\n' then return false end
+redis.call('HDEL', streamsKey(a, r), i)
+return string.sub(v, #s + 2)
+`);
+
+/** ARGV: P, a, r, s, message JSON, keep. */
+const messageScript = script(`
+local a, r = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', seatsKey(a, r), ARGV[4]) == 0 then return 0 end
+redis.call('RPUSH', messagesKey(a, r), ARGV[5])
+redis.call('LTRIM', messagesKey(a, r), -num(ARGV[6]), -1)
+return 1
+`);
+
+/** ARGV: P. Every room: {a, r, participants, streams}. */
+const listScript = script(`
+local out = {}
+for _, a in ipairs(redis.call('SMEMBERS', ACCTS)) do
+  for _, r in ipairs(redis.call('SMEMBERS', roomsKey(a))) do
+    out[#out + 1] = {a, r, redis.call('HLEN', seatsKey(a, r)), redis.call('HLEN', streamsKey(a, r))}
+  end
+end
+return out
+`);
+
+/**
+ * ARGV: P, this instance, batch. Removes up to a batch of the participants of
+ * one instance without a heartbeat. Returns {more, {{a, r, s, participant JSON, {stream JSON...}}...}}.
+ */
+const sweepScript = script(`
+local me, batch = ARGV[2], num(ARGV[3])
+for _, i in ipairs(redis.call('SMEMBERS', INSTS)) do
+  if i ~= me and redis.call('EXISTS', aliveKey(i)) == 0 then
+    local ik = instKey(i)
+    local entries = redis.call('HSCAN', ik, '0', 'COUNT', batch)[2]
+    local out = {}
+    for k = 1, #entries, 2 do
+      redis.call('HDEL', ik, entries[k])
+      local a, r, s = string.match(entries[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+      if a then
+        local left = leaveRoom(a, r, s, i)
+        if left then out[#out + 1] = {a, r, s, left[1], left[2]} end
+      end
+    end
+    if redis.call('EXISTS', ik) == 0 then redis.call('SREM', INSTS, i) end
+    return {1, out}
+  end
+end
+return {0, {}}
+`);
+
+export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisRoomStoreOptions): RedisRoomStore {
+  let closed = false;
+
+  /** A Redis that stops answering must not hold a socket's events forever. */
+  function send(args: string[]): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`)), COMMAND_TIMEOUT_MS);
+    });
+    return Promise.race([client.sendCommand(args), late]).finally(() => clearTimeout(timer));
+  }
+
+  async function run(s: Script, args: string[]): Promise<unknown> {
+    if (closed) throw new Error('room store closed');
+    const argv = [prefix, ...args];
+    try {
+      return await send(['EVALSHA', s.sha, '0', ...argv]);
+    } catch (err) {
+      // Scripts are forgotten when Redis restarts.
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return send(['EVAL', s.source, '0', ...argv]);
+      throw err;
+    }
+  }
+
+  const streamsOf = (flat: unknown) =>
+    Object.fromEntries(
+      pairs(flat).map(([field, value]) => [decode(field), JSON.parse(after(value, 1)) as RoomStream] as const),
+    );
+
+  return {
+    async join({ account, room, socketId, participant, maxRooms, maxParticipants, history }): Promise<RoomJoinResult> {
+      const reply = list(
+        await run(joinScript, [
+          instanceId,
+          encode(account),
+          encode(room),
+          encode(socketId),
+          encode(participant.name),
+          JSON.stringify(participant),
+          String(maxRooms),
+          String(maxParticipants),
+          String(history),
+        ]),
+      );
+      const [outcome, seats, streams, messages] = reply;
+      if (outcome !== 'ok') {
+        if (refusals.includes(outcome as RoomRefusal)) return { ok: false, refusal: outcome as RoomRefusal };
+        throw new Error(`unexpected reply from Redis: ${String(outcome)}`);
+      }
+      const participants = Object.fromEntries(
+        pairs(seats).map(([field, value]) => [decode(field), JSON.parse(after(value, 2)) as RoomParticipant] as const),
+      );
+      return {
+        ok: true,
+        view: {
+          participants,
+          streams: streamsOf(streams),
+          messages: list(messages).map((m) => JSON.parse(String(m)) as RoomMessage),
+          meta: {},
+        },
+      };
+    },
+
+    async leave(account, room, socketId) {
+      const reply = await run(leaveScript, [encode(account), encode(room), encode(socketId)]);
+      if (!Array.isArray(reply)) return null;
+      const [participant, streams] = reply;
+      return {
+        account,
+        room,
+        socketId,
+        participant: JSON.parse(String(participant)) as RoomParticipant,
+        streams: list(streams).map((s) => JSON.parse(String(s)) as RoomStream),
+      };
+    },
+
+    async addStream(account, room, stream, maxPerParticipant) {
+      const reply = await run(addStreamScript, [
+        encode(account),
+        encode(room),
+        encode(stream.socketId),
+        encode(stream.streamId),
+        JSON.stringify(stream),
+        String(maxPerParticipant),
+      ]);
+      if (reply === 'ok' || reply === 'exists' || reply === 'absent' || reply === 'tooMany') return reply;
+      throw new Error(`unexpected reply from Redis: ${String(reply)}`);
+    },
+
+    async removeStream(account, room, streamId, socketId) {
+      const reply = await run(removeStreamScript, [encode(account), encode(room), encode(socketId), encode(streamId)]);
+      return typeof reply === 'string' ? (JSON.parse(reply) as RoomStream) : null;
+    },
+
+    async addMessage(account, room, socketId, message, keep) {
+      const reply = await run(messageScript, [encode(account), encode(room), encode(socketId), JSON.stringify(message), String(keep)]);
+      return reply === 1;
+    },
+
+    async list() {
+      const rooms: RoomSummary[] = list(await run(listScript, [])).map((entry) => {
+        const [a, r, participants, streams] = list(entry);
+        return { account: decode(String(a)), room: decode(String(r)), participants: Number(participants), streams: Number(streams) };
+      });
+      return rooms.sort(bySummary);
+    },
+
+    async sweep() {
+      const departures: RoomDeparture[] = [];
+      for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+        const [more, entries] = list(await run(sweepScript, [instanceId, String(SWEEP_BATCH)]));
+        for (const entry of list(entries)) {
+          const [a, r, s, participant, streams] = list(entry);
+          departures.push({
+            account: decode(String(a)),
+            room: decode(String(r)),
+            socketId: decode(String(s)),
+            participant: JSON.parse(String(participant)) as RoomParticipant,
+            streams: list(streams).map((v) => JSON.parse(String(v)) as RoomStream),
+          });
+        }
+        if (more !== 1) break;
+      }
+      if (departures.length) log.warn({ participants: departures.length }, 'participants of an instance that stopped answering left their rooms');
+      return departures;
+    },
+
+    // The participants of this instance's sockets leave with the sockets (app close).
+    close: async () => void (closed = true),
+  };
+}

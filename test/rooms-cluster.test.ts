@@ -1,0 +1,227 @@
+// Rooms across instances on Redis: a joiner on one instance sees the
+// participants and cameras of another, is subscribed to them and signals
+// them; chat and its history cross instances; bounds hold cluster-wide; and a
+// killed instance's participants leave their rooms within the cluster
+// timeout. Needs Redis on 127.0.0.1:6379.
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import pino from 'pino';
+import { RoomError } from '../src/rooms/events';
+import { createRedisRoomStore } from '../src/rooms/redis';
+import { get } from './helpers/api';
+import { next, nextMessage, STREAM } from './helpers/client';
+import { spawnServer } from './helpers/process';
+import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
+import { joinRoom, nextUpdate, roomAccountsFile, roomError, seen, signIn, SITE_B, type Participant } from './helpers/rooms';
+import { API_KEY, startServer } from './helpers/server';
+
+const TIMEOUT_MS = 4000;
+const webrtc = { type: 'webrtc', ...STREAM };
+const timely = { timeout: 60_000 };
+
+async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `not within ${ms} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** One instance of the cluster in this process, with the two sites; closed before the keys are deleted. */
+async function instance(redis: TestRedis, file: string, env: Record<string, string> = {}) {
+  const started = await startServer(undefined, {
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: redis.prefix,
+    CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS),
+    ACCOUNTS_FILE: file,
+    STATIC_TOKEN: undefined,
+    ...env,
+  });
+  redis.onCleanup(() => started.close());
+  assert.equal((await started.server.accounts.reload()).outcome, 'reloaded');
+  await eventually('the instance is ready', async () => (await get(started.url, '/ready')).status === 200);
+  return started;
+}
+
+async function cluster(t: TestContext, env: Record<string, string> = {}) {
+  const redis = await testRedis(t);
+  if (!redis) return undefined;
+  const file = roomAccountsFile();
+  const a = await instance(redis, file, env);
+  const b = await instance(redis, file, env);
+  return { redis, file, a, b };
+}
+
+async function publishIn(socket: Participant, room: string, stream: string) {
+  const peers = nextMessage(socket, 'peers');
+  socket.emit('roomPublish', { room, stream, parameters: webrtc });
+  await peers;
+}
+
+const isPeer = (from: string) => (m: Record<string, unknown>) => m.type === 'peer' && m.from === from;
+
+test('a room across two instances: presence, cameras both ways, messagePeer, chat and history', timely, async (t) => {
+  const c = await cluster(t, { ROOM_CHAT_PER_SECOND: '100' });
+  if (!c) return;
+  const alice = await signIn(t, c.a.url, 'alice');
+  const bob = await signIn(t, c.b.url, 'bob');
+  await joinRoom(alice, 'call');
+  await publishIn(alice, 'call', 'alice-cam');
+  for (let i = 1; i <= 11; i++) {
+    const echoed = nextUpdate(alice, (u) => (u.messageNew as { text?: string } | undefined)?.text === `early ${i}`);
+    alice.emit('roomMessage', { room: 'call', message: { text: `early ${i}` } });
+    await echoed;
+  }
+
+  const aliceHearsBob = next(alice, 'message', isPeer('bob'));
+  const joined = nextUpdate(alice, 'participantJoin');
+  const snapshot = await joinRoom(bob, 'call');
+  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name).sort(), ['alice', 'bob']);
+  assert.deepEqual(Object.keys(snapshot.streams as object), ['alice-cam']);
+  assert.deepEqual((snapshot.messages as { text: string }[]).map((m) => m.text), Array.from({ length: 10 }, (_, i) => `early ${i + 2}`));
+  assert.equal(((await joined).participantJoin as { name: string }).name, 'bob');
+  assert.deepEqual(await aliceHearsBob, { type: 'peer', from: 'bob', target: 'alice', peerID: 'bob' });
+
+  // bob's camera, published on B: alice on A is subscribed to it.
+  const bobHearsAlice = next(bob, 'message', isPeer('alice'));
+  const announced = nextUpdate(alice, 'streamNew');
+  await publishIn(bob, 'call', 'bob-cam');
+  assert.equal(((await announced).streamNew as { user: string }).user, 'bob');
+  await bobHearsAlice;
+
+  for (const [sender, receiver] of [[alice, bob], [bob, alice]] as const) {
+    const got = next(receiver, 'message', (m) => m.type === 'offer' && m.from === sender.user);
+    sender.emit('messagePeer', { type: 'offer', target: receiver.user, content: { type: 'offer', sdp: 'v=0' } });
+    await got;
+  }
+
+  const chat = nextUpdate(alice, 'messageNew');
+  bob.emit('roomMessage', { room: 'call', message: { text: 'from B', user: 'alice' } });
+  assert.deepEqual(((await chat).messageNew as { text: string; user: string }).user, 'bob');
+
+  // bob unpublishes on B: alice on A hears the stream go and leaves its channel.
+  const removed = nextUpdate(alice, 'streamRemove');
+  const closed = next(alice, 'message', (m) => m.from === 'bob' && (m.payload as { message?: string } | undefined)?.message === 'bob left @bob-cam');
+  bob.emit('roomUnpublish', { room: 'call', stream: 'bob-cam' });
+  assert.equal((await removed).streamRemove, 'bob-cam');
+  await closed;
+  await eventually('bob-cam has no peers left', async () => {
+    const connections = (await get(c.a.url, `/connections?apikey=${API_KEY}`)).json<[string, object][]>();
+    return !connections.some(([name]) => name === 'bob-cam');
+  });
+
+  // bob leaves on B: alice hears it, and the room counts one.
+  const left = nextUpdate(alice, 'participantLeft');
+  bob.emit('roomLeave', { room: 'call' });
+  assert.equal(((await left).participantLeft as { name: string }).name, 'bob');
+  assert.deepEqual((await get(c.b.url, `/rooms?apikey=${API_KEY}`)).json(), { 'Site A': { call: { participants: 1, streams: 1 } } });
+});
+
+test('bounds and accounts hold across instances', timely, async (t) => {
+  const c = await cluster(t, { ROOM_MAX_PER_ACCOUNT: '1', ROOM_MAX_PARTICIPANTS: '2' });
+  if (!c) return;
+  const alice = await signIn(t, c.a.url, 'alice');
+  const bob = await signIn(t, c.b.url, 'bob');
+  const carol = await signIn(t, c.b.url, 'carol');
+  const aliceOnB = await signIn(t, c.b.url, 'alice');
+  await joinRoom(alice, 'one');
+  assert.equal((await roomError(bob, 'roomJoin', { room: 'two' })).error, RoomError.rooms(1));
+  assert.equal((await roomError(aliceOnB, 'roomJoin', { room: 'one' })).error, RoomError.user('alice'));
+  await joinRoom(bob, 'one');
+  assert.equal((await roomError(carol, 'roomJoin', { room: 'one' })).error, RoomError.participants(2));
+  // Site B's room of the same name is its own.
+  const dave = await signIn(t, c.b.url, 'dave', SITE_B);
+  const snapshot = await joinRoom(dave, 'one');
+  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name), ['dave']);
+  const chat = nextUpdate(bob, 'messageNew');
+  dave.emit('roomMessage', { room: 'one', message: { text: 'B only' } });
+  alice.emit('roomMessage', { room: 'one', message: { text: 'A only' } });
+  assert.equal(((await chat).messageNew as { text: string }).text, 'A only');
+  await seen(dave, 'roomUpdate', (u) => (u.messageNew as { text?: string } | undefined)?.text === 'B only');
+  assert.ok(!JSON.stringify(bob.updates).includes('B only') && !JSON.stringify(dave.updates).includes('A only'));
+});
+
+test('Redis room store: 100 messages kept, the joiner gets what it asks, an empty room forgotten', timely, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const rooms = createRedisRoomStore({ client: redis.client, prefix: redis.prefix, instanceId: 'i1', log: pino({ level: 'silent' }) });
+  const join = { account: 'A', room: 'r', socketId: 's1', participant: { name: 'alice', joinedAt: 1 }, maxRooms: 0, maxParticipants: 0, history: 10 };
+  assert.ok((await rooms.join(join)).ok);
+  for (let i = 1; i <= 105; i++) assert.ok(await rooms.addMessage('A', 'r', 's1', { text: `${i}`, user: 'alice', timestamp: i }, 100));
+  assert.equal(await rooms.addMessage('A', 'r', 'stranger', { user: 'x', timestamp: 0 }, 100), false);
+  const all = await rooms.join({ ...join, socketId: 's2', participant: { name: 'bob', joinedAt: 2 }, history: 1000 });
+  assert.ok(all.ok);
+  assert.equal(all.view.messages.length, 100);
+  assert.equal(all.view.messages[0]?.text, '6');
+  await rooms.leave('A', 'r', 's1');
+  await rooms.leave('A', 'r', 's2');
+  assert.deepEqual(await rooms.list(), []);
+  assert.deepEqual(await redis.keys(), []);
+});
+
+test('an instance killed with SIGKILL: its participants leave their rooms within the cluster timeout', timely, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const file = roomAccountsFile();
+  const survivor = await instance(redis, file);
+  const doomed = await spawnServer(
+    { after: redis.onCleanup },
+    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: file, STATIC_TOKEN: undefined },
+  );
+  await eventually('the doomed instance is ready', async () => (await get(doomed.url, '/ready')).status === 200);
+  const alice = await signIn(t, survivor.url, 'alice');
+  const bob = await signIn(t, doomed.url, 'bob');
+  await joinRoom(alice, 'call');
+  await publishIn(alice, 'call', 'alice-cam');
+  const aliceHearsBob = next(alice, 'message', isPeer('bob'));
+  await joinRoom(bob, 'call');
+  await aliceHearsBob;
+  await publishIn(bob, 'call', 'bob-cam');
+  await seen(bob, 'message', isPeer('alice'));
+
+  const left = nextUpdate(alice, 'participantLeft', 3 * TIMEOUT_MS);
+  const removed = nextUpdate(alice, 'streamRemove', 3 * TIMEOUT_MS);
+  const closes = ['alice-cam', 'bob-cam'].map((channel) =>
+    next(alice, 'message', (m) => m.from === 'bob' && (m.payload as { message?: string } | undefined)?.message === `bob left @${channel}`, 3 * TIMEOUT_MS),
+  );
+  const killed = Date.now();
+  doomed.child.kill('SIGKILL');
+  assert.equal(((await left).participantLeft as { name: string }).name, 'bob');
+  const elapsed = Date.now() - killed;
+  t.diagnostic(`participantLeft ${elapsed} ms after the kill`);
+  assert.ok(elapsed < TIMEOUT_MS + 1000, `participantLeft took ${elapsed} ms`);
+  assert.equal((await removed).streamRemove, 'bob-cam');
+  await Promise.all(closes);
+  assert.deepEqual((await get(survivor.url, `/rooms?apikey=${API_KEY}`)).json(), { 'Site A': { call: { participants: 1, streams: 1 } } });
+  // The user may come back, on the survivor.
+  const again = await signIn(t, survivor.url, 'bob');
+  const snapshot = await joinRoom(again, 'call');
+  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name).sort(), ['alice', 'bob']);
+});
+
+test('Redis away: room events are answered "Rooms are unavailable", and work again once it is back', timely, async (t) => {
+  const server = await privateRedis(t);
+  if (!server) return;
+  const redis = await testRedis(t, server.url);
+  if (!redis) return;
+  // A server process of its own: what it does with Redis away is what is tested, not its exit.
+  const one = await spawnServer(
+    { after: redis.onCleanup },
+    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: roomAccountsFile(), STATIC_TOKEN: undefined },
+  );
+  await eventually('the instance is ready', async () => (await get(one.url, '/ready')).status === 200);
+  const alice = await signIn(t, one.url, 'alice');
+  await joinRoom(alice, 'call');
+  await server.stop();
+  assert.deepEqual(await roomError(alice, 'roomMessage', { room: 'call', message: { text: 'lost' } }), { room: 'call', error: RoomError.unavailable });
+  assert.deepEqual(await roomError(alice, 'roomJoin', { room: 'other' }), { room: 'other', error: RoomError.unavailable });
+  await server.start();
+  await eventually('the instance is ready again', async () => (await get(one.url, '/ready')).status === 200);
+  // Redis came back empty: the room is joined anew.
+  alice.emit('roomLeave', { room: 'call' });
+  await eventually('a room can be joined', async () => {
+    const reply = nextUpdate(alice, (u) => u.room === 'again');
+    alice.emit('roomJoin', { room: 'again' });
+    return !('error' in (await reply));
+  });
+});
