@@ -5,10 +5,11 @@
 // A token is returned only when it is made (creation, rotation).
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
-import { createPool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise';
+import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { z } from 'zod';
 import type { Config } from '../config';
 import { planSchema, webhookUrlSchema, type AccountRow, type PlanRow } from './account';
+import { accountsPool } from './mysql';
 
 /** 192 bits, URL-safe: sites paste it into settings files. */
 export const newToken = () => randomBytes(24).toString('base64url');
@@ -45,17 +46,7 @@ export interface AccountStorage {
 }
 
 export function mysqlStorage(db: NonNullable<Config['database']>): AccountStorage {
-  const pool = createPool({
-    host: db.host,
-    port: db.port,
-    user: db.user,
-    password: db.password,
-    database: db.name,
-    connectionLimit: 2,
-    connectTimeout: 5000,
-    maxIdle: 0,
-    idleTimeout: 10_000,
-  });
+  const pool = accountsPool(db);
   const tablesOf = (c: PoolConnection): Tables => ({
     accounts: async () =>
       (await c.query<(RowDataPacket & AccountRow)[]>('SELECT id, name, token, properties, planId FROM accounts ORDER BY id FOR UPDATE'))[0],

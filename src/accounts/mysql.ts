@@ -1,12 +1,13 @@
 // Accounts and plans from the original's MySQL/MariaDB tables, through a
 // small mysql2 pool.
-import { createPool, type RowDataPacket } from 'mysql2/promise';
+import { createPool, type Pool, type RowDataPacket } from 'mysql2/promise';
 import type { Config } from '../config';
 import type { AccountRow, AccountRows, PlanRow } from './account';
 import type { AccountSource } from './store';
 
-export function mysqlAccountSource(db: NonNullable<Config['database']>): AccountSource {
-  const pool = createPool({
+/** A small pool on the accounts database; idle connections close, so a database restart leaves no dead ones. */
+export function accountsPool(db: NonNullable<Config['database']>): Pool {
+  return createPool({
     host: db.host,
     port: db.port,
     user: db.user,
@@ -14,11 +15,14 @@ export function mysqlAccountSource(db: NonNullable<Config['database']>): Account
     database: db.name,
     connectionLimit: 2,
     connectTimeout: 5000,
-    // Idle connections are closed, so a database restart leaves no dead ones.
     maxIdle: 0,
     idleTimeout: 10_000,
     enableKeepAlive: true,
   });
+}
+
+export function mysqlAccountSource(db: NonNullable<Config['database']>): AccountSource {
+  const pool = accountsPool(db);
   return {
     description: `mysql ${db.user}@${db.host}:${db.port}/${db.name}`,
     async fetch(): Promise<AccountRows> {

@@ -5,21 +5,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AccountStore } from '../accounts/store';
+import type { Config } from '../config';
 import type { ServerEvent, ServerEvents } from '../server-events';
 import { createMemoryQueue, type QueuedWebhook, type QueueStats, type WebhookQueue } from './queue';
 import { createRedisQueue } from './redis-queue';
 import { SIGNATURE_HEADER, signatureHeader } from './signature';
 
-export interface WebhookConfig {
-  url: string | undefined;
-  secret: string | undefined;
-  retryMs: number;
-  backoffMs: number;
-  backoffMaxMs: number;
-  timeoutMs: number;
-  queueSize: number;
-  concurrency: number;
-}
+/** The WEBHOOK_* settings delivery needs (the account.limit check has its own). */
+export type WebhookConfig = Omit<Config['webhook'], 'limitCheckMs'>;
 
 /** What a receiver gets as the JSON body. */
 export interface WebhookEnvelope {

@@ -10,19 +10,7 @@ export interface ApiResponse {
 }
 
 export function get(base: string, path: string, headers: Record<string, string> = {}): Promise<ApiResponse> {
-  return new Promise((resolve, reject) => {
-    const req = https.get(new URL(path, base), { ca: testCertificate().ca, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, text, headers: res.headers, json: <T>() => JSON.parse(text) as T }),
-      );
-    });
-    req.on('error', reject);
-    // A request the server never answers fails instead of hanging the test.
-    req.setTimeout(30_000, () => req.destroy(new Error(`GET ${path}: no answer within 30 s`)));
-  });
+  return send(base, 'GET', path, undefined, headers);
 }
 
 /** Any method with an optional JSON body. */
@@ -46,6 +34,8 @@ export function send(base: string, method: string, path: string, body?: unknown,
       },
     );
     req.on('error', reject);
+    // A request the server never answers fails instead of hanging the test.
+    req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${path}: no answer within 30 s`)));
     req.end(payload);
   });
 }
