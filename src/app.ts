@@ -332,6 +332,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     announceLeave: signaling.announceLeave,
     deliver: signaling.deliver,
     chatRelayed: metrics.chatRelayed,
+    events,
     clustered: Boolean(cluster),
     now,
   });

@@ -1,7 +1,7 @@
 // What happens on the server, as typed events: signaling reports each one in
 // one place, and each consumer (webhooks, the admin console) subscribes.
 // A listener that throws is logged and never disturbs signaling or the other
-// listeners. To add an event (rooms, later), add it to ServerEventMap.
+// listeners. To add an event, add it to ServerEventMap.
 import type { Logger } from 'pino';
 import type { PeerRole, Stream } from './protocol';
 
@@ -20,6 +20,24 @@ export interface ServerEventMap {
   refused: { action: RefusedAction; issues: string[]; peerID?: string | undefined; channel?: string | undefined };
   /** Usage crossed `threshold` percent of a plan limit. */
   'account.limit': { limit: LimitName; threshold: 80 | 100; used: number; max: number };
+  /** Room changes, as the room's participants hear them in `roomUpdate`. */
+  'room.joined': { room: string; participant: Record<string, unknown> };
+  'room.left': { room: string; participant: Record<string, unknown> };
+  'room.stream.started': { room: string; stream: Record<string, unknown> };
+  'room.stream.ended': { room: string; stream: string };
+  'room.message': { room: string; message: Record<string, unknown> };
+}
+
+/** The server event for a `roomUpdate` change (its one field), if it is one. */
+export function roomEventOf(update: Record<string, unknown>) {
+  const room = String(update.room);
+  const record = (value: unknown) => value as Record<string, unknown>;
+  if (update.participantJoin) return { type: 'room.joined', data: { room, participant: record(update.participantJoin) } } as const;
+  if (update.participantLeft) return { type: 'room.left', data: { room, participant: record(update.participantLeft) } } as const;
+  if (update.streamNew) return { type: 'room.stream.started', data: { room, stream: record(update.streamNew) } } as const;
+  if (typeof update.streamRemove === 'string') return { type: 'room.stream.ended', data: { room, stream: update.streamRemove } } as const;
+  if (update.messageNew) return { type: 'room.message', data: { room, message: record(update.messageNew) } } as const;
+  return undefined;
 }
 
 export type ServerEventType = keyof ServerEventMap;

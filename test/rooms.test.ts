@@ -11,6 +11,7 @@ import { get } from './helpers/api';
 import { connect, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { joinRoom, nextUpdate, roomAccountsFile, roomError, seen, signIn, SITE_A, SITE_B, type Participant } from './helpers/rooms';
 import { API_KEY, startServer } from './helpers/server';
+import { startReceiver } from './helpers/webhook-receiver';
 
 const timely = { timeout: 30_000 };
 const webrtc = { type: 'webrtc', ...STREAM };
@@ -378,4 +379,33 @@ test('malformed room events are answered with an error; the room and the server 
   const heard = nextUpdate(bob, 'messageNew');
   alice.emit('roomMessage', { room: 'call', message: { text: 'still here' } });
   assert.equal(((await heard).messageNew as { user: string }).user, 'alice');
+});
+
+test('room changes reach the webhook once each, signed, in the order the room heard them', timely, async (t) => {
+  const SECRET = 'room-webhook-secret';
+  const receiver = await startReceiver(t, { secret: SECRET });
+  const { url } = await roomServer(t, { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_BACKOFF_MS: '20' });
+  const [alice, bob] = await people(t, url, ['alice', 'bob'] as const);
+  await joinRoom(alice, 'lobby');
+  await joinRoom(bob, 'lobby');
+  await publishIn(alice, 'lobby', 'alice-cam');
+  const chat = nextUpdate(bob, 'messageNew');
+  alice.emit('roomMessage', { room: 'lobby', message: { text: 'hello', user: 'mallory' } });
+  await chat;
+  const left = nextUpdate(bob, 'participantLeft');
+  alice.emit('roomLeave', { room: 'lobby' });
+  await left;
+
+  const story = ['room.joined', 'room.joined', 'room.stream.started', 'room.message', 'room.stream.ended', 'room.left'];
+  await receiver.until('the room story', (r) => r.accepted().filter((e) => e.type.startsWith('room.')).length === story.length);
+  const events = receiver.accepted().filter((e) => e.type.startsWith('room.'));
+  assert.ok(receiver.requests.every((r) => r.signed), 'every delivery is signed');
+  assert.deepEqual(events.map((e) => e.type), story);
+  assert.ok(events.every((e) => e.account === SITE_A.name && (e.data as { room: string }).room === 'lobby'));
+  const [joined, , started, message, ended, gone] = events.map((e) => e.data as Record<string, Record<string, unknown> | string>);
+  assert.equal((joined?.participant as { name: string }).name, 'alice');
+  assert.equal((started?.stream as { streamId: string }).streamId, 'alice-cam');
+  assert.deepEqual([(message?.message as { text: string }).text, (message?.message as { user: string }).user], ['hello', 'alice']);
+  assert.equal(ended?.stream, 'alice-cam');
+  assert.equal((gone?.participant as { name: string }).name, 'alice');
 });

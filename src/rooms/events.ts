@@ -13,6 +13,7 @@ import type { PeerConfig } from '../ice';
 import { streamIssues } from '../limits';
 import type { Telemetry } from '../metrics';
 import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
+import { roomEventOf, type ServerEvents } from '../server-events';
 import { takeEvent } from '../signaling/rate-limits';
 import { enqueue, maxPendingEvents, roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
 import type { RoomDeparture, RoomRefusal, RoomStore, RoomStream } from './store';
@@ -75,6 +76,8 @@ export interface RoomDeps {
   deliver: (socketId: string, event: 'message', payload: Record<string, unknown>) => void;
   /** Counts a chat message relayed (metrics). */
   chatRelayed: () => void;
+  /** Every room change, for webhooks and the console. */
+  events?: ServerEvents;
   /** Whether other instances share the rooms (they hear of new and removed streams). */
   clustered: boolean;
   now?: () => number;
@@ -129,7 +132,11 @@ export function createRooms(deps: RoomDeps) {
 
   /** Sends a change to everyone in the room, on every instance. */
   function broadcast(account: string, room: string, update: Record<string, unknown>) {
-    io.to(roomKey(account, room)).emit('roomUpdate', { ...update, room, timestamp: now() });
+    const sent = { ...update, room, timestamp: now() };
+    io.to(roomKey(account, room)).emit('roomUpdate', sent);
+    // Reported once, by the instance that made the change.
+    const event = deps.events?.active ? roomEventOf(sent) : undefined;
+    if (event) deps.events?.emit(event.type, account, event.data);
   }
 
   /**

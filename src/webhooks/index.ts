@@ -109,8 +109,8 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
       data: event.data,
     };
     const body = JSON.stringify(envelope);
-    // One lane per channel (account events without one share the account's lane).
-    const channel = 'channel' in event.data ? event.data.channel : '';
+    // One lane per channel, and per room (account events without either share the account's lane).
+    const channel = 'channel' in event.data ? event.data.channel : 'room' in event.data ? `room ${event.data.room}` : '';
     for (const target of targets)
       queue.push({
         target,
