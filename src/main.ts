@@ -40,22 +40,9 @@ async function main() {
     process.exit(1);
   });
 
-  const port = await server.listen().catch((err: NodeJS.ErrnoException) => {
-    log.fatal({ err: err.message, port: config.port }, 'cannot listen');
-    process.exit(1);
-  });
-  if (!server.secure && config.production) log.warn('CERTIFICATE is not set: serving plain HTTP/WS (use it locally or behind a TLS proxy)');
-  // pm2 cluster mode sets NODE_APP_INSTANCE in every process: without Redis they would not share state.
-  if (process.env.NODE_APP_INSTANCE !== undefined && process.env.exec_mode === 'cluster_mode' && !config.redisUrl)
-    log.warn('pm2 cluster mode without REDIS_URL: each process has its own channels and limits');
-  if (config.production && !config.apiKey) log.warn('API_KEY is not set: the REST API refuses every keyed request');
-  const certificate = server.certificate;
-  if (certificate && certificate.notAfter.getTime() - Date.now() < EXPIRY_WARNING_DAYS * 86_400_000)
-    log.warn(describeCertificate(certificate), 'the certificate expires soon (or has expired): renew it');
-  log.info({ port, ...(certificate && { certificate: describeCertificate(certificate) }) }, startupLine(config, port, server));
-  process.send?.('ready');
-
-  // pm2 stops and reloads with SIGINT, systemd and docker with SIGTERM: the
+  // Signals are handled from before the start-up line: a supervisor may send
+  // one as soon as it sees it, and an unhandled SIGUSR2 or SIGHUP would kill
+  // the process. pm2 stops and reloads with SIGINT, systemd and docker with SIGTERM: the
   // same shutdown. A second signal ends a drain at once.
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -90,6 +77,21 @@ async function main() {
   });
   // SIGUSR2 reads the certificate files again (they are also watched).
   process.on('SIGUSR2', () => server.reloadCertificate());
+
+  const port = await server.listen().catch((err: NodeJS.ErrnoException) => {
+    log.fatal({ err: err.message, port: config.port }, 'cannot listen');
+    process.exit(1);
+  });
+  if (!server.secure && config.production) log.warn('CERTIFICATE is not set: serving plain HTTP/WS (use it locally or behind a TLS proxy)');
+  // pm2 cluster mode sets NODE_APP_INSTANCE in every process: without Redis they would not share state.
+  if (process.env.NODE_APP_INSTANCE !== undefined && process.env.exec_mode === 'cluster_mode' && !config.redisUrl)
+    log.warn('pm2 cluster mode without REDIS_URL: each process has its own channels and limits');
+  if (config.production && !config.apiKey) log.warn('API_KEY is not set: the REST API refuses every keyed request');
+  const certificate = server.certificate;
+  if (certificate && certificate.notAfter.getTime() - Date.now() < EXPIRY_WARNING_DAYS * 86_400_000)
+    log.warn(describeCertificate(certificate), 'the certificate expires soon (or has expired): renew it');
+  log.info({ port, ...(certificate && { certificate: describeCertificate(certificate) }) }, startupLine(config, port, server));
+  process.send?.('ready');
 }
 
 void main();
