@@ -19,6 +19,11 @@ import {
   loopbackNetworkUnavailable,
   startDemoServer,
 } from './helpers/browser';
+import { until } from './helpers/wait';
+
+// Three fake cameras, encoders and decoders share two cores: the first frames may take a while.
+/** How long a page may take to reach what a test waits for. */
+const WAIT_MS = 45_000;
 
 const artifacts = resolve(__dirname, 'artifacts');
 const room = 'meeting';
@@ -37,17 +42,6 @@ interface DemoWindow {
 
 const demoStats = (page: Page) => page.evaluate(() => (globalThis as unknown as DemoWindow).demo.stats());
 
-// Three fake cameras, encoders and decoders share two cores: the first frames may take a while.
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 45_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Frames decoded from each of the other participants, once every one is above `above[peer]`. */
 function decodedFromOthers(page: Page, user: string, above: Record<string, number> = {}) {
   const others = users.filter((u) => u !== user);
@@ -55,7 +49,7 @@ function decodedFromOthers(page: Page, user: string, above: Record<string, numbe
     const incoming = (await demoStats(page)).filter((l) => l.direction === 'in');
     const frames = Object.fromEntries(others.map((peer) => [peer, incoming.find((l) => l.peer === peer)?.framesDecoded ?? 0]));
     return others.every((peer) => (frames[peer] ?? 0) > (above[peer] ?? 0)) ? frames : undefined;
-  });
+  }, WAIT_MS, 100);
 }
 
 function skipOrFail(t: TestContext, why: string) {

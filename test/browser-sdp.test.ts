@@ -20,6 +20,10 @@ import {
   loopbackNetworkUnavailable,
   startDemoServer,
 } from './helpers/browser';
+import { until } from './helpers/wait';
+
+/** How long a page may take to reach what a test waits for. */
+const WAIT_MS = 20_000;
 
 // The demo publishes what its camera gives (1280x720 at 30 fps from Chromium's
 // fake camera, about 2,750 kbps declared); the plan allows that and no more.
@@ -38,22 +42,12 @@ interface DemoWindow {
 }
 const demoStats = (page: Page) => page.evaluate(() => (globalThis as unknown as DemoWindow).demo.stats());
 
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** The viewer's link once it has decoded more than `above` frames. */
 const decoded = (page: Page, above: number) =>
   until(`the viewer to decode more than ${above} frames`, async () => {
     const [link] = await demoStats(page);
     return link && link.framesDecoded > above ? link : undefined;
-  });
+  }, WAIT_MS, 100);
 
 function skipOrFail(t: TestContext, why: string) {
   const message = `browser test NOT RUN: ${why}`;
@@ -105,8 +99,11 @@ test('ENFORCE_SDP: a broadcast on a limited plan still streams, with the caps in
     }),
   );
   await viewer.getByRole('button', { name: 'Start' }).click();
-  await until('the viewer to wait', async () =>
-    (await viewer.evaluate(() => (globalThis as unknown as DemoWindow).demo.state())) === 'waiting' ? true : undefined,
+  await until(
+    'the viewer to wait',
+    async () => ((await viewer.evaluate(() => (globalThis as unknown as DemoWindow).demo.state())) === 'waiting' ? true : undefined),
+    WAIT_MS,
+    100,
   );
   const broadcaster = await open('broadcast', 'Studio');
   await broadcaster.getByRole('button', { name: 'Start' }).click();

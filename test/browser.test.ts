@@ -17,6 +17,10 @@ import {
   loopbackNetworkUnavailable,
   startDemoServer,
 } from './helpers/browser';
+import { until } from './helpers/wait';
+
+/** How long a page may take to reach what a test waits for. */
+const WAIT_MS = 15_000;
 
 const artifacts = resolve(__dirname, 'artifacts');
 const channel = 'e2e';
@@ -36,17 +40,6 @@ interface DemoWindow {
 const demoState = (page: Page) => page.evaluate(() => (globalThis as unknown as DemoWindow).demo.state());
 const demoStats = (page: Page) => page.evaluate(() => (globalThis as unknown as DemoWindow).demo.stats());
 
-/** Polls `check` until it returns a value; fails with `what` after `ms`. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Opens /demo as a person would: fills the form from the link, presses Start. */
 async function startDemo(context: BrowserContext, url: string, token: string, mode: 'broadcast' | 'watch', name: string) {
   const page = await context.newPage();
@@ -61,7 +54,7 @@ async function framesDecoded(page: Page, name: string, above = 0) {
   return until(`${name} to decode more than ${above} frames`, async () => {
     const [link] = await demoStats(page);
     return link && link.framesDecoded > above ? link : undefined;
-  });
+  }, WAIT_MS, 100);
 }
 
 function skipOrFail(t: TestContext, why: string) {
@@ -102,7 +95,7 @@ test('demo page: a broadcast reaches two viewers, who then see it end', async (t
     // One viewer waits before the broadcast (the broadcaster offers from its
     // `peers` list), the other joins during it (the `peer` notice).
     const viewer1 = await open('watch', 'Viewer-1');
-    await until('Viewer-1 to wait for a broadcast', async () => ((await demoState(viewer1)) === 'waiting' ? true : undefined));
+    await until('Viewer-1 to wait for a broadcast', async () => ((await demoState(viewer1)) === 'waiting' ? true : undefined), WAIT_MS, 100);
     const broadcastStarted = performance.now();
     const broadcaster = await open('broadcast', 'Studio');
     const viewers = [viewer1, await open('watch', 'Viewer-2')];
@@ -134,7 +127,7 @@ test('demo page: a broadcast reaches two viewers, who then see it end', async (t
     await broadcaster.close();
     tabs.splice(tabs.findIndex((tab) => tab.page === broadcaster), 1);
     for (const viewer of viewers) {
-      await until('a viewer to see the broadcast end', async () => ((await demoState(viewer)) === 'ended' ? true : undefined));
+      await until('a viewer to see the broadcast end', async () => ((await demoState(viewer)) === 'ended' ? true : undefined), WAIT_MS, 100);
       assert.match(await viewer.locator('#status').innerText(), /The broadcast ended/);
       assert.equal(await viewer.locator('#placeholder').isVisible(), true, 'the video is cleared');
       assert.deepEqual(await demoStats(viewer), []);

@@ -9,17 +9,9 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { get } from './helpers/api';
 import { refusal } from './helpers/client';
+import { eventually } from './helpers/wait';
 import { testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
-
-/** Polls `check` until it holds: instances learn of each other through the adapter's heartbeats. */
-async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000) {
-  const deadline = performance.now() + ms;
-  while (!(await check())) {
-    assert.ok(performance.now() < deadline, `not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** Two instances on the test's Redis prefix, each aware of the other. */
 async function twoInstances(redis: TestRedis, env: Record<string, string> = {}): Promise<[TestServer, TestServer]> {

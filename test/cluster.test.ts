@@ -18,6 +18,7 @@ import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, t
 import { spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
+import { eventually } from './helpers/wait';
 
 const TIMEOUT_MS = 4000;
 const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
@@ -40,15 +41,6 @@ async function instance(redis: TestRedis, env: Record<string, string> = {}, deps
 
 const api = async <T>(server: TestServer | string, path: string) =>
   (await get(typeof server === 'string' ? server : server.url, `${path}${path.includes('?') ? '&' : '?'}apikey=${API_KEY}`)).json<T>();
-
-/** Polls `check` until it holds; REST state follows socket events asynchronously. */
-async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** The first of two events; `fail` turns into a rejection. No listener or timer outlives it. */
 function either<T>(socket: Client, ok: [string, (payload: T) => boolean], fail: string, ms = 5000): Promise<T> {

@@ -14,18 +14,11 @@ import { spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { joinRoom, nextUpdate, roomAccountsFile, roomError, seen, signIn, SITE_B, type Participant } from './helpers/rooms';
 import { API_KEY, startServer } from './helpers/server';
+import { eventually } from './helpers/wait';
 
 const TIMEOUT_MS = 4000;
 const webrtc = { type: 'webrtc', ...STREAM };
 const timely = { timeout: 60_000 };
-
-async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `not within ${ms} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** One instance of the cluster in this process, with the two sites; closed before the keys are deleted. */
 async function instance(redis: TestRedis, file: string, env: Record<string, string> = {}) {

@@ -15,6 +15,7 @@ import { broadcastAndWatch, connect, next, nextMessage, refusal, STREAM } from '
 import { freePort } from './helpers/process';
 import { testRedis } from './helpers/redis';
 import { startServer, TOKEN, type TestServer } from './helpers/server';
+import { eventually } from './helpers/wait';
 import { startReceiver } from './helpers/webhook-receiver';
 
 const SECRET = 'global-webhook-secret';
@@ -28,15 +29,6 @@ function recordEvents(server: TestServer): ServerEvent[] {
   const seen: ServerEvent[] = [];
   server.server.events.subscribe((e) => seen.push(e));
   return seen;
-}
-
-/** Polls `check` until it holds: server-side state follows socket events asynchronously. */
-async function eventually(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** A channel's story: a broadcaster, `viewers` players, everyone leaving, the broadcaster last. */
@@ -161,7 +153,7 @@ test('peer.left says why: a channel switch, a missed heartbeat, a server shutdow
   const engine = player.io.engine as unknown as { _sendPacket: (type: string, ...rest: unknown[]) => void };
   const sendPacket = engine._sendPacket.bind(engine);
   engine._sendPacket = (type, ...rest) => (type === 'pong' ? undefined : sendPacket(type, ...rest));
-  await eventually('the silent player dropped', () => emitted.some((e) => e.type === 'peer.left' && e.data.peerID === 'Silent'));
+  await eventually('the silent player dropped', () => emitted.some((e) => e.type === 'peer.left' && e.data.peerID === 'Silent'), 15_000);
   await server.close();
 
   const reasons = emitted.flatMap((e) => (e.type === 'peer.left' ? [[e.data.channel, e.data.peerID, e.data.reason]] : []));
@@ -181,7 +173,7 @@ test('a receiver answering 500 then 200 gets each event exactly once after the r
   const server = await startServer(t, { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, ...fastRetries });
   const emitted = recordEvents(server);
   await Promise.all(['a', 'b', 'c'].map((channel) => channelStory(t, server.url, TOKEN, channel, 2)));
-  await eventually('every channel ended', () => endedCount(emitted) === 3);
+  await eventually('every channel ended', () => endedCount(emitted) === 3, 15_000);
   await receiver.until('every event accepted', (r) => r.accepted().length === emitted.length);
 
   const attempts = new Map<string, number[]>();
@@ -191,7 +183,7 @@ test('a receiver answering 500 then 200 gets each event exactly once after the r
   assert.deepEqual(perChannel(receiver.accepted()), perChannel(emitted));
   assert.ok(receiver.requests.every((r) => r.signed));
   // The server counts a delivery once it has read the answer.
-  await eventually('the queue empty', () => server.server.webhooks.stats().queued === 0);
+  await eventually('the queue empty', () => server.server.webhooks.stats().queued === 0, 15_000);
   assert.deepEqual(server.server.webhooks.stats(), { queued: 0, delivered: emitted.length, expired: 0, dropped: 0 });
 });
 
@@ -205,10 +197,10 @@ test('a receiver that was down gets every event afterwards, in order per channel
   });
   const emitted = recordEvents(server);
   await Promise.all(['one', 'two', 'three'].map((channel) => channelStory(t, server.url, TOKEN, channel, 3)));
-  await eventually('every channel ended', () => endedCount(emitted) === 3);
+  await eventually('every channel ended', () => endedCount(emitted) === 3, 15_000);
   // Down long enough for every lane to have backed off several times.
   const failures = () => server.logs.filter((l) => l.msg === 'webhook not delivered, will retry').length;
-  await eventually('retries while the receiver is down', () => failures() >= 15);
+  await eventually('retries while the receiver is down', () => failures() >= 15, 15_000);
 
   const receiver = await startReceiver(t, { secret: SECRET, port });
   await receiver.until('every event', (r) => r.accepted().length === emitted.length);
@@ -266,7 +258,7 @@ test('two instances on Redis deliver each event once', timely, async (t) => {
   const two = await startServer(undefined, env);
   redis.onCleanup(() => two.close());
   const emitted = [...[one, two].map(recordEvents)];
-  await eventually('one instance delivers', () => one.server.webhooks.isDelivering() || two.server.webhooks.isDelivering());
+  await eventually('one instance delivers', () => one.server.webhooks.isDelivering() || two.server.webhooks.isDelivering(), 15_000);
 
   await Promise.all([
     channelStory(t, one.url, TOKEN, 'on-one', 2),
@@ -279,7 +271,7 @@ test('two instances on Redis deliver each event once', timely, async (t) => {
     })(),
   ]);
   const all = () => emitted.flat();
-  await eventually('every channel ended', () => endedCount(all()) === 3);
+  await eventually('every channel ended', () => endedCount(all()) === 3, 15_000);
   await receiver.until('every event', (r) => r.accepted().length === all().length);
   assert.equal(receiver.requests.length, all().length, 'no event delivered twice');
   assert.equal(new Set(receiver.requests.map((r) => r.envelope.id)).size, all().length);
@@ -304,8 +296,8 @@ test('on Redis, events queued by an instance that stops are delivered by the nex
   redis.onCleanup(() => first.close());
   const emitted = recordEvents(first);
   await channelStory(t, first.url, TOKEN, 'kept', 2);
-  await eventually('the channel ended', () => endedCount(emitted) === 1);
-  await eventually('a delivery failed', () => first.logs.some((l) => l.msg === 'webhook not delivered, will retry'));
+  await eventually('the channel ended', () => endedCount(emitted) === 1, 15_000);
+  await eventually('a delivery failed', () => first.logs.some((l) => l.msg === 'webhook not delivered, will retry'), 15_000);
   await first.close();
 
   const receiver = await startReceiver(t, { secret: SECRET, port });
@@ -329,7 +321,7 @@ test('a full queue drops new events, counts and logs them, and signaling goes on
   });
   const emitted = recordEvents(server);
   await channelStory(t, server.url, TOKEN, 'busy', 3);
-  await eventually('the channel ended', () => endedCount(emitted) === 1);
+  await eventually('the channel ended', () => endedCount(emitted) === 1, 15_000);
   const stats = server.server.webhooks.stats();
   assert.equal(stats.queued, 3);
   assert.equal(stats.dropped, emitted.length - 3);
@@ -347,8 +339,8 @@ test('an event still refused when its retry window is over is given up, counted 
   const server = await startServer(t, { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_HOURS: '0' });
   const emitted = recordEvents(server);
   await channelStory(t, server.url, TOKEN, 'refused', 1);
-  await eventually('every channel ended', () => endedCount(emitted) === 1);
-  await eventually('every event given up', () => server.server.webhooks.stats().expired === emitted.length);
+  await eventually('every channel ended', () => endedCount(emitted) === 1, 15_000);
+  await eventually('every event given up', () => server.server.webhooks.stats().expired === emitted.length, 15_000);
   assert.equal(receiver.requests.length, emitted.length, 'each tried once');
   assert.equal(server.logs.filter((l) => l.msg === 'webhook given up: retry window over').length, emitted.length);
   assert.deepEqual(server.server.webhooks.stats(), { queued: 0, delivered: 0, expired: emitted.length, dropped: 0 });

@@ -40,3 +40,19 @@ export async function progressing(what: string, total: number, settled: () => nu
  * machine starting node with tsx alone can take tens of seconds.
  */
 export const STARTUP_MS = 120_000;
+
+/** Polls `check` every `everyMs` until it gives a value; fails naming `what` once `ms` have passed without one. */
+export async function until<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 10_000, everyMs = 50): Promise<T> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+/** Polls `check` until it holds (server-side state follows socket events asynchronously). */
+export async function eventually(what: string, check: () => boolean | Promise<boolean>, ms = 10_000, everyMs = 25): Promise<void> {
+  await until(what, async () => ((await check()) ? true : undefined), ms, everyMs);
+}
