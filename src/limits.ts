@@ -1,12 +1,12 @@
-// Plan limits as pure functions: (plan, usage, stream) -> the issue names the
-// client sees in `Unfit: ...`. No I/O, no emits.
+// Plans: their schema, and their limits as pure functions (plan, usage,
+// stream) -> the issue names the client sees in `Unfit: ...`. No I/O, no emits.
 import { z } from 'zod';
 import { numeric, STREAM_FIELDS, streamFields, streamShape, type Stream, type StreamField } from './protocol';
 
 // A null limit is no limit, like a missing one.
 const limit = z.preprocess((v) => v ?? 0, numeric(Number.MAX_VALUE));
 
-/** A plan as its JSON properties state it: the account's totals, then a limit for each stream field. */
+/** A plan as its JSON properties state it: the account's connections and total bitrate, then a limit per stream field. */
 export const planSchema = z
   .looseObject({ connections: limit.optional(), totalBitrate: limit.optional(), ...streamShape(limit.optional()) })
   .transform((p) => ({ connections: p.connections ?? 0, totalBitrate: p.totalBitrate ?? 0, ...streamFields(p) }));
