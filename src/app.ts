@@ -27,6 +27,7 @@ import { watchAccountLimits } from './account-limits';
 import { createAdmin } from './admin';
 import { createActivity } from './admin/activity';
 import { clusterTiming, createCluster } from './cluster';
+import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { createControl } from './control';
 import { createDemoRouter } from './demo';
@@ -57,7 +58,8 @@ export interface ServerDeps {
   rooms?: RoomStore;
   accounts?: AccountStore;
   accountSource?: AccountSource;
-  now?: () => number;
+  /** Wall and monotonic time (tests move a manual clock instead of sleeping). */
+  clock?: Clock;
 }
 
 export interface CloseOptions {
@@ -112,7 +114,9 @@ function defaultAccountSource(config: Config): AccountSource | undefined {
 const LISTEN_BACKLOG = 4096;
 
 export function createServer(config: Config, deps: ServerDeps = {}): SignalingServerHandle {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  // For the parts that take the wall clock as a function (Redis code, until it takes the Clock).
+  const now = () => clock.now();
   const log = deps.log ?? createLogger({ production: config.production, level: config.logLevel }, deps.logDestination);
   const accounts =
     deps.accounts ??
@@ -308,6 +312,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     peerConfig,
     log,
     telemetry,
+    clock,
     eventsPerSecond: config.rateEventsPerSecond,
     maxNameLength: config.maxNameLength,
     enforceSdp: config.enforceSdp,

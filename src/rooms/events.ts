@@ -15,7 +15,8 @@ import type { Telemetry } from '../metrics';
 import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
 import { roomEventOf, type ServerEvents } from '../server-events';
 import { takeEvent } from '../signaling/rate-limits';
-import { enqueue, maxPendingEvents, roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
+import { enqueue, maxPendingEvents } from '../signaling/queue';
+import { roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
 import type { RoomDeparture, RoomRefusal, RoomStore, RoomStream } from './store';
 
 /** Messages a joiner gets from the history, as upstream. */
@@ -213,7 +214,7 @@ export function createRooms(deps: RoomDeps) {
   function streamAdded(account: string, room: string, channel: string, publisher: string) {
     for (const socket of localSockets(account, room))
       if (socket.data.identity?.user !== publisher)
-        enqueue(socket, (s, stream: StreamRef) => subscribeSeat(s, room, stream), { channel, publisher }, failedSubscribe);
+        enqueue(socket, (s: SignalingSocket, stream: StreamRef) => subscribeSeat(s, room, stream), { channel, publisher }, failedSubscribe);
   }
 
   /** Every participant of the room on this instance stops being a player of a removed stream. */
