@@ -18,6 +18,7 @@ import { takeEvent } from '../signaling/rate-limits';
 import { enqueue, maxPendingEvents } from '../signaling/queue';
 import { roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
 import type { RoomDeparture, RoomRefusal, RoomStore, RoomStream } from './store';
+import { systemClock, type Clock } from '../clock';
 
 /** Messages a joiner gets from the history, as upstream. */
 export const JOIN_HISTORY = 10;
@@ -81,7 +82,7 @@ export interface RoomDeps {
   events?: ServerEvents;
   /** Whether other instances share the rooms (they hear of new and removed streams). */
   clustered: boolean;
-  now?: () => number;
+  clock?: Clock;
 }
 
 /** A room stream's channel and who publishes it. */
@@ -103,7 +104,8 @@ const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? '')
 
 export function createRooms(deps: RoomDeps) {
   const { io, store, registry, schemas, log, telemetry, limits } = deps;
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = () => clock.now();
   const name = z.string().min(1).max(deps.maxNameLength);
   const event = <T extends z.ZodRawShape>(shape: T) => z.tuple([z.looseObject(shape)]).rest(z.unknown());
   const parse = {
@@ -408,7 +410,7 @@ export function createRooms(deps: RoomDeps) {
     if (!identity) return;
     // Refused, never broadcast: the sender must be in the room.
     if (!socket.data.rooms?.has(room)) return refuse(socket, room, RoomError.notParticipant, 'notParticipant');
-    const t = performance.now();
+    const t = clock.monotonic();
     const bucket = (socket.data.chat ??= { tokens: limits.chatPerSecond, refilledAt: t });
     if (!takeEvent(bucket, limits.chatPerSecond, t)) {
       telemetry.refused('rate');
@@ -472,7 +474,7 @@ export function createRooms(deps: RoomDeps) {
         if (socket.connected) socket.emit('roomUpdate', { room: roomOf(args), error: RoomError.unavailable });
       });
     const listener = function (this: SignalingSocket, ...args: unknown[]) {
-      const t = performance.now();
+      const t = clock.monotonic();
       if (!takeEvent(this.data, deps.eventsPerSecond, t)) {
         telemetry.refused('rate');
         if (t - this.data.rateNoticeAt >= 1000) {

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
 import type { ChannelRegistry } from '../channels/registry';
+import type { Clock } from '../clock';
 import type { RefusalReason, Telemetry } from '../metrics';
 import { HandshakeError, SignInError, type EventSchemas } from '../protocol';
 import type { SignIn, SignInWay } from '../auth/sign-in';
@@ -24,6 +25,8 @@ export interface HandshakeDeps {
   /** EXTRA_SECURITY in production: a refused sign-in only says `Authentication failed`. */
   hideSignInDetails: boolean;
   eventsPerSecond: number;
+  /** Monotonic time: failed-attempt windows, the event bucket, handshake durations. */
+  clock: Pick<Clock, 'monotonic'>;
   /** The client's address, through trusted proxies (X-Forwarded-For). */
   clientAddress: (socket: Socket) => string;
   /** Told of each refused connection (server events). */
@@ -43,7 +46,7 @@ type Refusal = {
 
 export function createHandshake(deps: HandshakeDeps) {
   const { registry, schemas, log, telemetry, production } = deps;
-  const { failedAuth, signIn } = deps;
+  const { failedAuth, signIn, clock } = deps;
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
   function releaseConnection(socket: SignalingSocket) {
@@ -55,11 +58,11 @@ export function createHandshake(deps: HandshakeDeps) {
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
-    if (await failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
+    if (await failedAuth.blocked(address, clock.monotonic())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const result = await signIn(auth.success ? auth.data : {});
     if (!result.ok) {
-      if (result.failed) await failedAuth.failed(address, performance.now());
+      if (result.failed) await failedAuth.failed(address, clock.monotonic());
       // The user a sign-in claimed is no secret, and tells a site owner whose PIN failed.
       return { ...result, signedIn: result.way !== 'token', user: result.way === 'login' ? auth.data?.user : undefined };
     }
@@ -79,7 +82,7 @@ export function createHandshake(deps: HandshakeDeps) {
       identity,
       pending: 0,
       tokens: deps.eventsPerSecond,
-      refilledAt: performance.now(),
+      refilledAt: clock.monotonic(),
       rateNoticeAt: Number.NEGATIVE_INFINITY, // never told yet
       loggedAt: Number.NEGATIVE_INFINITY,
       unlogged: 0,
@@ -95,8 +98,8 @@ export function createHandshake(deps: HandshakeDeps) {
   }
 
   const middleware = (socket: Socket, next: (err?: Error) => void) => {
-    const started = performance.now();
-    const took = () => (performance.now() - started) / 1000;
+    const started = clock.monotonic();
+    const took = () => (clock.monotonic() - started) / 1000;
     authenticate(socket as SignalingSocket).then(
       (refusal) => {
         if (!refusal) {
