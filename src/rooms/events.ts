@@ -14,7 +14,8 @@ import { streamIssues } from '../limits';
 import type { Telemetry } from '../metrics';
 import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
 import { roomEventOf, type ServerEvents } from '../server-events';
-import { takeEvent } from '../signaling/rate-limits';
+import { createFailureLog } from '../signaling/failures';
+import { createRateGate, takeEvent } from '../signaling/rate-limits';
 import { enqueue, maxPendingEvents } from '../signaling/queue';
 import { roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
 import type { RoomDeparture, RoomRefusal, RoomStore, RoomStream } from './store';
@@ -128,6 +129,11 @@ export function createRooms(deps: RoomDeps) {
     user: socket.data.identity?.user,
   });
 
+  const recordFailure = createFailureLog({ log, telemetry });
+  /** A registry that cannot count a refusal must not cost the client its answer. */
+  const countRefusal = (socket: SignalingSocket, ...refusal: Parameters<ChannelRegistry['countRefusal']>) =>
+    registry.countRefusal(...refusal).catch((err: unknown) => void recordFailure('counting a refusal', bindings(socket), err));
+
   function refuse(socket: SignalingSocket, room: string, error: string, why: string) {
     socket.emit('roomUpdate', { room, error });
     log.info({ ...bindings(socket), room, why }, 'room event refused');
@@ -191,7 +197,7 @@ export function createRooms(deps: RoomDeps) {
       maxPeers: deps.accountMaxPeers,
     });
     if (!result.ok) {
-      if (result.refusal !== 'uniqueness') await registry.countRefusal(account.name, 'subscribe', [result.refusal]);
+      if (result.refusal !== 'uniqueness') await countRefusal(socket, account.name, 'subscribe', [result.refusal]);
       telemetry.refused(result.refusal);
       return refuse(socket, room, joinRefusal(result.refusal, identity.user, channel), result.refusal);
     }
@@ -207,8 +213,7 @@ export function createRooms(deps: RoomDeps) {
       });
   }
 
-  const failed = (what: string) => (socket: SignalingSocket, err: unknown) =>
-    log.error({ ...bindings(socket), err }, `${what} failed`);
+  const failed = (what: string) => (socket: SignalingSocket, err: unknown) => void recordFailure(what, bindings(socket), err);
   const failedSubscribe = failed('room subscription');
   const failedRelease = failed('room stream release');
 
@@ -337,13 +342,13 @@ export function createRooms(deps: RoomDeps) {
     };
     const denied = publishRefusal({ identity, restrictPublish: account.restrictPublish, peerID: identity.user, channel });
     if (denied) {
-      await registry.countRefusal(account.name, 'publish', [denied.issue]);
+      await countRefusal(socket, account.name, 'publish', [denied.issue]);
       telemetry.refused('rights');
       return publishError(denied.message, [denied.issue]);
     }
     const issues = stream ? streamIssues(account.plan, stream) : [];
     if (issues.length) {
-      await registry.countRefusal(account.name, 'publish', issues);
+      await countRefusal(socket, account.name, 'publish', issues);
       for (const issue of issues) telemetry.refused(issue);
       return publishError(unfitMessage(issues), issues);
     }
@@ -364,7 +369,7 @@ export function createRooms(deps: RoomDeps) {
       maxPeers: deps.accountMaxPeers,
     });
     if (!result.ok) {
-      if (result.refusal !== 'uniqueness') await registry.countRefusal(account.name, 'publish', [result.refusal]);
+      if (result.refusal !== 'uniqueness') await countRefusal(socket, account.name, 'publish', [result.refusal]);
       telemetry.refused(result.refusal);
       return publishError(joinRefusal(result.refusal, identity.user, channel), [result.refusal]);
     }
@@ -463,26 +468,25 @@ export function createRooms(deps: RoomDeps) {
     refuse(socket, roomOf(args), RoomError.invalid(name, describe(error)), 'validation');
   }
 
-  const onError = (socket: SignalingSocket, err: unknown) => log.error({ ...bindings(socket), err }, 'room event failed');
+  // A store or registry that fails (Redis away) is logged and answered, in the room's name.
+  const failedEvent = (event: RoomEvent) => (socket: SignalingSocket, err: unknown, args: Args) => {
+    recordFailure('room event', { ...bindings(socket), event }, err);
+    if (socket.connected) socket.emit('roomUpdate', { room: roomOf(args), error: RoomError.unavailable });
+  };
+
+  const overRate = createRateGate<SignalingSocket, RoomEvent>({
+    eventsPerSecond: deps.eventsPerSecond,
+    clock,
+    telemetry,
+    notify: (socket, _event, args) => refuse(socket, roomOf(args), RATE_LIMITED, 'rate'),
+  });
 
   const maxPending = maxPendingEvents(deps.eventsPerSecond);
   const listeners = (Object.keys(handlers) as RoomEvent[]).map((name) => {
-    // A store or registry that fails (Redis away) is logged and answered, in the room's name.
-    const handler = (socket: SignalingSocket, args: Args) =>
-      handlers[name](socket, args).catch((err: unknown) => {
-        log.error({ ...bindings(socket), event: name, err }, 'room event failed');
-        if (socket.connected) socket.emit('roomUpdate', { room: roomOf(args), error: RoomError.unavailable });
-      });
+    const handler = handlers[name];
+    const onError = failedEvent(name);
     const listener = function (this: SignalingSocket, ...args: unknown[]) {
-      const t = clock.monotonic();
-      if (!takeEvent(this.data, deps.eventsPerSecond, t)) {
-        telemetry.refused('rate');
-        if (t - this.data.rateNoticeAt >= 1000) {
-          this.data.rateNoticeAt = t;
-          refuse(this, roomOf(args), RATE_LIMITED, 'rate');
-        }
-        return;
-      }
+      if (overRate(this, name, args)) return;
       if (!enqueue(this, handler, args, onError, maxPending)) {
         telemetry.refused('rate');
         refuse(this, roomOf(args), RATE_LIMITED, 'queue');
