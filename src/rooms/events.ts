@@ -15,6 +15,7 @@ import type { Telemetry } from '../metrics';
 import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
 import { roomEventOf, type ServerEvents } from '../server-events';
 import { createFailureLog } from '../signaling/failures';
+import { createRefusalCounter } from '../signaling/handlers/join';
 import { createRateGate, takeEvent } from '../signaling/rate-limits';
 import { enqueue, maxPendingEvents } from '../signaling/queue';
 import { roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
@@ -130,9 +131,7 @@ export function createRooms(deps: RoomDeps) {
   });
 
   const recordFailure = createFailureLog({ log, telemetry });
-  /** A registry that cannot count a refusal must not cost the client its answer. */
-  const countRefusal = (socket: SignalingSocket, ...refusal: Parameters<ChannelRegistry['countRefusal']>) =>
-    registry.countRefusal(...refusal).catch((err: unknown) => void recordFailure('counting a refusal', bindings(socket), err));
+  const countRefusal = createRefusalCounter({ registry, recordFailure });
 
   function refuse(socket: SignalingSocket, room: string, error: string, why: string) {
     socket.emit('roomUpdate', { room, error });

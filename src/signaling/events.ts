@@ -14,7 +14,7 @@ import { EVENT_DROPPED, HandshakeError, RATE_LIMITED, type EventSchemas } from '
 import { createDelivery } from './delivery';
 import { createDepartures } from './departures';
 import { createFailureLog } from './failures';
-import { createJoining, type CountRefusal } from './handlers/join';
+import { createJoining, createRefusalCounter } from './handlers/join';
 import { messageHandler } from './handlers/message';
 import { messagePeerHandler } from './handlers/message-peer';
 import { publishHandler } from './handlers/publish';
@@ -52,8 +52,7 @@ export function createSignaling(deps: SignalingDeps) {
   const recordFailure = createFailureLog({ log, telemetry });
   const delivery = createDelivery(io);
   const departures = createDepartures({ registry, delivery, replies, recordFailure, releaseConnection: deps.releaseConnection, report });
-  const countRefusal: CountRefusal = (socket, ...refusal) =>
-    registry.countRefusal(...refusal).catch((err: unknown) => void recordFailure('counting a refusal', bindings(socket), err));
+  const countRefusal = createRefusalCounter({ registry, recordFailure });
   const joining = createJoining({
     registry,
     departures,

@@ -5,21 +5,30 @@ import type { ChannelRegistry, JoinRefusal, JoinRequest } from '../../channels/r
 import { unfitMessage, uniquenessMessage } from '../../protocol';
 import type { SignalingReport } from '../../server-events';
 import type { Departures } from '../departures';
-import type { PeerSocket, Replies } from '../replies';
+import type { RecordFailure } from '../failures';
+import { bindings, type PeerSocket, type Replies } from '../replies';
 
 export interface JoinDeps {
   registry: Pick<ChannelRegistry, 'join'>;
   departures: Pick<Departures, 'leaveChannel'>;
   replies: Pick<Replies, 'refuse'>;
-  /** Counts a refusal in the account's stats; never throws (see events.ts). */
   countRefusal: CountRefusal;
   accountMaxChannels: number;
   accountMaxPeers: number;
   report?: Pick<SignalingReport, 'joined'> | undefined;
 }
 
-/** Counts a refusal in its account's stats. A registry that cannot count it must not cost the client its answer. */
+/** Counts a refusal in its account's stats; never rejects. */
 export type CountRefusal = (socket: PeerSocket, ...args: Parameters<ChannelRegistry['countRefusal']>) => Promise<void>;
+
+/**
+ * Counting a refusal is bookkeeping: a registry that cannot count it (Redis
+ * away) is recorded, and the client still gets the refusal it caused.
+ */
+export function createRefusalCounter({ registry, recordFailure }: { registry: Pick<ChannelRegistry, 'countRefusal'>; recordFailure: RecordFailure }): CountRefusal {
+  return (socket, ...refusal) =>
+    registry.countRefusal(...refusal).catch((err: unknown) => void recordFailure('counting a refusal', bindings(socket), err));
+}
 
 export type Joining = ReturnType<typeof createJoining>;
 
