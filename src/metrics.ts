@@ -58,7 +58,7 @@ export interface Telemetry {
   relayed(type: unknown): void;
   refused(reason: RefusalReason): void;
   disconnected(reason: DisconnectReason): void;
-  /** An event (or a disconnect's clean-up) that failed, by cause. */
+  /** An event, a handshake or a clean-up that failed, by cause. */
   failed(cause: FailureCause): void;
   /** Seconds from a socket's first packet to its acceptance or refusal. */
   handshake(seconds: number, outcome: 'accepted' | 'refused'): void;
@@ -113,7 +113,7 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
   for (const reason of DISCONNECT_REASONS) disconnects.labels(reason).inc(0);
   const failures = new Counter({
     name: 'videowhisper_event_failures_total',
-    help: 'Client events the server could not handle, by cause: registryUnavailable (an outage) or bug',
+    help: 'Client events, handshakes and clean-ups the server could not complete, by cause: registryUnavailable (an outage) or bug',
     labelNames: ['cause'],
     registers: [register],
   });

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { createMemoryRegistry } from '../src/channels/memory';
 import { RegistryUnavailableError, type ChannelRegistry } from '../src/channels/registry';
 import { get } from './helpers/api';
-import { broadcastAndWatch, connect, next, STREAM } from './helpers/client';
+import { broadcastAndWatch, connect, next, refusal, STREAM } from './helpers/client';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
 import { eventually } from './helpers/wait';
 
@@ -35,6 +35,15 @@ async function failures(url: string) {
 }
 
 const unavailable = (peerID: string) => ({ from: '_server_', to: peerID, message: 'ERROR: Server unavailable' });
+
+test('a registry outage during the handshake refuses the connection as unavailable, logged as an outage', async (t) => {
+  const { registry, faults } = faultyRegistry();
+  const { url, logs } = await startServer(t, {}, { registry });
+  faults.set('connect', new RegistryUnavailableError('Redis did not answer within 5000 ms'));
+  assert.equal(await refusal(url, { token: TOKEN }), 'ERROR: Server unavailable');
+  assert.equal(logs.find((l) => l.msg === 'handshake: registry unavailable')?.level, 'warn');
+  assert.deepEqual(await failures(url), { registryUnavailable: 1, bug: 0 });
+});
 
 test('a registry outage during publish is answered on publishError and logged as an outage, not a bug', async (t) => {
   const { registry, faults } = faultyRegistry();

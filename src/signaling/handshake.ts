@@ -9,6 +9,7 @@ import type { Clock } from '../clock';
 import type { RefusalReason, Telemetry } from '../metrics';
 import { HandshakeError, SignInError, type EventSchemas } from '../protocol';
 import type { SignIn, SignInWay } from '../auth/sign-in';
+import { createFailureLog } from './failures';
 import type { FailedAuthLimiter } from './rate-limits';
 import type { SignalingSocket } from './session';
 
@@ -47,13 +48,14 @@ type Refusal = {
 export function createHandshake(deps: HandshakeDeps) {
   const { registry, schemas, log, telemetry, production } = deps;
   const { failedAuth, signIn, clock } = deps;
+  const recordFailure = createFailureLog({ log, telemetry });
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
   function releaseConnection(socket: SignalingSocket) {
     const { data } = socket;
     if (data.released) return;
     data.released = true;
-    registry.disconnect(data.account.name).catch((err: unknown) => log.error({ err, account: data.account.name }, 'releasing a connection failed'));
+    registry.disconnect(data.account.name).catch((err: unknown) => void recordFailure('releasing a connection', { account: data.account.name }, err));
   }
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
@@ -128,7 +130,7 @@ export function createHandshake(deps: HandshakeDeps) {
       },
       (err: unknown) => {
         telemetry.refused('unavailable');
-        log.error({ err, socket: socket.id }, 'handshake failed');
+        recordFailure('handshake', { socket: socket.id }, err);
         next(new Error(HandshakeError.unavailable));
       },
     );
