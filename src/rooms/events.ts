@@ -122,35 +122,20 @@ export function createRooms(deps: RoomDeps) {
     replies.refuse(socket, roomOf(args), RoomError.invalid(event, describe(error)), 'validation');
   }
 
-  // Each event parsed, then handed to its handler.
+  /** Parses an event's arguments, then hands its one object to `run`. */
+  const parsed =
+    <T>(event: RoomEvent, schema: z.ZodType<[T, ...unknown[]]>, run: (socket: SignalingSocket, input: T) => Promise<void>) =>
+    async (socket: SignalingSocket, args: Args) => {
+      const result = schema.safeParse(args);
+      if (!result.success) return invalid(socket, event, args, result.error);
+      await run(socket, result.data[0]);
+    };
   const handlers: Record<RoomEvent, (socket: SignalingSocket, args: Args) => Promise<void>> = {
-    roomJoin: async (socket, args) => {
-      const parsed = parse.roomJoin.safeParse(args);
-      if (!parsed.success) return invalid(socket, 'roomJoin', args, parsed.error);
-      await roomJoin(socket, parsed.data[0].room);
-    },
-    roomLeave: async (socket, args) => {
-      const parsed = parse.roomLeave.safeParse(args);
-      if (!parsed.success) return invalid(socket, 'roomLeave', args, parsed.error);
-      await roomLeave(socket, parsed.data[0].room);
-    },
-    roomPublish: async (socket, args) => {
-      const parsed = parse.roomPublish.safeParse(args);
-      if (!parsed.success) return invalid(socket, 'roomPublish', args, parsed.error);
-      const { room, stream, parameters } = parsed.data[0];
-      await roomPublish(socket, room, stream, parameters);
-    },
-    roomUnpublish: async (socket, args) => {
-      const parsed = parse.roomUnpublish.safeParse(args);
-      if (!parsed.success) return invalid(socket, 'roomUnpublish', args, parsed.error);
-      await roomUnpublish(socket, parsed.data[0].room, parsed.data[0].stream);
-    },
-    roomMessage: async (socket, args) => {
-      const parsed = parse.roomMessage.safeParse(args);
-      if (!parsed.success) return invalid(socket, 'roomMessage', args, parsed.error);
-      const { room, message } = parsed.data[0];
-      await roomMessage(socket, room, message);
-    },
+    roomJoin: parsed('roomJoin', parse.roomJoin, (socket, { room }) => roomJoin(socket, room)),
+    roomLeave: parsed('roomLeave', parse.roomLeave, (socket, { room }) => roomLeave(socket, room)),
+    roomPublish: parsed('roomPublish', parse.roomPublish, (socket, { room, stream, parameters }) => roomPublish(socket, room, stream, parameters)),
+    roomUnpublish: parsed('roomUnpublish', parse.roomUnpublish, (socket, { room, stream }) => roomUnpublish(socket, room, stream)),
+    roomMessage: parsed('roomMessage', parse.roomMessage, (socket, { room, message }) => roomMessage(socket, room, message)),
   };
 
   // A store or registry that fails (Redis away) is logged and answered, in the room's name.
