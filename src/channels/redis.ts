@@ -17,6 +17,7 @@ import {
   type JoinRequest,
   type JoinResult,
   type RegistrySnapshot,
+  RegistryUnavailableError,
 } from './registry';
 
 /** The one command the registry needs from a Redis client (node-redis `sendCommand`). */
@@ -51,8 +52,8 @@ export interface RedisRegistry extends ChannelRegistry {
   sweep(): Promise<void>;
 }
 
-/** A registry call refused because Redis is unreachable or this registry is closed. */
-export class RegistryUnavailableError extends Error {}
+// Defined with the interface, so that signaling tells an outage from a bug without knowing Redis.
+export { RegistryUnavailableError };
 
 // What this instance registered, as sent to Redis (names encoded).
 interface OwnPeer {

@@ -63,12 +63,11 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
   // Loaded only on Redis, like the cluster's client; require() because this factory is synchronous.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { createClient } = require('redis') as typeof import('redis');
-  const now = options.now ?? Date.now;
   const log: Logger = options.log;
   const stream = `${options.prefix}webhooks`;
   const leaseKey = `${options.prefix}webhooks:lease`;
   const me = options.instanceId;
-  const drops = dropCounter(log, now);
+  const drops = dropCounter(log, options.clock);
   let delivered = 0;
   let expired = 0;
   /** Holding the lease: this instance is the one that delivers. */
