@@ -61,7 +61,11 @@ export function table(profile: Profile, results: Results, names: { server: strin
 export function describe(p: Profile): string[] {
   const { connect: c, relay: r, join: j, massDisconnect: m } = p;
   return [
+    '- certificates: the bare relay always serves RSA-2048 (the baseline); this server serves ECDSA P-256 (the recommended certificate) except in connectRsa.',
     `- connect: ${c.counts.join(' then ')} TLS WebSocket connections, ${c.concurrency} at a time, left idle; CPU over the ramps, RSS once settled minus RSS before.`,
+    '- connectRsa: connect again with this server on RSA-2048 too, so the certificate choice and the server\'s own connection path show apart (CPU only).',
+    `- reconnect: ${c.counts[0]} clients connect, close, and connect again; CPU over the second round. This server's clients offer the TLS session ticket of their first ` +
+      "connection (as browsers do, and socket.io-client with a shared https.Agent); the relay's do not (socket.io-client's default), so theirs is a full RSA handshake.",
     `- relay: ${r.pairs} broadcaster/player pairs exchanging messagePeer in turn (an offer and an answer of about 4.5 KB, eight candidates of about 300 B); ` +
       `latency from the scheduled send time; the highest rate climbs from ${r.search.start}/s by ×${r.search.factor} and is bisected ${r.search.refine} times, a rate failing only if it fails twice.`,
     `- join: ${j.workers} handshakes in flight over a pool of ${j.pairs} pairs (so each socket stays at a browser-like event rate), the idle sockets registered in channels of two.`,

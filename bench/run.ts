@@ -45,14 +45,14 @@ async function main() {
 
   const dir = mkdtempSync(join(os.tmpdir(), 'vw-bench-'));
   try {
-    const prefix = join(dir, 'localhost');
-    // ECDSA P-256, as most certificates issued today: the TLS handshake then costs what it costs in production.
-    const ca = makeCertificate(prefix, 'ecdsa').toString('utf8');
+    // Both key types: the relay is measured on RSA-2048 (the baseline), this server on ECDSA P-256 and, in connectRsa, on RSA.
+    const cert = { ecdsa: join(dir, 'ecdsa'), rsa: join(dir, 'rsa') };
+    const ca = [makeCertificate(cert.ecdsa, 'ecdsa'), makeCertificate(cert.rsa, 'rsa')].map((pem) => pem.toString('utf8')).join('');
     const ctx: Context = {
       options,
       cores: corePlan(options.cluster !== undefined),
       dir,
-      cert: { prefix, ca },
+      cert: { ...cert, ca },
       token: options.accounts ? ACCOUNT_TOKEN : TOKEN,
     };
     if (options.cluster) {
@@ -81,10 +81,12 @@ async function main() {
         for (const target of order) {
           const t0 = performance.now();
           const runId = `${scenario}-${target}-${r + 1}`;
-          const running = await startTarget(ctx, target, runId);
+          const running = await startTarget(ctx, target, runId, scenario === 'connectRsa' ? { keyType: 'rsa' } : {});
           let result: Outcome | undefined;
           try {
             const job: Job = { scenario, profile, url: running.url, token: ctx.token, ca: ctx.cert.ca, pid: running.pid, loopDelayFile: running.loopDelayFile };
+            // This server's clients resume their TLS sessions; the relay's reconnect as socket.io-client does by default.
+            if (scenario === 'reconnect') job.resume = target === 'server';
             // Others' work on the server's core, which the medians cannot fully hide.
             const core = Number(ctx.cores.server);
             const [busy0, server0, wall0] = [coreBusyMs(core), cpuMs(running.pid), performance.now()];

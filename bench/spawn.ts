@@ -7,6 +7,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../test/helpers/ports';
+import type { KeyType } from '../test/helpers/tls';
 import { ROOT, type Options } from './args';
 import { databaseEnv } from './database';
 import type { Job, JobResult, Outcome } from './profile';
@@ -107,12 +108,24 @@ export interface Context {
   cores: CorePlan;
   /** The run's temporary directory: certificates, logs, loop-delay files. */
   dir: string;
-  cert: { prefix: string; ca: string };
+  /** Certificate prefixes by key type; `ca` trusts both. */
+  cert: { ecdsa: string; rsa: string; ca: string };
   token: string;
 }
 
-/** Starts a server; `extra.env` is added to its environment, `extra.cores` replaces its core. */
-export async function startTarget(ctx: Context, target: Target, runId: string, extra: { env?: NodeJS.ProcessEnv; cores?: string } = {}): Promise<Running> {
+/**
+ * Starts a server; `extra.env` is added to its environment, `extra.cores`
+ * replaces its core. The bare relay is on RSA-2048, as most relays deployed
+ * so far; this server on ECDSA P-256, as the README recommends, unless
+ * `extra.keyType` says otherwise.
+ */
+export async function startTarget(
+  ctx: Context,
+  target: Target,
+  runId: string,
+  extra: { env?: NodeJS.ProcessEnv; cores?: string; keyType?: KeyType } = {},
+): Promise<Running> {
+  const keyType = extra.keyType ?? (target === 'baseline' ? 'rsa' : 'ecdsa');
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const loopDelayFile = join(ctx.dir, `${runId}.loop-delay.json`);
@@ -122,7 +135,7 @@ export async function startTarget(ctx: Context, target: Target, runId: string, e
     NODE_ENV: 'production',
     PORT: String(port),
     HOST: '127.0.0.1',
-    CERTIFICATE: ctx.cert.prefix,
+    CERTIFICATE: ctx.cert[keyType],
     API_KEY,
     BENCH_LOOP_DELAY_FILE: loopDelayFile,
     ...extra.env,

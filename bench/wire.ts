@@ -2,6 +2,7 @@
 // `transports: ['websocket']` and `auth: { token }` (Engine.IO 4 over one
 // WebSocket, Socket.IO packets as text), without its per-packet machinery,
 // so that one load-generator core can drive one server core.
+import tls from 'node:tls';
 import WebSocket from 'ws';
 
 export interface WireOptions {
@@ -11,6 +12,10 @@ export interface WireOptions {
   /** The server's certificate (self-signed). */
   ca: string;
   timeoutMs?: number;
+  /** A TLS session to resume (as a browser, or socket.io-client with a shared https.Agent, does on a reconnect). */
+  session?: Buffer | undefined;
+  /** Called with the session ticket the server sends, and whether this handshake resumed one. */
+  onTls?: (tls: { resumed: boolean; session?: Buffer }) => void;
 }
 
 export class Wire {
@@ -38,13 +43,22 @@ export class Wire {
 }
 
 /** Opens one connection and resolves once the server accepted the token. */
-export function openWire({ url, token, ca, timeoutMs = 15_000 }: WireOptions): Promise<Wire> {
+export function openWire({ url, token, ca, timeoutMs = 15_000, session, onTls }: WireOptions): Promise<Wire> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, {
       skipUTF8Validation: true,
       ca,
       perMessageDeflate: false,
       handshakeTimeout: timeoutMs,
+      ...(onTls && {
+        // ws's own wss connection is tls.connect too; its typings only know net's.
+        createConnection: ((options: tls.ConnectionOptions) => {
+          const socket = tls.connect({ ...options, ...(session && { session }) });
+          socket.once('secureConnect', () => onTls({ resumed: socket.isSessionReused() }));
+          socket.on('session', (ticket: Buffer) => onTls({ resumed: socket.isSessionReused(), session: ticket }));
+          return socket;
+        }) as unknown as typeof import('node:net').createConnection,
+      }),
     });
     const wire = new Wire(ws);
     let settled = false;

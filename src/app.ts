@@ -46,7 +46,8 @@ import { createRooms } from './rooms/events';
 import { createMemoryRoomStore } from './rooms/memory';
 import type { RoomStore } from './rooms/store';
 import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
-import { certificateFiles, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
+import { rotateTicketKeys } from './session-tickets';
+import { certificateSet, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
 import { version } from './version';
 import { createWebhooks, type Webhooks } from './webhooks';
 
@@ -131,7 +132,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ clock });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
-  let certificate: Certificate | undefined = config.certificate ? readCertificate(certificateFiles(config.certificate)) : undefined;
+  let certificate: Certificate | undefined = config.certificate ? readCertificate(certificateSet(config.certificate)) : undefined;
   const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();
   const metrics = createMetrics(registry, {
     rooms: () => roomStore.list(),
@@ -363,7 +364,10 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     if (!certificate || !(server instanceof https.Server)) return false;
     try {
       const next = readCertificate(certificate.files);
-      (server as https.Server).setSecureContext(next.options);
+      // A new context has new session ticket keys: carried over, so reconnects still resume.
+      const ticketKeys = server.getTicketKeys();
+      server.setSecureContext(next.options);
+      server.setTicketKeys(ticketKeys);
       certificate = next;
       log.info(describeCertificate(next.info), 'certificate reloaded: new connections get it, established ones keep theirs');
       return true;
@@ -374,6 +378,10 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     }
   }
   const stopWatching = certificate ? watchCertificate(certificate.files, reloadCertificate) : () => undefined;
+  const stopRotating =
+    server instanceof https.Server
+      ? rotateTicketKeys(server, { secret: config.tlsTicketSecret, rotateMs: config.tlsTicketRotateMs, now: () => clock.now() })
+      : () => undefined;
 
   const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   /** Resolves once `done()` holds, checked whenever `changed` may have changed it, or after `ms`, or when cut. */
@@ -412,6 +420,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     shuttingDown = true;
     report.shutdown();
     stopWatching();
+    stopRotating();
     let sockets: number;
     if (drainMs > 0) {
       // Behind a load balancer: time for its health checks to see the 503.

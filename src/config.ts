@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import proxyaddr from 'proxy-addr';
 import { z } from 'zod';
-import { CertificateError, certificateFiles } from './tls';
+import { CertificateError, certificateSet } from './tls';
 
 /** The static token used in development mode when nothing else is configured. */
 export const DEV_STATIC_TOKEN = 'dev-token';
@@ -20,6 +20,8 @@ const envSchema = z.object({
   PORT: integer(3000, 0, 65535),
   HOST: optionalText,
   CERTIFICATE: optionalText,
+  TLS_TICKET_SECRET: optionalText,
+  TLS_TICKET_ROTATE_HOURS: integer(12, 1, 168),
   STATIC_TOKEN: optionalText,
   STATIC_ACCOUNT: optionalText,
   STATIC_LOGIN: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional()),
@@ -95,6 +97,9 @@ export interface Config {
   port: number;
   host: string | undefined;
   certificate: string | undefined;
+  /** TLS session tickets: keys derived from this secret are the same on every instance, so a reconnect resumes on any of them. */
+  tlsTicketSecret: string | undefined;
+  tlsTicketRotateMs: number;
   staticToken: string | undefined;
   /** The static token's account name (default `_static`), for user/PIN sign-in without MySQL. */
   staticAccount: string | undefined;
@@ -185,12 +190,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const production = e.NODE_ENV === 'production';
   if (e.CERTIFICATE) {
     try {
-      certificateFiles(e.CERTIFICATE);
+      certificateSet(e.CERTIFICATE);
     } catch (err) {
       if (err instanceof CertificateError) throw new ConfigError(err.message);
       throw err;
     }
   }
+  // Checked here, not in the schema, whose messages quote the value: this one is a secret.
+  if (e.TLS_TICKET_SECRET && e.TLS_TICKET_SECRET.length < 32) throw new ConfigError('TLS_TICKET_SECRET must be at least 32 characters');
   if (e.DB_HOST && !e.DB_NAME) throw new ConfigError('DB_NAME must be set when DB_HOST is set');
   // A healthy client is sent messages up to MAX_MESSAGE_BYTES: a few must fit before it reads them.
   if (e.MAX_OUTGOING_BYTES < 4 * e.MAX_MESSAGE_BYTES)
@@ -218,6 +225,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     host: e.HOST,
     certificate: e.CERTIFICATE,
+    tlsTicketSecret: e.TLS_TICKET_SECRET,
+    tlsTicketRotateMs: e.TLS_TICKET_ROTATE_HOURS * 3_600_000,
     staticToken,
     staticAccount: e.STATIC_ACCOUNT,
     staticLogin: e.STATIC_LOGIN,

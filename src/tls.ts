@@ -1,7 +1,10 @@
-// The certificate named by CERTIFICATE: found under either naming scheme,
+// The certificates named by CERTIFICATE: found under either naming scheme,
 // checked (readable, a key that matches), described (host names, expiry) and
 // watched, so that a renewal (certbot, cPanel AutoSSL) is served to new
 // connections without a restart. Established connections keep their session.
+// One ECDSA and one RSA certificate may be served side by side: each client
+// gets the one it supports, so old clients keep working while the rest get
+// ECDSA's cheaper handshake.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -24,10 +27,14 @@ export interface CertificateInfo {
   serial: string;
 }
 
+/** What CERTIFICATE names: one certificate, or an ECDSA and an RSA one served together. */
 export interface Certificate {
-  files: CertificateFiles;
+  files: CertificateFiles[];
   options: SecureContextOptions;
+  /** The certificate that expires first, which is the one an expiry alert must see. */
   info: CertificateInfo;
+  /** Each certificate, in the order CERTIFICATE names them. */
+  all: (CertificateInfo & { keyType: string })[];
 }
 
 /**
@@ -52,6 +59,20 @@ export function certificateFiles(location: string): CertificateFiles {
   );
 }
 
+/**
+ * CERTIFICATE's locations: one, or several separated by commas (an ECDSA
+ * and an RSA certificate, such as certbot's `--key-type ecdsa` and
+ * `--key-type rsa` lineages of one domain).
+ */
+export function certificateSet(locations: string): CertificateFiles[] {
+  const each = locations
+    .split(',')
+    .map((location) => location.trim())
+    .filter(Boolean);
+  if (each.length === 0) throw new CertificateError('CERTIFICATE: no location given');
+  return each.map(certificateFiles);
+}
+
 function readPem(path: string): Buffer {
   try {
     return readFileSync(path);
@@ -61,8 +82,16 @@ function readPem(path: string): Buffer {
   }
 }
 
-/** Reads and checks the files; throws a CertificateError with a one-line message. */
-export function readCertificate(files: CertificateFiles): Certificate {
+interface OneCertificate {
+  key: Buffer;
+  cert: Buffer;
+  ca?: Buffer;
+  keyType: string;
+  info: CertificateInfo;
+}
+
+/** Reads and checks one certificate's files; throws a CertificateError with a one-line message. */
+function readOne(files: CertificateFiles): OneCertificate {
   const key = readPem(files.key);
   const cert = readPem(files.cert);
   const options: SecureContextOptions = { key, cert };
@@ -86,7 +115,31 @@ export function readCertificate(files: CertificateFiles): Certificate {
   } catch (err) {
     throw new CertificateError(`CERTIFICATE: ${files.cert}: ${(err as Error).message.split('\n')[0]}`);
   }
-  return { files, options, info: describe(x509) };
+  return { key, cert, ...(options.ca ? { ca: options.ca as Buffer } : {}), keyType: privateKey.asymmetricKeyType ?? 'unknown', info: describe(x509) };
+}
+
+/** Reads and checks every certificate; throws a CertificateError with a one-line message. */
+export function readCertificate(files: CertificateFiles | CertificateFiles[]): Certificate {
+  const list = Array.isArray(files) ? files : [files];
+  const read = list.map(readOne);
+  // OpenSSL keeps one certificate per key type: a second of the same type would silently replace the first.
+  const types = read.map((c) => c.keyType);
+  const twice = types.find((type, i) => types.indexOf(type) !== i);
+  if (twice) throw new CertificateError(`CERTIFICATE: two ${twice.toUpperCase()} certificates; give at most one per key type (ECDSA and RSA)`);
+  const options: SecureContextOptions =
+    read.length === 1
+      ? { key: read[0]!.key, cert: read[0]!.cert }
+      : { key: read.map((c) => c.key), cert: read.map((c) => c.cert) };
+  const chains = read.flatMap((c) => (c.ca ? [c.ca] : []));
+  if (chains.length) options.ca = chains.length === 1 ? chains[0] : chains;
+  if (read.length > 1)
+    try {
+      createSecureContext(options);
+    } catch (err) {
+      throw new CertificateError(`CERTIFICATE: the certificates cannot be served together: ${(err as Error).message.split('\n')[0]}`);
+    }
+  const first = read.reduce((soonest, c) => (c.info.notAfter < soonest.info.notAfter ? c : soonest));
+  return { files: list, options, info: first.info, all: read.map((c) => ({ ...c.info, keyType: c.keyType })) };
 }
 
 function describe(x509: X509Certificate): CertificateInfo {
@@ -110,8 +163,8 @@ export function publicName(info: CertificateInfo): string | undefined {
  * write several files, certbot swaps symlinks). Watches the directories, so a
  * file replaced by a rename is still seen. Returns a function that stops it.
  */
-export function watchCertificate(files: CertificateFiles, changed: () => void, settleMs = 250): () => void {
-  const paths = [files.key, files.cert, files.ca].filter((p): p is string => Boolean(p));
+export function watchCertificate(files: CertificateFiles | CertificateFiles[], changed: () => void, settleMs = 250): () => void {
+  const paths = (Array.isArray(files) ? files : [files]).flatMap((f) => [f.key, f.cert, f.ca]).filter((p): p is string => Boolean(p));
   const names = new Set(paths.map((p) => basename(p)));
   let timer: NodeJS.Timeout | undefined;
   const watchers: FSWatcher[] = [];

@@ -25,22 +25,30 @@ function tempDir(t: TestContext) {
   return dir;
 }
 
-/** A self-signed certificate for `name` (ECDSA, as certbot makes them), written to `key` and `cert`; its serial. */
-function makeCertificate(key: string, cert: string, name = 'localhost', days = 30): string {
+/** A self-signed certificate for `name` (ECDSA, as certbot makes them, or RSA), written to `key` and `cert`; its serial. */
+function makeCertificate(key: string, cert: string, name = 'localhost', days = 30, keyType: 'ecdsa' | 'rsa' = 'ecdsa'): string {
+  const newKey = keyType === 'ecdsa' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'] : ['-newkey', 'rsa:2048'];
   execFileSync(
     'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', String(days),
+    ['req', '-x509', ...newKey, '-nodes', '-days', String(days),
       '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name},IP:127.0.0.1`, '-keyout', key, '-out', cert],
     { stdio: 'ignore' },
   );
   return new X509Certificate(readFileSync(cert)).serialNumber;
 }
 
-/** The serial of the certificate a new TLS handshake gets. */
-function servedSerial(url: string): Promise<string> {
+/** Signature algorithms of a client that verifies only ECDSA, or only RSA, certificates. */
+const ONLY: Record<'ecdsa' | 'rsa', string> = {
+  ecdsa: 'ecdsa_secp256r1_sha256',
+  rsa: 'rsa_pss_rsae_sha256:RSA+SHA256',
+};
+
+/** The serial of the certificate a new TLS handshake gets; `accepts` limits the client to one key type. */
+function servedSerial(url: string, accepts?: 'ecdsa' | 'rsa'): Promise<string> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false }, () => {
+    const sigalgs = accepts && { sigalgs: ONLY[accepts] };
+    const socket = tls.connect({ host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false, ...sigalgs }, () => {
       resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
       socket.end();
     });
@@ -62,10 +70,31 @@ function getUntrusted(url: string, path: string): Promise<string> {
   });
 }
 
+/**
+ * A TLS handshake, resuming `session` when given; resolves with whether it
+ * was resumed and the session to resume next time: the ticket the server
+ * sent after a full handshake (TLS 1.3 sends it after the handshake).
+ */
+function handshake(url: string, session?: Buffer): Promise<{ resumed: boolean; session: Buffer | undefined }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false, ...(session && { session }) });
+    const done = (resumed: boolean, next: Buffer | undefined) => {
+      resolve({ resumed, session: next });
+      socket.end();
+    };
+    socket.once('secureConnect', () => {
+      if (socket.isSessionReused()) done(true, session);
+      else socket.once('session', (ticket: Buffer) => done(false, ticket));
+    });
+    socket.on('error', reject);
+  });
+}
+
 /** Polls until the served serial is `serial`: the files are watched, and a renewal settles before it is read. */
-async function eventuallyServed(url: string, serial: string, ms = 10_000) {
+async function eventuallyServed(url: string, serial: string, ms = 10_000, accepts?: 'ecdsa' | 'rsa') {
   const deadline = performance.now() + ms;
-  while ((await servedSerial(url)) !== serial) {
+  while ((await servedSerial(url, accepts)) !== serial) {
     assert.ok(performance.now() < deadline, `serial ${serial} not served within ${ms} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -128,6 +157,62 @@ test("Let's Encrypt's directory (privkey.pem, fullchain.pem) works as CERTIFICAT
   assert.deepEqual(server.certificate?.names, ['localhost']);
   const { features } = JSON.parse(await getUntrusted(url, '/')) as { features: string };
   assert.match(features, /\bSSL\b/, 'SSL is a feature when TLS is on');
+});
+
+test('an ECDSA and an RSA certificate together: each client gets the one it verifies, and a renewal of either is served', async (t) => {
+  const dir = tempDir(t);
+  const [ec, rsa] = [join(dir, 'ecdsa'), join(dir, 'rsa')];
+  const ecSerial = makeCertificate(`${ec}.key`, `${ec}.crt`, 'localhost', 30, 'ecdsa');
+  const rsaSerial = makeCertificate(`${rsa}.key`, `${rsa}.crt`, 'localhost', 20, 'rsa');
+  const { url, server } = await startServer(t, { CERTIFICATE: `${ec},${rsa}` });
+  assert.equal(await servedSerial(url), ecSerial, 'a client that verifies both gets ECDSA');
+  assert.equal(await servedSerial(url, 'ecdsa'), ecSerial);
+  assert.equal(await servedSerial(url, 'rsa'), rsaSerial, 'an RSA-only client gets RSA');
+  assert.equal(server.certificate?.serial, rsaSerial, 'the expiry shown is the one that comes first');
+
+  const renewed = makeCertificate(join(dir, 'next.key'), join(dir, 'next.crt'), 'localhost', 90, 'rsa');
+  renameSync(join(dir, 'next.key'), `${rsa}.key`);
+  renameSync(join(dir, 'next.crt'), `${rsa}.crt`);
+  await eventuallyServed(url, renewed, 10_000, 'rsa');
+  assert.equal(await servedSerial(url, 'ecdsa'), ecSerial, 'the ECDSA certificate stays');
+  assert.equal(server.certificate?.serial, ecSerial, 'now the ECDSA one expires first');
+});
+
+test('two certificates of one key type stop the start with one line', async (t) => {
+  const dir = tempDir(t);
+  makeCertificate(join(dir, 'a.key'), join(dir, 'a.crt'));
+  makeCertificate(join(dir, 'b.key'), join(dir, 'b.crt'));
+  await assert.rejects(startServer(t, { CERTIFICATE: `${join(dir, 'a')},${join(dir, 'b')}` }), {
+    message: 'CERTIFICATE: two EC certificates; give at most one per key type (ECDSA and RSA)',
+  });
+});
+
+test('a reconnect resumes its TLS session; with TLS_TICKET_SECRET on another instance too, and after a renewal', async (t) => {
+  const secret = 'a-ticket-secret-of-at-least-32-characters';
+  const dir = tempDir(t);
+  const prefix = join(dir, 'site');
+  makeCertificate(`${prefix}.key`, `${prefix}.crt`);
+  const a = await startServer(t, { CERTIFICATE: prefix, TLS_TICKET_SECRET: secret });
+  const b = await startServer(t, { CERTIFICATE: prefix, TLS_TICKET_SECRET: secret });
+  const other = await startServer(t, { CERTIFICATE: prefix, TLS_TICKET_SECRET: `${secret}, another` });
+  const alone = await startServer(t, { CERTIFICATE: prefix });
+  // The same secret, but its clock already in the next rotation period.
+  const later = await startServer(t, { CERTIFICATE: prefix, TLS_TICKET_SECRET: secret, TLS_TICKET_ROTATE_HOURS: '12' }, { clock: { now: () => Date.now() + 12 * 3_600_000, monotonic: () => performance.now() } });
+
+  const first = await handshake(a.url);
+  assert.equal(first.resumed, false);
+  assert.equal((await handshake(a.url, first.session)).resumed, true, 'the same instance');
+  assert.equal((await handshake(b.url, first.session)).resumed, true, 'an instance with the same secret');
+  assert.equal((await handshake(other.url, first.session)).resumed, false, 'an instance with another secret');
+  assert.equal((await handshake(later.url, first.session)).resumed, false, 'a ticket of the previous period, after a rotation');
+  const own = await handshake(alone.url);
+  assert.equal((await handshake(alone.url, own.session)).resumed, true, 'without a secret, on the instance that issued it');
+  assert.equal((await handshake(a.url, own.session)).resumed, false, "without a secret, not on another instance");
+
+  // The key stays across a certificate reload.
+  makeCertificate(`${prefix}.key`, `${prefix}.crt`);
+  assert.equal(a.server.reloadCertificate(), true);
+  assert.equal((await handshake(a.url, first.session)).resumed, true, 'after a reload');
 });
 
 test('without TLS, / does not claim SSL; unknown paths answer JSON 404', async (t) => {

@@ -48,6 +48,13 @@ test('blank values (as in a copied .env.example) count as unset', () => {
   assert.equal(config.certificate, undefined);
 });
 
+test('TLS_TICKET_SECRET is long enough to derive keys from, or unset', () => {
+  assert.throws(() => loadConfig({ TLS_TICKET_SECRET: 'too short' }), { message: 'TLS_TICKET_SECRET must be at least 32 characters' }, 'the secret is not quoted');
+  assert.equal(loadConfig({ TLS_TICKET_SECRET: '' }).tlsTicketSecret, undefined);
+  assert.equal(loadConfig({}).tlsTicketRotateMs, 12 * 3_600_000);
+  assert.equal(loadConfig({ TLS_TICKET_ROTATE_HOURS: '1' }).tlsTicketRotateMs, 3_600_000);
+});
+
 test('the original variables are read', () => {
   const config = loadConfig({
     NODE_ENV: 'production',

@@ -5,10 +5,11 @@ import type { Job, JobResult, Outcome } from '../profile';
 import { connect } from './connect';
 import { join } from './join';
 import { hold, massDisconnect } from './mass-disconnect';
+import { reconnect } from './reconnect';
 import { redisEvents } from './redis-events';
 import { relay } from './relay';
 
-const scenarios: Record<Job['scenario'], (job: Job) => Promise<Outcome>> = { connect, relay, join, massDisconnect, redisEvents };
+const scenarios: Record<Job['scenario'], (job: Job) => Promise<Outcome>> = { connect, connectRsa: connect, reconnect, relay, join, massDisconnect, redisEvents };
 
 async function run(job: Job): Promise<JobResult> {
   try {

@@ -31,7 +31,8 @@ let prefix: string | undefined;
 export function testCertificate(): { prefix: string; ca: Buffer } {
   if (!prefix) {
     prefix = join(mkdtempSync(join(tmpdir(), 'vw-cert-')), 'localhost');
-    makeCertificate(prefix, 'rsa');
+    // ECDSA, as the README recommends.
+    makeCertificate(prefix, 'ecdsa');
   }
   return { prefix, ca: readFileSync(`${prefix}.crt`) };
 }
