@@ -26,7 +26,8 @@ import type { ChannelRegistry } from './channels/registry';
 import { watchAccountLimits } from './account-limits';
 import { createAdmin } from './admin';
 import { createActivity } from './admin/activity';
-import { clusterTiming, createCluster } from './cluster';
+import { clusterTiming, createCluster } from './channels/redis/cluster';
+import { systemClock } from './clock';
 import type { Config } from './config';
 import { createControl } from './control';
 import { createDemoRouter } from './demo';
@@ -125,7 +126,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       refreshMs: config.accountsRefreshMs,
     });
   const cluster = config.redisUrl
-    ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, now })
+    ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock: { ...systemClock, now } })
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
@@ -338,7 +339,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   cluster?.onRoomsGone((gone) => rooms.departed(gone));
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
-  cluster?.onPeersGone((gone) => {
+  registry.onPeersGone((gone) => {
     for (const { channel, peerID, socketIds } of gone) {
       signaling.announceLeave(peerID, channel, socketIds);
       // The account is known from a peer of the channel still on this instance.

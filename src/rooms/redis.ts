@@ -6,7 +6,7 @@
 // instance removes them and their rooms hear them leave.
 //
 // Keys, after the prefix; a, r, s, u, i are JSON-encoded account, room,
-// socket id, user, stream id (as in channels/redis.ts, so names never
+// socket id, user, stream id (as in channels/redis/keys.ts, so names never
 // collide when concatenated):
 //   roomaccts          set of accounts with rooms
 //   rooms:<a>          set of the account's rooms
@@ -19,7 +19,7 @@
 //   alive:<instance>   the channel registry's heartbeat key
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { RedisCommands } from '../channels/redis';
+import type { RedisCommands } from '../channels/redis/scripts';
 import {
   bySummary,
   type RoomDeparture,

@@ -5,12 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
-import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
-import { createFailedAuthLimiter, type FailedAuthLimiter } from './signaling/rate-limits';
-import { createRedisRoomStore, type RedisRoomStore } from './rooms/redis';
-import type { RoomDeparture } from './rooms/store';
-
-export type { PeerGone } from './channels/redis';
+import type { Clock } from '../../clock';
+import { createFailedAuthLimiter, type FailedAuthLimiter } from '../../signaling/rate-limits';
+import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis';
+import type { RoomDeparture } from '../../rooms/store';
+import { registryKeys } from './keys';
+import { createRedisRegistry, type RedisRegistry } from './registry';
 
 export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
   /** Blocks `address` here for `ms`: another instance saw it reach the limit. */
@@ -28,10 +28,11 @@ export interface ClusterOptions {
   /** CLUSTER_TIMEOUT_MS: a dead instance's peers are closed within this time. */
   timeoutMs: number;
   log: Logger;
-  now?: () => number;
+  clock: Clock;
 }
 
 export interface Cluster {
+  /** This instance's id in Redis (webhook consumer name, admin console). */
   readonly instanceId: string;
   readonly registry: RedisRegistry;
   readonly rooms: RedisRoomStore;
@@ -48,8 +49,6 @@ export interface Cluster {
    * instance counts on its own.
    */
   failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter;
-  /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
-  onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** The live instances and how long ago each beat (for the admin console). */
   instances(): Promise<{ id: string; heartbeatAgeMs: number | null }[]>;
   /** Receives the room participants removed with a dead instance; their rooms must hear them leave. */
@@ -78,12 +77,12 @@ export function createCluster(options: ClusterOptions): Cluster {
   const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
   const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const { url, prefix, timeoutMs } = options;
-  const now = options.now ?? Date.now;
+  const { url, prefix, timeoutMs, clock } = options;
   const instanceId = randomUUID();
   const log = options.log.child({ instance: instanceId });
   const { aliveMs, tickMs } = clusterTiming(timeoutMs);
   const where = redactedUrl(url);
+  const keys = registryKeys(prefix);
 
   // Commands fail at once while Redis is away (no offline queue), so a join
   // is refused with a clear error instead of hanging.
@@ -95,7 +94,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   let failures = 0;
   client.on('ready', () => {
     connected = true;
-    readySince = performance.now(); // monotonic: a wall-clock step must not start a sweep early
+    readySince = clock.monotonic(); // a wall-clock step must not start a sweep early
     if (everConnected) log.warn({ redis: where }, 'Redis connection restored: joins are accepted again');
     else log.info({ redis: where, timeoutMs }, 'Redis connected: this instance is part of a cluster');
     everConnected = true;
@@ -130,16 +129,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   const adapter = createAdapter(client, adapterOptions);
   client.duplicate = duplicate;
 
-  let listener: ((gone: PeerGone[]) => void) | undefined;
-  const registry = createRedisRegistry({
-    client,
-    prefix,
-    instanceId,
-    aliveMs,
-    log,
-    now,
-    onPeersGone: (gone) => listener?.(gone),
-  });
+  const registry = createRedisRegistry({ client, prefix, instanceId, aliveMs, log, clock });
 
   const rooms = createRedisRoomStore({ client, prefix, instanceId, log });
   let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
@@ -154,7 +144,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     ticking = true;
     try {
       await registry.heartbeat();
-      if (readySince !== undefined && performance.now() - readySince >= aliveMs) {
+      if (readySince !== undefined && clock.monotonic() - readySince >= aliveMs) {
         await registry.sweep();
         const gone = await rooms.sweep();
         if (gone.length) roomsListener?.(gone);
@@ -186,7 +176,7 @@ export function createCluster(options: ClusterOptions): Cluster {
 
   function failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter {
     const local = createFailedAuthLimiter({ perMinute });
-    // Monotonic times (performance.now()), as the callers pass them.
+    // Monotonic times (clock.monotonic()), as the callers pass them.
     const blockedUntil = new Map<string, number>();
     const block = (address: string, ms: number, at: number) => {
       if (blockedUntil.size >= MAX_BLOCKED_ADDRESSES) blockedUntil.delete(blockedUntil.keys().next().value as string);
@@ -221,7 +211,7 @@ export function createCluster(options: ClusterOptions): Cluster {
           log.debug({ err: (err as Error).message }, 'failed attempt not counted in Redis');
         }
       },
-      block: (address, ms) => block(address, ms, performance.now()),
+      block: (address, ms) => block(address, ms, clock.monotonic()),
     };
   }
 
@@ -232,10 +222,9 @@ export function createCluster(options: ClusterOptions): Cluster {
     adapter,
     failedAuthLimiter,
     isConnected: () => connected,
-    onPeersGone: (next) => void (listener = next),
     async instances() {
-      const ids = ((await client.sendCommand(['SMEMBERS', `${prefix}instances`])) as string[]).sort();
-      const ttls = await Promise.all(ids.map((id) => client.sendCommand(['PTTL', `${prefix}alive:${id}`])));
+      const ids = ((await client.sendCommand(['SMEMBERS', keys.instances])) as string[]).sort();
+      const ttls = await Promise.all(ids.map((id) => client.sendCommand(['PTTL', keys.alive(id)])));
       return ids.map((id, i) => ({ id, heartbeatAgeMs: Number(ttls[i]) >= 0 ? Math.max(0, aliveMs - Number(ttls[i])) : null }));
     },
     onRoomsGone: (next) => void (roomsListener = next),
