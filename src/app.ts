@@ -27,6 +27,7 @@ import { watchAccountLimits } from './account-limits';
 import { createAdmin } from './admin';
 import { createActivity } from './admin/activity';
 import { clusterTiming, createCluster } from './channels/redis/cluster';
+import type { RedisTarget } from './channels/redis/connection';
 import { systemClock } from './clock';
 import type { Config } from './config';
 import { createControl } from './control';
@@ -125,8 +126,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       log,
       refreshMs: config.accountsRefreshMs,
     });
-  const cluster = config.redisUrl
-    ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock: { ...systemClock, now } })
+  const redisTarget = config.redisUrl || config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : undefined;
+  const cluster = redisTarget
+    ? createCluster({ redis: redisTarget, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock: { ...systemClock, now } })
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
@@ -155,7 +157,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     version,
     now,
     redis: cluster && {
-      url: config.redisUrl as string,
+      target: redisTarget as RedisTarget,
       prefix: config.redisPrefix,
       instanceId: cluster.instanceId,
       leaseMs: clusterTiming(config.clusterTimeoutMs).aliveMs,

@@ -32,7 +32,7 @@ const isClose = (from: string) => (m: Record<string, unknown>) =>
 async function instance(redis: TestRedis, env: Record<string, string> = {}, deps: Parameters<typeof startServer>[2] = {}) {
   const server = await startServer(
     undefined,
-    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env },
+    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env },
     deps,
   );
   redis.onCleanup(() => server.close());
@@ -137,7 +137,8 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
       const memory = createMemoryRegistry({ now });
       const notes: unknown[] = [];
       const shared = createRedisRegistry({
-        client: redis.client,
+        client: redis.commands,
+        buckets: redis.buckets,
         prefix: `${redis.prefix}${run++}:`,
         instanceId: randomUUID(),
         aliveMs: 60_000,
@@ -187,7 +188,7 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
 test('a Redis outage is a RegistryUnavailableError; an error reply from a script is not', async () => {
   const failing = (err: Error) =>
     createRedisRegistry({
-      client: { sendCommand: () => Promise.reject(err) },
+      client: { send: () => Promise.reject(err) },
       prefix: 'unused:',
       instanceId: randomUUID(),
       aliveMs: 60_000,
@@ -355,7 +356,7 @@ test(killedTitle, async (t) => {
   // Killed, should it still run, before the test's keys are deleted.
   const doomed = await spawnServer(
     { after: redis.onCleanup },
-    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) },
+    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) },
   );
   assert.equal((await get(doomed.url, '/')).status, 200);
 

@@ -3,13 +3,14 @@
 // holds channels and usage, and a heartbeat per instance lets the survivors
 // clean up after one that died.
 import { randomUUID } from 'node:crypto';
-import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock';
 import { createFailedAuthLimiter, type FailedAuthLimiter } from '../../signaling/rate-limits';
 import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis';
 import type { RoomDeparture } from '../../rooms/store';
-import { registryKeys } from './keys';
+import { RegistryUnavailableError } from '../registry';
+import { connectRedis, type RedisTarget } from './connection';
+import { CLUSTER_BUCKETS, keyLayout } from './keys';
 import { createRedisRegistry, type RedisRegistry } from './registry';
 
 export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
@@ -21,8 +22,8 @@ export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
 const MAX_BLOCKED_ADDRESSES = 100_000;
 
 export interface ClusterOptions {
-  /** REDIS_URL */
-  url: string;
+  /** REDIS_URL, or REDIS_CLUSTER_NODES. */
+  redis: RedisTarget;
   /** REDIS_PREFIX: keys, the adapter's stream and its channels all start with it. */
   prefix: string;
   /** CLUSTER_TIMEOUT_MS: a dead instance's peers are closed within this time. */
@@ -66,42 +67,32 @@ export function clusterTiming(timeoutMs: number) {
   return { aliveMs: Math.round((timeoutMs * 2) / 3), tickMs: Math.max(50, Math.round(timeoutMs / 6)) };
 }
 
-/** Reconnection backoff: 100 ms doubling up to 3 s, with jitter so instances do not reconnect in step. */
-const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
-
 export function createCluster(options: ClusterOptions): Cluster {
-  // Loaded only here, so a single instance without Redis never loads them;
-  // require() because this factory is synchronous.
-  /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see above */
-  const { createClient } = require('redis') as typeof import('redis');
-  const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
+  /* eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only with Redis; this factory is synchronous */
   const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
-  /* eslint-enable @typescript-eslint/no-require-imports */
-  const { url, prefix, timeoutMs, clock } = options;
+  const { prefix, timeoutMs, clock } = options;
   const instanceId = randomUUID();
   const log = options.log.child({ instance: instanceId });
   const { aliveMs, tickMs } = clusterTiming(timeoutMs);
-  const where = redactedUrl(url);
-  const keys = registryKeys(prefix);
-
-  // Commands fail at once while Redis is away (no offline queue), so a join
-  // is refused with a clear error instead of hanging.
-  const client = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy: backoff } });
+  const redis = connectRedis(options.redis, prefix, log);
+  const { where } = redis;
+  const keys = keyLayout(prefix, redis.clustered ? CLUSTER_BUCKETS : 1);
 
   let connected = false;
   let everConnected = false;
   let readySince: number | undefined;
   let failures = 0;
-  client.on('ready', () => {
+  function ready() {
+    if (connected) return;
     connected = true;
     readySince = clock.monotonic(); // a wall-clock step must not start a sweep early
     if (everConnected) log.warn({ redis: where }, 'Redis connection restored: joins are accepted again');
-    else log.info({ redis: where, timeoutMs }, 'Redis connected: this instance is part of a cluster');
+    else log.info({ redis: where, timeoutMs, cluster: redis.clustered }, 'Redis connected: this instance is part of a cluster');
     everConnected = true;
     failures = 0;
     void tick();
-  });
-  client.on('error', (err: Error) => {
+  }
+  function lost(err: Error) {
     failures++;
     const about = { redis: where, err: err.message };
     if (connected) log.error(about, 'Redis connection lost: connections and joins are refused until it is back');
@@ -109,29 +100,13 @@ export function createCluster(options: ClusterOptions): Cluster {
     else log.debug({ ...about, attempt: failures }, 'Redis still unreachable');
     connected = false;
     readySince = undefined;
-  });
+  }
+  redis.onReady(ready);
+  redis.onError(lost);
 
-  // The adapter reads its stream on a copy of the client, blocked in XREAD;
-  // that copy keeps an offline queue so a Redis outage parks it instead of
-  // making it spin. Its copies are kept to be released on close.
-  const copies: { isOpen: boolean; unref(): void }[] = [];
-  const duplicate = client.duplicate.bind(client);
-  client.duplicate = ((overrides?: Parameters<typeof duplicate>[0]) => {
-    const copy = duplicate({ ...overrides, disableOfflineQueue: false });
-    copies.push(copy);
-    return copy;
-  }) as typeof client.duplicate;
-  const adapterOptions: RedisStreamsAdapterOptions = {
-    streamName: `${prefix}socket.io`,
-    channelPrefix: `${prefix}socket.io`,
-    sessionKeyPrefix: `${prefix}sio:session:`,
-  };
-  const adapter = createAdapter(client, adapterOptions);
-  client.duplicate = duplicate;
-
-  const registry = createRedisRegistry({ client, prefix, instanceId, aliveMs, log, clock });
-
-  const rooms = createRedisRoomStore({ client, prefix, instanceId, log });
+  const buckets = keys.buckets.length;
+  const registry = createRedisRegistry({ client: redis.commands, prefix, buckets, instanceId, aliveMs, log, clock });
+  const rooms = createRedisRoomStore({ client: redis.commands, prefix, buckets, instanceId, log });
   let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
 
   // One tick at a time: renew this instance's heartbeat, then look for dead
@@ -144,13 +119,16 @@ export function createCluster(options: ClusterOptions): Cluster {
     ticking = true;
     try {
       await registry.heartbeat();
+      // On a Redis Cluster a node that failed comes back without a new connection: a beat that went through says so.
+      if (!connected && redis.isOpen()) ready();
       if (readySince !== undefined && clock.monotonic() - readySince >= aliveMs) {
         await registry.sweep();
         const gone = await rooms.sweep();
         if (gone.length) roomsListener?.(gone);
       }
     } catch (err) {
-      if (connected) log.error({ err }, 'cluster heartbeat failed');
+      if (redis.clustered && err instanceof RegistryUnavailableError) lost(err);
+      else if (connected) log.error({ err }, 'cluster heartbeat failed');
       else log.debug({ err: (err as Error).message }, 'cluster heartbeat skipped: Redis unreachable');
     } finally {
       ticking = false;
@@ -159,18 +137,14 @@ export function createCluster(options: ClusterOptions): Cluster {
   const timer = setInterval(() => void tick(), tickMs);
   timer.unref();
 
-  client.connect().catch((err: unknown) => log.error({ err, redis: where }, 'Redis client stopped'));
+  redis.connect().catch((err: unknown) => log.error({ err, redis: where }, 'Redis client stopped'));
 
   let closing: Promise<void> | undefined;
   async function close() {
     closed = true;
     clearInterval(timer);
     await registry.close();
-    // The adapter ends its stream reader after the reader's current XREAD
-    // (up to 5 s); it must not hold the process until then.
-    for (const copy of copies) if (copy.isOpen) copy.unref();
-    if (client.isReady) await client.close();
-    else if (client.isOpen) client.destroy();
+    await redis.close();
     log.info('left the cluster');
   }
 
@@ -183,9 +157,10 @@ export function createCluster(options: ClusterOptions): Cluster {
       blockedUntil.set(address, at + ms);
     };
     const shared = new RateLimiterRedis({
-      storeClient: client,
+      storeClient: redis.client,
       useRedisPackage: true,
-      rejectIfRedisNotReady: true,
+      // A Redis Cluster client has no readiness flag; \`connected\` is checked before each use.
+      rejectIfRedisNotReady: !redis.clustered,
       keyPrefix: `${prefix}authfail`,
       points: perMinute,
       duration: 60,
@@ -219,26 +194,15 @@ export function createCluster(options: ClusterOptions): Cluster {
     instanceId,
     registry,
     rooms,
-    adapter,
+    adapter: redis.adapter,
     failedAuthLimiter,
     isConnected: () => connected,
     async instances() {
-      const ids = ((await client.sendCommand(['SMEMBERS', keys.instances])) as string[]).sort();
-      const ttls = await Promise.all(ids.map((id) => client.sendCommand(['PTTL', keys.alive(id)])));
+      const ids = ((await redis.commands.send(['SMEMBERS', keys.instances], keys.instances)) as string[]).sort();
+      const ttls = await Promise.all(ids.map((id) => redis.commands.send(['PTTL', keys.alive(id)], keys.alive(id))));
       return ids.map((id, i) => ({ id, heartbeatAgeMs: Number(ttls[i]) >= 0 ? Math.max(0, aliveMs - Number(ttls[i])) : null }));
     },
     onRoomsGone: (next) => void (roomsListener = next),
     close: () => (closing ??= close()),
   };
-}
-
-/** The URL without its password, for logs. */
-function redactedUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'redis';
-  }
 }

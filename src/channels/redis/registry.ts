@@ -18,19 +18,21 @@ import {
   type RegistrySnapshot,
   RegistryUnavailableError,
 } from '../registry';
-import { encodeName, peerFromEntry, registryKeys } from './keys';
+import { encodeName, keyLayout, peerFromEntry } from './keys';
 import {
   asString,
   claimScript,
   connectScript,
   createScriptRunner,
   disconnectScript,
+  forgetScript,
   hashEntries,
   heartbeatScript,
   joinScript,
   leaveScript,
   refusalScript,
   registrationRef,
+  retireScript,
   snapshotScript,
   sweepScript,
   syncScript,
@@ -46,6 +48,8 @@ export interface RedisRegistryOptions {
   client: RedisCommands;
   /** Prefix of every key (REDIS_PREFIX). */
   prefix: string;
+  /** Buckets the accounts are spread over (keys.ts): 1 on one Redis, CLUSTER_BUCKETS on a Redis Cluster. */
+  buckets?: number;
   /** This instance's id, unique in the cluster. */
   instanceId: string;
   /** Lifetime of the heartbeat key: an instance silent this long is taken for dead. */
@@ -73,8 +77,8 @@ const UNREGISTERED = Symbol('unregistered');
 
 export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistry {
   const { client, prefix, instanceId, aliveMs, log, clock } = options;
-  const keys = registryKeys(prefix);
-  const redis = createScriptRunner(client, prefix);
+  const keys = keyLayout(prefix, options.buckets ?? 1);
+  const redis = createScriptRunner(client);
   const peersGoneListeners = new Set<(gone: PeerGone[]) => void>();
   const peersGone = (gone: PeerGone[]) => {
     if (gone.length) for (const listener of peersGoneListeners) listener(gone);
@@ -140,7 +144,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
   }
 
   async function beat() {
-    const known = await redis.run(heartbeatScript, { instance: instanceId, aliveMs });
+    const known = await redis.run(heartbeatScript, keys.liveness, { instance: instanceId, aliveMs });
     if (!known && everRegistered)
       log.warn({ peers: ownRegistrations.size }, 'Redis had lost this instance (restarted, or took it for dead): restoring its peers');
     else if (!everRegistered) log.info('instance registered in Redis');
@@ -149,21 +153,31 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     if (needsSync) await exclusive(() => sync(false));
   }
 
+  /** This instance's part, bucket by bucket (every bucket, so that each learns this instance is synced). */
+  function ownStateByBucket() {
+    const state = new Map(keys.buckets.map((base) => [base, { connections: new Map<string, number>(), registrations: [] as Registration[] }]));
+    for (const [account, count] of ownConnections) state.get(keys.bucketOf(account))?.connections.set(account, count);
+    for (const registration of ownRegistrations.values()) state.get(keys.bucketOf(registration.account))?.registrations.push(registration);
+    return state;
+  }
+
   async function sync(retire: boolean) {
     needsSync = false;
-    let result: { gone: PeerGone[]; dropped: string[] };
+    const gone: PeerGone[] = [];
+    const dropped: string[] = [];
     try {
-      result = await redis.run(syncScript, {
-        instance: instanceId,
-        connections: ownConnections,
-        registrations: ownRegistrations.values(),
-        retire,
-      });
+      const replies = await Promise.all(
+        [...ownStateByBucket()].map(([base, own]) => redis.run(syncScript, base, { instance: instanceId, ...own, retire })),
+      );
+      for (const reply of replies) {
+        gone.push(...reply.gone);
+        dropped.push(...reply.dropped);
+      }
+      if (retire) await redis.run(retireScript, keys.liveness, { instance: instanceId });
     } catch (err) {
       needsSync = true;
       throw err;
     }
-    const { gone, dropped } = result;
     for (const ref of dropped) ownRegistrations.delete(ref);
     if (gone.length || dropped.length) log.info({ removed: gone.length, lost: dropped.length }, 'instance state in Redis brought in line');
     peersGone(gone);
@@ -171,17 +185,23 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
 
   async function sweep() {
     if (closed || !registered) return;
-    for (const dead of await redis.run(claimScript, { instance: instanceId })) {
+    for (const dead of await redis.run(claimScript, keys.liveness, { instance: instanceId })) {
       let removed = 0;
-      for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-        const swept = await redis.run(sweepScript, { dead, batch: SWEEP_BATCH });
-        removed += swept.removed;
-        peersGone(swept.gone);
-        if (swept.done) {
-          log.warn({ dead, peers: removed }, 'an instance stopped answering: its peers removed, its connections released');
-          break;
-        }
-      }
+      const swept = await Promise.all(
+        keys.buckets.map(async (base) => {
+          for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+            const reply = await redis.run(sweepScript, base, { dead, batch: SWEEP_BATCH });
+            removed += reply.removed;
+            peersGone(reply.gone);
+            if (reply.done) return true;
+          }
+          return false;
+        }),
+      );
+      // A bucket with more left is swept on the next tick.
+      if (!swept.every(Boolean)) continue;
+      await redis.run(forgetScript, keys.liveness, { dead });
+      log.warn({ dead, peers: removed }, 'an instance stopped answering: its peers removed, its connections released');
     }
   }
 
@@ -190,7 +210,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       const encoded = encodeName(account);
       const reply = await call(async () => {
         const input = { instance: instanceId, account: encoded, maxConnections: plan.connections, maxTotalBitrate: plan.totalBitrate };
-        const answer = await redis.run(connectScript, input);
+        const answer = await redis.run(connectScript, keys.bucketOf(encoded), input);
         return answer === 'unregistered' ? UNREGISTERED : answer;
       });
       if (reply !== 'ok') return reply satisfies ConnectRefusal;
@@ -205,7 +225,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       if (mine > 1) ownConnections.set(encoded, mine - 1);
       else ownConnections.delete(encoded);
       if (closed) return;
-      await call(() => redis.run(disconnectScript, { instance: instanceId, account: encoded }));
+      await call(() => redis.run(disconnectScript, keys.bucketOf(encoded), { instance: instanceId, account: encoded }));
     },
 
     async join(req: JoinRequest): Promise<JoinResult> {
@@ -226,7 +246,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         registration.stream = JSON.stringify({ ...stream, publisher: req.peerID, time: clock.now() });
       }
       const reply = await call(async () => {
-        const answer = await redis.run(joinScript, {
+        const answer = await redis.run(joinScript, keys.bucketOf(registration.account), {
           instance: instanceId,
           registration,
           maxTotalBitrate: req.plan.totalBitrate,
@@ -251,28 +271,31 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       const ref = registrationRef(registration);
       if (ownRegistrations.get(ref)?.socketId === registration.socketId) ownRegistrations.delete(ref);
       if (closed) return null;
-      const remaining = await call(() => redis.run(leaveScript, registration));
+      const remaining = await call(() => redis.run(leaveScript, keys.bucketOf(registration.account), registration));
       return remaining && toPeers(account, remaining);
     },
 
     async findPeer(account, channel, peerID) {
       const encodedPeerID = encodeName(peerID);
-      const entry = asString(await redis.send(['HGET', keys.channel(encodeName(account), encodeName(channel)), encodedPeerID]));
+      const key = keys.channel(encodeName(account), encodeName(channel));
+      const entry = asString(await redis.send(['HGET', key, encodedPeerID], key));
       return entry === undefined ? undefined : peerFromEntry(account, encodedPeerID, entry);
     },
 
     async peers(account, channel) {
-      const reply = await redis.send(['HGETALL', keys.channel(encodeName(account), encodeName(channel))]);
+      const key = keys.channel(encodeName(account), encodeName(channel));
+      const reply = await redis.send(['HGETALL', key], key);
       return toPeers(account, hashEntries(reply));
     },
 
     async countRefusal(account, action, issues) {
-      await redis.run(refusalScript, { account: encodeName(account), action, issues });
+      const encoded = encodeName(account);
+      await redis.run(refusalScript, keys.bucketOf(encoded), { account: encoded, action, issues });
     },
 
     async snapshot(): Promise<RegistrySnapshot> {
       const result: RegistrySnapshot = { connections: [], channels: [], stats: [] };
-      const accounts = await redis.run(snapshotScript, undefined);
+      const accounts = (await Promise.all(keys.buckets.map((base) => redis.run(snapshotScript, base, undefined)))).flat();
       for (const { account, usage, channels } of accounts.sort(byName((a) => a.account))) {
         result.stats.push([account, usage]);
         for (const { channel, peers, stream } of channels.sort(byName((c) => c.channel))) {

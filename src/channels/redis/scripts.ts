@@ -6,9 +6,12 @@ import { createHash } from 'node:crypto';
 import { RegistryUnavailableError, type AccountUsage, type JoinRefusal, type PeerGone, type RefusedAction } from '../registry';
 import { decodeName, KEYS_LUA } from './keys';
 
-/** The one command the registry needs from a Redis client (node-redis `sendCommand`). */
+/**
+ * The one command the registry needs from a Redis client: `key` is a key the
+ * command touches, which routes it on a Redis Cluster (see cluster.ts).
+ */
 export interface RedisCommands {
-  sendCommand(args: string[]): Promise<unknown>;
+  send(args: string[], key: string | undefined): Promise<unknown>;
 }
 
 
@@ -18,7 +21,7 @@ const COMMAND_TIMEOUT_MS = 5000;
 export interface Script<Input, Reply> {
   readonly source: string;
   readonly sha: string;
-  /** ARGV after the prefix. */
+  /** ARGV; KEYS[1] is the base of the keys the script touches (keys.ts). */
   args(input: Input): string[];
   decode(reply: unknown): Reply;
 }
@@ -33,9 +36,10 @@ function defineScript<Input, Reply>(
 }
 
 export interface ScriptRunner {
-  /** One command, failing with RegistryUnavailableError if Redis does not answer in time. */
-  send(args: string[]): Promise<unknown>;
-  run<Input, Reply>(script: Script<Input, Reply>, input: Input): Promise<Reply>;
+  /** One command on `key`, failing with RegistryUnavailableError if Redis does not answer in time. */
+  send(args: string[], key: string): Promise<unknown>;
+  /** Runs a script on the keys under `base` (a bucket, or the liveness keys). */
+  run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply>;
 }
 
 // Replies that mean Redis cannot serve now (loading, failing over, a cluster
@@ -60,26 +64,26 @@ function isErrorReply(err: Error): boolean {
   return false;
 }
 
-export function createScriptRunner(client: RedisCommands, prefix: string): ScriptRunner {
-  function send(args: string[]): Promise<unknown> {
+export function createScriptRunner(client: RedisCommands): ScriptRunner {
+  function send(args: string[], key: string): Promise<unknown> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       const error = new RegistryUnavailableError(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`);
       timer = setTimeout(() => reject(error), COMMAND_TIMEOUT_MS);
     });
-    return Promise.race([client.sendCommand(args), late])
+    return Promise.race([client.send(args, key), late])
       .catch((err: unknown) => {
         throw isOutage(err) ? new RegistryUnavailableError(`Redis unavailable: ${(err as Error).message}`, { cause: err }) : err;
       })
       .finally(() => clearTimeout(timer));
   }
-  async function run<Input, Reply>(script: Script<Input, Reply>, input: Input): Promise<Reply> {
-    const argv = [prefix, ...script.args(input)];
+  async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
+    const argv = ['1', base, ...script.args(input)];
     try {
-      return script.decode(await send(['EVALSHA', script.sha, '0', ...argv]));
+      return script.decode(await send(['EVALSHA', script.sha, ...argv], base));
     } catch (err) {
-      // Scripts are forgotten when Redis restarts.
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return script.decode(await send(['EVAL', script.source, '0', ...argv]));
+      // Scripts are forgotten when Redis restarts (or a replica takes over).
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return script.decode(await send(['EVAL', script.source, ...argv], base));
       throw err;
     }
   }
@@ -278,8 +282,8 @@ export type ConnectReply = 'ok' | 'connections' | 'totalBitrate' | 'unregistered
 /** Counts one more connection of the account, unless its plan refuses it. */
 export const connectScript = defineScript(
   `
-local inst, a, maxConnections, maxTotalBitrate = ARGV[2], ARGV[3], asNumber(ARGV[4]), asNumber(ARGV[5])
-if redis.call('SISMEMBER', INSTANCES, inst) == 0 then return 'unregistered' end
+local inst, a, maxConnections, maxTotalBitrate = ARGV[1], ARGV[2], asNumber(ARGV[3]), asNumber(ARGV[4])
+if redis.call('SISMEMBER', SYNCED, inst) == 0 then return 'unregistered' end
 local u = redis.call('HMGET', accountKey(a), 'connections', 'bitrate', 'audioBitrate')
 if maxConnections > 0 and asNumber(u[1]) >= maxConnections then return 'connections' end
 if maxTotalBitrate > 0 and asNumber(u[2]) + asNumber(u[3]) >= maxTotalBitrate then return 'totalBitrate' end
@@ -300,7 +304,7 @@ return 'ok'
 /** Releases one connection this instance counted; true when there was one. */
 export const disconnectScript = defineScript(
   `
-local inst, a = ARGV[2], ARGV[3]
+local inst, a = ARGV[1], ARGV[2]
 local mine = asNumber(redis.call('HGET', connKey(inst), a))
 if mine <= 0 then return 0 end
 if mine == 1 then redis.call('HDEL', connKey(inst), a) else redis.call('HINCRBY', connKey(inst), a, -1) end
@@ -326,10 +330,10 @@ export type JoinReply =
 /** Registers a peer in a channel, unless uniqueness or a limit refuses it. */
 export const joinScript = defineScript(
   `
-local inst, a, c, p, s, role = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11]
-local maxChannels, maxPeers = asNumber(ARGV[12]), asNumber(ARGV[13])
-if redis.call('SISMEMBER', INSTANCES, inst) == 0 then return {'unregistered'} end
+local inst, a, c, p, s, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local maxChannels, maxPeers = asNumber(ARGV[11]), asNumber(ARGV[12])
+if redis.call('SISMEMBER', SYNCED, inst) == 0 then return {'unregistered'} end
 local refusal, isNew = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers)
 if refusal then return {refusal} end
 local ck = channelKey(a, c)
@@ -364,7 +368,7 @@ return {'ok', isNew and 1 or 0, peers, publisher, entry}
 /** Removes a registration made by a socket; the channel's remaining peers, or null when it had none. */
 export const leaveScript = defineScript(
   `
-return removePeer(ARGV[2], ARGV[3], ARGV[4], ARGV[5], nil)
+return removePeer(ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
 `,
   (input: Pick<Registration, 'account' | 'channel' | 'peerID' | 'socketId'>) => [input.account, input.channel, input.peerID, input.socketId],
   (reply): ChannelEntry[] | null => (reply == null ? null : hashEntries(reply)),
@@ -372,10 +376,10 @@ return removePeer(ARGV[2], ARGV[3], ARGV[4], ARGV[5], nil)
 
 export const refusalScript = defineScript(
   `
-local a, action = ARGV[2], ARGV[3]
+local a, action = ARGV[1], ARGV[2]
 local ak = accountKey(a)
 redis.call('HINCRBY', ak, 'refused:' .. action, 1)
-for k = 4, #ARGV do redis.call('HINCRBY', ak, 'issue:' .. ARGV[k], 1) end
+for k = 3, #ARGV do redis.call('HINCRBY', ak, 'issue:' .. ARGV[k], 1) end
 redis.call('SADD', ACCOUNTS, a)
 return 1
 `,
@@ -386,7 +390,7 @@ return 1
 /** Renews the instance's heartbeat; false when Redis did not know it (its state may be gone). */
 export const heartbeatScript = defineScript(
   `
-local inst, aliveMs = ARGV[2], ARGV[3]
+local inst, aliveMs = ARGV[1], ARGV[2]
 local known = redis.call('SISMEMBER', INSTANCES, inst)
 redis.call('SADD', INSTANCES, inst)
 redis.call('SREM', GONE, inst)
@@ -397,10 +401,33 @@ return known
   (reply) => reply === 1,
 );
 
+/** Forgets a dead instance once every bucket is swept. */
+export const forgetScript = defineScript(
+  `
+redis.call('SREM', GONE, ARGV[1])
+return 1
+`,
+  (input: { dead: string }) => [input.dead],
+  () => undefined,
+);
+
+/** Forgets a leaving instance: it has removed its own state from every bucket. */
+export const retireScript = defineScript(
+  `
+local inst = ARGV[1]
+redis.call('SREM', INSTANCES, inst)
+redis.call('SREM', GONE, inst)
+redis.call('DEL', aliveKey(inst))
+return 1
+`,
+  (input: { instance: string }) => [input.instance],
+  () => undefined,
+);
+
 /** Moves instances without a heartbeat to the gone set; the gone ones, other than the caller. */
 export const claimScript = defineScript(
   `
-local me = ARGV[2]
+local me = ARGV[1]
 for _, i in ipairs(redis.call('SMEMBERS', INSTANCES)) do
   if i ~= me and redis.call('EXISTS', aliveKey(i)) == 0 then
     redis.call('SREM', INSTANCES, i)
@@ -418,16 +445,12 @@ return gone
 );
 
 /**
- * Removes up to a batch of a dead instance's peers; once none is left,
- * releases its connections and forgets it. Stops if the instance beats again.
+ * Removes up to a batch of a dead instance's peers in one bucket; once none
+ * is left there, releases its connections there and forgets it there.
  */
 export const sweepScript = defineScript(
   `
-local dead, batch = ARGV[2], ARGV[3]
-if redis.call('EXISTS', aliveKey(dead)) == 1 then
-  redis.call('SREM', GONE, dead)
-  return {1, 0, {}}
-end
+local dead, batch = ARGV[1], ARGV[2]
 local pk = peersKey(dead)
 local entries = redis.call('HSCAN', pk, '0', 'COUNT', batch)[2]
 local notes, removed = {}, 0
@@ -446,7 +469,7 @@ if redis.call('EXISTS', pk) == 1 then return {0, removed, notes} end
 local conns = redis.call('HGETALL', connKey(dead))
 for k = 1, #conns, 2 do addConnections(conns[k], -asNumber(conns[k + 1])) end
 redis.call('DEL', connKey(dead))
-redis.call('SREM', GONE, dead)
+redis.call('SREM', SYNCED, dead)
 return {1, removed, notes}
 `,
   (input: { dead: string; batch: number }) => [input.dead, String(input.batch)],
@@ -466,14 +489,14 @@ export interface SyncInput {
 }
 
 /**
- * Makes the instance's state in Redis what the instance knows it holds.
+ * Makes the instance's state in one bucket what the instance knows it holds.
  * Returns the peers removed (their channels must hear them leave) and the
  * refs of registrations that could not be restored (someone took the name).
  */
 export const syncScript = defineScript(
   `
-local inst = ARGV[2]
-local at = 3
+local inst = ARGV[1]
+local at = 2
 local want = {}
 for _ = 1, asNumber(ARGV[at]) do
   want[ARGV[at + 1]] = asNumber(ARGV[at + 2])
@@ -528,11 +551,7 @@ local dropped = {}
 for _, r in ipairs(registrations) do
   if addPeer(inst, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], 0, 0, 0) then dropped[#dropped + 1] = r[1] .. r[2] .. r[3] end
 end
-if retire then
-  redis.call('SREM', INSTANCES, inst)
-  redis.call('SREM', GONE, inst)
-  redis.call('DEL', aliveKey(inst))
-end
+if retire then redis.call('SREM', SYNCED, inst) else redis.call('SADD', SYNCED, inst) end
 return {notes, dropped}
 `,
   (input: SyncInput) => {
@@ -558,7 +577,7 @@ export interface AccountSnapshot {
   channels: { channel: string; peers: ChannelEntry[]; stream: string | undefined }[];
 }
 
-/** Every account with its usage and channels (for the REST API). */
+/** Every account of a bucket with its usage and channels (for the REST API). */
 export const snapshotScript = defineScript(
   `
 local out = {}
