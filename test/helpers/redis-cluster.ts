@@ -25,6 +25,14 @@ export interface TestRedisCluster {
   cli(node: ClusterNode, ...args: string[]): string;
   /** The node that serves `slot` as master now. */
   masterOf(slot: number): ClusterNode;
+  /** The masters that run now. */
+  masters(): ClusterNode[];
+  /**
+   * Moves a slot to another master as `redis-cli --cluster reshard` does
+   * (IMPORTING, MIGRATING, MIGRATE in batches, then the new owner), calling
+   * `between` after each batch of keys, while the slot is split.
+   */
+  moveSlot(slot: number, to: ClusterNode, between?: () => Promise<void>): Promise<void>;
   /** Kills a node (SIGKILL) and resolves once it has exited. */
   kill(node: ClusterNode): Promise<void>;
   /** Starts a killed node again (it rejoins with its nodes.conf). */
@@ -97,6 +105,25 @@ export async function startRedisCluster({ masters = 3, replicas = 1 } = {}): Pro
         if (found) return found;
       }
       throw new Error(`no master serves slot ${slot}`);
+    },
+    masters() {
+      const up = nodes.find((n) => n.child) as ClusterNode;
+      const ports = new Set(masterRanges(run(up, 'CLUSTER', 'NODES')).map((r) => r.port));
+      return nodes.filter((n) => n.child && ports.has(n.port));
+    },
+    async moveSlot(slot, to, between) {
+      const from = handle.masterOf(slot);
+      if (from === to) return;
+      const id = (node: ClusterNode) => run(node, 'CLUSTER', 'MYID');
+      run(to, 'CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', id(from));
+      run(from, 'CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', id(to));
+      for (let rounds = 0; rounds < 1000; rounds++) {
+        const keys = run(from, 'CLUSTER', 'GETKEYSINSLOT', String(slot), '2').split('\n').filter(Boolean);
+        if (!keys.length) break;
+        run(from, 'MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys);
+        await between?.();
+      }
+      for (const master of handle.masters()) run(master, 'CLUSTER', 'SETSLOT', String(slot), 'NODE', id(to));
     },
     async kill(node) {
       const child = node.child;

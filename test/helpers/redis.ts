@@ -133,25 +133,43 @@ export async function testRedis(t: TestContext, url = REDIS_URL): Promise<TestRe
 /** A fresh key prefix on a Redis Cluster; its keys are deleted from every master after the test. */
 export async function testRedisCluster(t: TestContext, cluster: TestRedisCluster): Promise<TestRedis> {
   const prefix = `vwtest:${randomBytes(6).toString('hex')}:`;
-  const client = createCluster({ rootNodes: cluster.nodes.map((n) => ({ url: `redis://${n.address}` })) });
-  client.on('error', () => undefined);
-  await client.connect();
+  // Connected to the nodes that run now: a test may kill one.
+  const open = async () => {
+    const client = createCluster({
+      rootNodes: cluster.nodes.filter((n) => n.child).map((n) => ({ url: `redis://${n.address}` })),
+      defaults: { socket: { reconnectStrategy: false, connectTimeout: 2000 } },
+    });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  };
+  const client = await open();
   const cleanups: (() => Promise<unknown> | void)[] = [];
   /** Every key of the prefix, master by master (a test's keys are few). */
-  async function keys() {
+  async function keys(on = client) {
     const found: string[] = [];
-    for (const master of client.masters) {
-      const node = await client.nodeClient(master);
+    for (const master of on.masters) {
+      const node = await on.nodeClient(master);
       found.push(...(await node.keys(`${prefix}*`)));
     }
     return found;
   }
   t.after(async () => {
     for (const close of cleanups.reverse()) await close();
+    // A node the test killed is closed already: destroying it throws.
+    const destroy = (c: typeof client) => {
+      try {
+        c.destroy();
+      } catch {
+        /* closed already */
+      }
+    };
+    destroy(client);
+    const fresh = await open();
     try {
-      for (const key of await keys()) await client.del(key);
+      for (const key of await keys(fresh)) await fresh.del(key);
     } finally {
-      client.destroy();
+      destroy(fresh);
     }
   });
   return {

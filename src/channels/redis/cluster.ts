@@ -109,6 +109,21 @@ export function createCluster(options: ClusterOptions): Cluster {
   const rooms = createRedisRoomStore({ client: redis.commands, prefix, buckets, instanceId, log });
   let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
 
+  // A replica that takes over may miss the last writes of its master: after
+  // a failover every instance puts its own part back (limits exact again).
+  let epoch: number | undefined;
+  async function checkTopology() {
+    if (!redis.clustered) return;
+    const now = await redis.topologyEpoch().catch(() => undefined);
+    if (now === undefined) return;
+    if (epoch !== undefined && now !== epoch) {
+      log.info({ epoch: now }, 'Redis Cluster changed (failover or slot move): restoring this instance\'s part');
+      registry.resync();
+      await redis.resubscribe().catch((err: unknown) => log.warn({ err }, 'Redis Cluster: events not subscribed again'));
+    }
+    epoch = now;
+  }
+
   // One tick at a time: renew this instance's heartbeat, then look for dead
   // ones. Right after (re)connecting, sweeping waits one heartbeat lifetime so
   // the other instances have reconnected and beaten first.
@@ -118,6 +133,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     if (ticking || closed) return;
     ticking = true;
     try {
+      await checkTopology();
       await registry.heartbeat();
       // On a Redis Cluster a node that failed comes back without a new connection: a beat that went through says so.
       if (!connected && redis.isOpen()) ready();

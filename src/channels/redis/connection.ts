@@ -31,6 +31,13 @@ export interface RedisConnection {
   readonly where: string;
   /** Whether the client is connected (on a cluster: to the seeds; a node may still be away). */
   isOpen(): boolean;
+  /**
+   * The Redis Cluster's configuration epoch, which grows with every failover
+   * and slot move (undefined on one Redis).
+   */
+  topologyEpoch(): Promise<number | undefined>;
+  /** After a failover, subscribes the adapter's channels again on the shards' new masters. */
+  resubscribe(): Promise<void>;
   connect(): Promise<void>;
   /** Called on every (re)connection, and with the error on every failure. */
   onReady(listener: () => void): void;
@@ -89,6 +96,8 @@ function connectOne(url: string, prefix: string): RedisConnection {
     adapter,
     where: redactedUrl(url),
     isOpen: () => client.isReady,
+    topologyEpoch: async () => undefined,
+    resubscribe: async () => undefined,
     connect: async () => void (await client.connect()),
     onReady: (listener) => void client.on('ready', listener),
     onError: (listener) => void client.on('error', listener),
@@ -121,17 +130,41 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   };
   const cluster = createCluster(options);
   let connected = () => {};
-  // Sharded Pub/Sub on a connection of its own.
-  const subscriber = createCluster(options);
+  // Sharded Pub/Sub on a connection of its own, replaced after a failover.
+  let subscriber = createCluster(options);
   // The adapter subscribes as soon as Socket.IO creates it, before the
   // cluster's slots are known: its subscriptions wait for the connection.
-  const subscribed = new Promise<void>((resolve) => (connected = resolve));
+  // They are kept, so that a new subscriber can take them over: node-redis
+  // does not move a shard's subscriptions when its master dies.
+  type Subscription = Parameters<typeof subscriber.sSubscribe>;
+  const subscriptions = new Map<string, Subscription>();
+  let subscribed = new Promise<void>((resolve) => (connected = resolve));
   const waitingSubscriber = {
-    sSubscribe: (...args: Parameters<typeof subscriber.sSubscribe>) =>
-      subscribed.then(() => subscriber.sSubscribe(...args)).catch((err: unknown) => log.error({ err }, 'Redis Cluster: subscribing failed')),
-    sUnsubscribe: (...args: Parameters<typeof subscriber.sUnsubscribe>) =>
-      subscribed.then(() => subscriber.sUnsubscribe(...args)).catch(() => undefined),
+    sSubscribe(...args: Subscription) {
+      for (const channel of [args[0]].flat()) subscriptions.set(String(channel), [String(channel), ...args.slice(1)] as Subscription);
+      return subscribed.then(() => subscriber.sSubscribe(...args)).catch((err: unknown) => log.warn({ err }, 'Redis Cluster: subscribing failed'));
+    },
+    sUnsubscribe(...args: Parameters<typeof subscriber.sUnsubscribe>) {
+      for (const channel of [args[0] ?? []].flat()) subscriptions.delete(String(channel));
+      return subscribed.then(() => subscriber.sUnsubscribe(...args)).catch(() => undefined);
+    },
   };
+  /** A fresh subscriber, subscribed to everything the old one was. */
+  async function resubscribe() {
+    const old = subscriber;
+    const next = createCluster(options);
+    next.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
+    let ready = () => {};
+    subscribed = new Promise<void>((resolve) => (ready = resolve));
+    try {
+      await next.connect();
+      subscriber = next;
+      await Promise.all([...subscriptions.values()].map((args) => next.sSubscribe(...args)));
+    } finally {
+      ready();
+      old.destroy();
+    }
+  }
   const adapter = createShardedAdapter(cluster, waitingSubscriber, {
     channelPrefix: `${prefix}socket.io`,
     subscriptionMode: 'dynamic-private',
@@ -141,16 +174,40 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   const errorListeners: ((err: Error) => void)[] = [];
   // A node that fails is reported; the heartbeat tells when commands go through again (cluster.ts).
   const failed = (err: Error) => errorListeners.forEach((listener) => listener(err));
+  // node-redis learns a new slot owner only from a MOVED reply, and a dead
+  // master never sends one: when a node fails, the clients ask the cluster
+  // for its slots again (once at a time), so a promoted replica is found.
+  const rediscover = throttled(REDISCOVER_MS, () =>
+    Promise.all([cluster, subscriber].map((c) => rediscoverSlots(c, rootNodes[0]?.url))).catch((err: unknown) =>
+      log.debug({ err: (err as Error).message }, 'Redis Cluster: slots not refreshed'),
+    ),
+  );
   cluster.on('error', failed);
-  cluster.on('node-error', failed);
+  cluster.on('node-error', (err: Error) => {
+    failed(err);
+    rediscover();
+  });
+  subscriber.on('node-error', () => rediscover());
   subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
   return {
     clustered: true,
-    commands: { send: (args, key) => cluster.sendCommand(key, false, args) },
+    commands: {
+      send: (args, key) =>
+        cluster.sendCommand(key, false, args).catch((err: unknown) => {
+          if (!isErrorReply(err)) rediscover();
+          throw err;
+        }),
+    },
     client: cluster,
     adapter,
     where: rootNodes.map((node) => redactedUrl(node.url)).join(','),
     isOpen: () => open,
+    resubscribe,
+    async topologyEpoch() {
+      const info = String(await cluster.sendCommand(undefined, true, ['CLUSTER', 'INFO']));
+      const epoch = /cluster_current_epoch:(\d+)/.exec(info)?.[1];
+      return epoch === undefined ? undefined : Number(epoch);
+    },
     async connect() {
       await Promise.all([cluster.connect(), subscriber.connect()]);
       connected();
@@ -165,6 +222,33 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     },
   };
 }
+
+/** How often the slots may be asked for again while nodes fail. */
+const REDISCOVER_MS = 250;
+
+/** Runs `task` at most once per `ms`, and never twice at once. */
+function throttled(ms: number, task: () => Promise<unknown>) {
+  let last = 0;
+  let running = false;
+  return () => {
+    const now = performance.now();
+    if (running || now - last < ms) return;
+    running = true;
+    last = now;
+    void task().finally(() => (running = false));
+  };
+}
+
+/**
+ * Asks the cluster for its slots again. node-redis does this itself only on
+ * MOVED; its slot table (`_slots.rediscover`) is not in its typed API.
+ */
+function rediscoverSlots(cluster: unknown, seed: string | undefined): Promise<void> {
+  const slots = (cluster as { _slots?: { rediscover?: (startWith: { options: { url?: string } }) => Promise<void> } })._slots;
+  return slots?.rediscover?.({ options: { url: seed } }) ?? Promise.resolve();
+}
+
+const isErrorReply = (err: unknown) => err instanceof Error && /^[A-Z]+ /.test(err.message) && err.constructor.name !== 'Error';
 
 /** The URL without its password, for logs. */
 function redactedUrl(url: string): string {
@@ -205,8 +289,14 @@ export function createCommandClient(target: RedisTarget, { offlineQueue = false 
       },
     });
     let ready = false;
+    const rediscover = throttled(REDISCOVER_MS, () => rediscoverSlots(cluster, rootNodes[0]?.url).catch(() => undefined));
+    cluster.on('node-error', () => rediscover());
     return {
-      send: (args, key) => cluster.sendCommand(key, false, args),
+      send: (args, key) =>
+        cluster.sendCommand(key, false, args).catch((err: unknown) => {
+          if (!isErrorReply(err)) rediscover();
+          throw err;
+        }),
       isReady: () => ready && cluster.isOpen,
       connect: async () => {
         await cluster.connect();

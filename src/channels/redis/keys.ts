@@ -83,12 +83,24 @@ export function keyLayout(prefix: string, bucketCount: number): KeyLayout {
   return {
     buckets,
     bucketOf,
-    channel: (account, channel) => `${bucketOf(account)}ch:${account}${channel}`,
+    channel: (account, channel) => bucketOf(account) + bucketKeys.channel(account, channel),
     liveness,
     instances: `${liveness}instances`,
     alive: (instance) => `${liveness}alive:${instance}`,
   };
 }
+
+/** The keys of a bucket, after its base (the layout above; KEYS_LUA builds the same names). */
+export const bucketKeys = {
+  accounts: 'accounts',
+  synced: 'synced',
+  account: (a: string) => `acct:${a}`,
+  channels: (a: string) => `chans:${a}`,
+  channel: (a: string, c: string) => `ch:${a}${c}`,
+  stream: (a: string, c: string) => `st:${a}${c}`,
+  connections: (instance: string) => `conn:${instance}`,
+  registrations: (instance: string) => `peers:${instance}`,
+};
 
 /** A channel's entry for one peer: `<role>\n<encoded socket id>\n<instance>`. */
 export function peerFromEntry(account: string, encodedPeerID: string, entry: string): Peer {

@@ -63,6 +63,8 @@ export interface RedisRegistry extends ChannelRegistry {
   heartbeat(): Promise<void>;
   /** Removes the peers and connections of instances whose heartbeat expired. */
   sweep(): Promise<void>;
+  /** Redis may have lost recent writes (a replica took over): the next heartbeat restores this instance's part. */
+  resync(): void;
 }
 
 const SWEEP_BATCH = 200;
@@ -267,7 +269,13 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     },
 
     async leave(account, channel, peerID, socketId) {
-      const registration = { account: encodeName(account), channel: encodeName(channel), peerID: encodeName(peerID), socketId: encodeName(socketId) };
+      const registration = {
+        instance: instanceId,
+        account: encodeName(account),
+        channel: encodeName(channel),
+        peerID: encodeName(peerID),
+        socketId: encodeName(socketId),
+      };
       const ref = registrationRef(registration);
       if (ownRegistrations.get(ref)?.socketId === registration.socketId) ownRegistrations.delete(ref);
       if (closed) return null;
@@ -316,6 +324,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
 
     heartbeat,
     sweep,
+    resync: () => void (needsSync = true),
 
     /** Removes this instance's part of the shared state (peers left, connections released) and forgets it. */
     close() {

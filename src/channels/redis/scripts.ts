@@ -4,7 +4,7 @@
 // the positional ARGV of a script is written in one place, next to its Lua.
 import { createHash } from 'node:crypto';
 import { RegistryUnavailableError, type AccountUsage, type JoinRefusal, type PeerGone, type RefusedAction } from '../registry';
-import { decodeName, KEYS_LUA } from './keys';
+import { bucketKeys as k, decodeName, KEYS_LUA } from './keys';
 
 /**
  * The one command the registry needs from a Redis client: `key` is a key the
@@ -17,6 +17,9 @@ export interface RedisCommands {
 
 /** A Redis that stops answering without closing the connection must not hold joins forever. */
 const COMMAND_TIMEOUT_MS = 5000;
+/** A script that meets a slot in migration waits for the move to finish: up to about 2 s in all. */
+const MIGRATION_RETRIES = 12;
+const MIGRATION_RETRY_MS = 30;
 
 export interface Script<Input, Reply> {
   readonly source: string;
@@ -24,15 +27,22 @@ export interface Script<Input, Reply> {
   /** ARGV; KEYS[1] is the base of the keys the script touches (keys.ts). */
   args(input: Input): string[];
   decode(reply: unknown): Reply;
+  /**
+   * The keys it touches, after the base, declared as KEYS[2...]. While a slot
+   * moves between shards, Redis then runs the script only where all of them
+   * are (or answers TRYAGAIN), never on half of them.
+   */
+  touches(input: Input): string[];
 }
 
 function defineScript<Input, Reply>(
   body: string,
   args: (input: Input) => string[],
   decode: (reply: unknown) => Reply,
+  touches: (input: Input) => string[] = () => [],
 ): Script<Input, Reply> {
   const source = `${KEYS_LUA}\n${LIBRARY_LUA}\n${body}`;
-  return { source, sha: createHash('sha1').update(source).digest('hex'), args, decode };
+  return { source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
 }
 
 export interface ScriptRunner {
@@ -78,13 +88,19 @@ export function createScriptRunner(client: RedisCommands): ScriptRunner {
       .finally(() => clearTimeout(timer));
   }
   async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
-    const argv = ['1', base, ...script.args(input)];
-    try {
-      return script.decode(await send(['EVALSHA', script.sha, ...argv], base));
-    } catch (err) {
-      // Scripts are forgotten when Redis restarts (or a replica takes over).
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return script.decode(await send(['EVAL', script.source, ...argv], base));
-      throw err;
+    const keys = [base, ...script.touches(input).map((key) => base + key)];
+    const argv = [String(keys.length), ...keys, ...script.args(input)];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return script.decode(await send(['EVALSHA', script.sha, ...argv], base));
+      } catch (err) {
+        // Scripts are forgotten when Redis restarts (or a replica takes over).
+        if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return script.decode(await send(['EVAL', script.source, ...argv], base));
+        // A slot being moved to another shard: its keys are on both sides for a moment.
+        const moving = err instanceof RegistryUnavailableError && err.cause instanceof Error && err.cause.message.startsWith('TRYAGAIN');
+        if (!moving || attempt >= MIGRATION_RETRIES) throw err;
+        await new Promise((resolve) => setTimeout(resolve, MIGRATION_RETRY_MS * attempt));
+      }
     }
   }
   return { send, run };
@@ -299,6 +315,7 @@ return 'ok'
   ],
   (reply): ConnectReply =>
     reply === 'ok' || reply === 'connections' || reply === 'totalBitrate' || reply === 'unregistered' ? reply : unexpected(reply),
+  ({ instance, account }) => [k.synced, k.accounts, k.account(account), k.channels(account), k.connections(instance)],
 );
 
 /** Releases one connection this instance counted; true when there was one. */
@@ -313,6 +330,7 @@ return 1
 `,
   (input: { instance: string; account: string }) => [input.instance, input.account],
   (reply) => reply === 1,
+  ({ instance, account }) => [k.accounts, k.account(account), k.channels(account), k.connections(instance)],
 );
 
 export type JoinReply =
@@ -363,15 +381,26 @@ return {'ok', isNew and 1 or 0, peers, publisher, entry}
       typeof publisher === 'string' && typeof entry === 'string' ? [publisher, entry] : undefined;
     return { outcome, isNew: isNew === 1, peers: hashEntries(peers), publisher: publisherEntry };
   },
+  ({ instance, registration: { account, channel } }) => [
+    ...[k.synced, k.accounts, k.account(account), k.channels(account)],
+    ...[k.channel(account, channel), k.stream(account, channel), k.registrations(instance)],
+  ],
 );
+
+type LeaveInput = Pick<Registration, 'account' | 'channel' | 'peerID' | 'socketId'> & { instance: string };
 
 /** Removes a registration made by a socket; the channel's remaining peers, or null when it had none. */
 export const leaveScript = defineScript(
   `
 return removePeer(ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
 `,
-  (input: Pick<Registration, 'account' | 'channel' | 'peerID' | 'socketId'>) => [input.account, input.channel, input.peerID, input.socketId],
+  (input: LeaveInput) => [input.account, input.channel, input.peerID, input.socketId],
   (reply): ChannelEntry[] | null => (reply == null ? null : hashEntries(reply)),
+  // The registration is this instance's (its socket left), so its record is the one touched.
+  ({ instance, account, channel }) => [
+    ...[k.accounts, k.account(account), k.channels(account)],
+    ...[k.channel(account, channel), k.stream(account, channel), k.registrations(instance)],
+  ],
 );
 
 export const refusalScript = defineScript(
@@ -385,6 +414,7 @@ return 1
 `,
   (input: { account: string; action: RefusedAction; issues: readonly string[] }) => [input.account, input.action, ...input.issues],
   () => undefined,
+  ({ account }) => [k.accounts, k.account(account)],
 );
 
 /** Renews the instance's heartbeat; false when Redis did not know it (its state may be gone). */
