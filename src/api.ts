@@ -10,7 +10,6 @@ import type { AccountStore } from './accounts/store';
 import type { ChannelRegistry, ChannelSummary, RegistrySnapshot } from './channels/registry';
 import type { Config } from './config';
 import type { Metrics } from './metrics';
-import { SERVER_FEATURES, SERVER_NAME } from './protocol';
 import type { RoomStore, RoomSummary } from './rooms/store';
 import type { FailedAuthLimiter } from './signaling/rate-limits';
 
@@ -27,6 +26,13 @@ export interface ApiDeps {
   /** Failed attempts per address, shared with the handshake: `/status?token=` guesses count. */
   failedAuth: FailedAuthLimiter;
 }
+
+/** How `GET /` introduces the server, in the original's words. */
+const SERVER_NAME = 'VideoWhisper WebRTC';
+const SERVER_FEATURES =
+  'WebRTC Signaling, SSL, TURN/STUN configuration for VideoWhisper HTML5 Videochat, ' +
+  'MySQL accounts, plan limits, isolated accounts, user pin authentication, signed access tokens, ' +
+  'restrictPublish, REST API';
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 

@@ -1,27 +1,20 @@
-// Plan limits as pure functions: (plan, usage, stream) -> the issue names the
-// client sees in `Unfit: ...`. No I/O, no emits.
-import type { Stream } from './protocol';
+// Plans: their schema, and their limits as pure functions (plan, usage,
+// stream) -> the issue names the client sees in `Unfit: ...`. No I/O, no emits.
+import { z } from 'zod';
+import { numeric, STREAM_FIELDS, streamFields, streamShape, type Stream, type StreamField } from './protocol';
+
+// A null limit is no limit, like a missing one.
+const limit = z.preprocess((v) => v ?? 0, numeric(Number.MAX_VALUE));
+
+/** A plan as its JSON properties state it: the account's connections and total bitrate, then a limit per stream field. */
+export const planSchema = z
+  .looseObject({ connections: limit.optional(), totalBitrate: limit.optional(), ...streamShape(limit.optional()) })
+  .transform((p) => ({ connections: p.connections ?? 0, totalBitrate: p.totalBitrate ?? 0, ...streamFields(p) }));
 
 /** A plan's limits; 0 means unlimited. */
-export interface Plan {
-  connections: number;
-  totalBitrate: number;
-  bitrate: number;
-  audioBitrate: number;
-  width: number;
-  height: number;
-  frameRate: number;
-}
+export type Plan = z.output<typeof planSchema>;
 
-export const UNLIMITED: Plan = {
-  connections: 0,
-  totalBitrate: 0,
-  bitrate: 0,
-  audioBitrate: 0,
-  width: 0,
-  height: 0,
-  frameRate: 0,
-};
+export const UNLIMITED: Plan = planSchema.parse({});
 
 /** Issue names in the order the client shows them. */
 export type Issue =
@@ -54,8 +47,6 @@ export function streamIssues(plan: Plan, stream: Stream): Issue[] {
   return issues;
 }
 
-const STREAM_PARAMS = ['width', 'height', 'bitrate', 'frameRate', 'audioBitrate'] as const;
-
 /**
  * The stream parameters a publish left out that the plan needs: a plan that
  * limits resolution, frame rate or bitrate (per stream or in total) checks
@@ -63,20 +54,20 @@ const STREAM_PARAMS = ['width', 'height', 'bitrate', 'frameRate', 'audioBitrate'
  * cannot slip under it. Width, height, bitrate and frame rate must be above
  * 0; an audio bitrate may be 0 (no audio). `params` is the client's own.
  */
-export function missingStreamParams(plan: Plan, params: unknown): (typeof STREAM_PARAMS)[number][] {
+export function missingStreamParams(plan: Plan, params: unknown): StreamField[] {
   const given = typeof params === 'object' && params !== null ? (params as Record<string, unknown>) : {};
   const stated = (key: string, positive: boolean) => {
     const value = Number(given[key] ?? (key === 'frameRate' ? given.framerate : undefined));
     return given[key] !== '' && Number.isFinite(value) && (positive ? value > 0 : value >= 0);
   };
-  const needed = {
+  const needed: Record<StreamField, boolean> = {
     width: plan.width > 0 || plan.height > 0,
     height: plan.width > 0 || plan.height > 0,
     bitrate: plan.bitrate > 0 || plan.totalBitrate > 0,
     frameRate: plan.frameRate > 0,
     audioBitrate: plan.audioBitrate > 0 || plan.totalBitrate > 0,
   };
-  return STREAM_PARAMS.filter((key) => needed[key] && !stated(key, key !== 'audioBitrate'));
+  return STREAM_FIELDS.filter((key) => needed[key] && !stated(key, key !== 'audioBitrate'));
 }
 
 /** The plan-limit usage of one peer: its channel's video plus audio bitrate. */

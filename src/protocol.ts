@@ -2,13 +2,9 @@
 // Socket.IO checks every `emit` and `on` against these maps; the zod schemas
 // check what a client actually sent before anything else looks at it.
 import { z } from 'zod';
+import type { PeerConfig } from './ice';
 
 export const DEFAULT_CHANNEL = 'VideoWhisper';
-export const SERVER_NAME = 'VideoWhisper WebRTC';
-export const SERVER_FEATURES =
-  'WebRTC Signaling, SSL, TURN/STUN configuration for VideoWhisper HTML5 Videochat, ' +
-  'MySQL accounts, plan limits, isolated accounts, user pin authentication, signed access tokens, ' +
-  'restrictPublish, REST API';
 
 /** The exact `connect_error` messages the client shows to the user. */
 export const HandshakeError = {
@@ -47,14 +43,6 @@ export interface Peer {
   account: string;
 }
 
-export interface Stream {
-  width: number;
-  height: number;
-  bitrate: number;
-  frameRate: number;
-  audioBitrate: number;
-}
-
 /** Shared limits, so a name can never become a memory sink. */
 export interface NameLimits {
   maxNameLength: number;
@@ -67,28 +55,35 @@ export const numeric = (max: number) =>
     z.number().finite().min(0).max(max),
   );
 
-const streamNumber = numeric(1e9);
+/**
+ * The numbers a publish states about its stream (pixels, frames per second,
+ * kbps), in the order the REST API shows them. Streams and plans both take
+ * their fields from this list.
+ */
+export const STREAM_FIELDS = ['width', 'height', 'bitrate', 'frameRate', 'audioBitrate'] as const;
+export type StreamField = (typeof STREAM_FIELDS)[number];
 
-const streamSchema = z
-  .looseObject({
-    width: streamNumber.optional(),
-    height: streamNumber.optional(),
-    bitrate: streamNumber.optional(),
-    frameRate: streamNumber.optional(),
-    framerate: streamNumber.optional(),
-    audioBitrate: streamNumber.optional(),
-  })
-  .transform(
-    (p): Stream => ({
-      width: p.width ?? 0,
-      height: p.height ?? 0,
-      bitrate: p.bitrate ?? 0,
-      frameRate: p.frameRate ?? p.framerate ?? 0,
-      audioBitrate: p.audioBitrate ?? 0,
-    }),
-  );
+/** A zod shape with `field` for every stream field, and for `framerate`, the original client's spelling of `frameRate`. */
+export function streamShape<T extends z.ZodType>(field: T): Record<StreamField | 'framerate', T> {
+  const shape = { framerate: field } as Record<StreamField | 'framerate', T>;
+  for (const name of STREAM_FIELDS) shape[name] = field;
+  return shape;
+}
 
-export const ZERO_STREAM: Stream = { width: 0, height: 0, bitrate: 0, frameRate: 0, audioBitrate: 0 };
+/** The stream fields of `given` alone, each 0 when absent; `framerate` stands in for a missing `frameRate`. */
+export function streamFields(given: Partial<Record<StreamField | 'framerate', number>>): Record<StreamField, number> {
+  const stream = {} as Record<StreamField, number>;
+  for (const name of STREAM_FIELDS) stream[name] = given[name] ?? 0;
+  stream.frameRate = given.frameRate ?? given.framerate ?? 0;
+  return stream;
+}
+
+const streamSchema = z.looseObject(streamShape(numeric(1e9).optional())).transform(streamFields);
+
+/** A published stream as the server keeps it: every field a number, 0 when the publish left it out. */
+export type Stream = z.output<typeof streamSchema>;
+
+export const ZERO_STREAM: Stream = streamSchema.parse({});
 
 /** A relayed message's `type` (offer, answer, candidate, or the peers' own) is short. */
 const MAX_TYPE_LENGTH = 64;
@@ -146,8 +141,10 @@ export function eventSchemas({ maxNameLength }: NameLimits) {
     subscribe: z.tuple([name, z.union([name, z.literal(''), z.null(), z.undefined()]).optional()]).rest(z.unknown()),
     // A relayed message keeps every field the peers put in it; only what the
     // server routes on is checked.
-    messagePeer: z.tuple([z.looseObject({ target: name, type: z.string().max(MAX_TYPE_LENGTH).optional() })]).rest(z.unknown()),
-    message: z.tuple([z.looseObject({})]).rest(z.unknown()),
+    messagePeer: z
+      .tuple([z.looseObject({ target: name, type: z.string().max(MAX_TYPE_LENGTH).optional() }).brand<'FromPeer'>()])
+      .rest(z.unknown()),
+    message: z.tuple([z.looseObject({}).brand<'FromPeer'>()]).rest(z.unknown()),
     /**
      * `messagePeer` checked by hand, to the same rules: it runs for every
      * offer, answer and candidate, and hands back the client's own object
@@ -165,7 +162,41 @@ export function eventSchemas({ maxNameLength }: NameLimits) {
 }
 export type EventSchemas = ReturnType<typeof eventSchemas>;
 
-export type PeerMessage = Record<string, unknown> & { target: string; from?: string; type?: string };
+/**
+ * A message a peer wrote, checked by `eventSchemas` (the brand says so): it
+ * keeps every field the peers put in it and goes out on `message` with `from`
+ * set by the server.
+ */
+export type FromPeer = Record<string, unknown> & { from?: string; type?: string } & z.$brand<'FromPeer'>;
+/** A `messagePeer`: a message for one peer, `target`. */
+export type PeerMessage = FromPeer & { target: string };
+
+/** To a broadcaster after its publish: who is in the channel, and the ICE servers to reach them. */
+export interface PeersMessage {
+  type: 'peers';
+  from: '_channel_';
+  target: string;
+  peers: Peer[];
+  peerConfig: PeerConfig;
+}
+
+/** To a channel's broadcaster: the player `peerID` subscribed. */
+export interface PeerJoinedMessage {
+  type: 'peer';
+  from: string;
+  target: string;
+  peerID: string;
+}
+
+/** To the peers left in a channel: `from` left it. */
+export interface CloseMessage {
+  from: string;
+  target: 'all';
+  payload: { action: 'close'; message: string };
+}
+
+/** Everything the server sends on `message` (docs/PROTOCOL.md, "Server to client"). */
+export type ServerMessage = PeersMessage | PeerJoinedMessage | CloseMessage | FromPeer;
 
 export interface ErrorPayload {
   from: '_server_';
@@ -186,7 +217,7 @@ export interface ClientToServerEvents {
 }
 
 export interface ServerToClientEvents {
-  message: (message: Record<string, unknown>) => void;
+  message: (message: ServerMessage) => void;
   publishError: (error: ErrorPayload) => void;
   subscribeError: (error: ErrorPayload) => void;
   uniquenessError: (error: ErrorPayload) => void;
@@ -208,9 +239,9 @@ export const RATE_LIMITED = 'ERROR: Too many events, slow down';
 export const EVENT_DROPPED = 'ERROR: Too many events waiting, event dropped';
 
 /** Message types only the server sends (`_channel_` to a broadcaster); peers may not relay them. */
-export const SERVER_MESSAGE_TYPES: ReadonlySet<string> = new Set(['peers', 'peer']);
+export const SERVER_MESSAGE_TYPES: ReadonlySet<string> = new Set<(PeersMessage | PeerJoinedMessage)['type']>(['peers', 'peer']);
 
-export function closeMessage(peerID: string, channel: string) {
+export function closeMessage(peerID: string, channel: string): CloseMessage {
   return { from: peerID, target: 'all', payload: { action: 'close', message: `${peerID} left @${channel}` } };
 }
 

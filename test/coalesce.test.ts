@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import type { Socket as NetSocket } from 'node:net';
 import { test } from 'node:test';
+import { eventSchemas } from '../src/protocol';
 import { connect, next } from './helpers/client';
 import { startServer, TOKEN } from './helpers/server';
 import { within } from './helpers/wait';
@@ -23,6 +24,9 @@ function countWrites(socket: NetSocket) {
   return counts;
 }
 
+/** A relayed candidate, numbered: what it carries does not matter to the packets. */
+const candidate = (n: number) => eventSchemas({ maxNameLength: 128 }).message.parse([{ type: 'candidate', n }])[0];
+
 test('packets sent to one socket in the same turn leave in two writes, not one per packet', async (t) => {
   const { url, server } = await startServer(t);
   const client = await connect(t, url, TOKEN);
@@ -41,13 +45,13 @@ test('packets sent to one socket in the same turn leave in two writes, not one p
     'five messages',
   );
   // The first packet is written at once; the four queued behind it are sent together.
-  for (let n = 1; n <= 5; n++) socket.emit('message', { type: 'candidate', n });
+  for (let n = 1; n <= 5; n++) socket.emit('message', candidate(n));
   assert.deepEqual(await received, [1, 2, 3, 4, 5]);
   assert.equal(counts.writes, 2);
 
   // A lone packet later on is written on its own, at once.
   const lone = next(client, 'message');
-  socket.emit('message', { type: 'candidate', n: 6 });
+  socket.emit('message', candidate(6));
   assert.equal((await lone).n, 6);
   assert.equal(counts.writes, 3);
 });

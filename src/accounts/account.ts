@@ -1,8 +1,7 @@
 // Accounts and plans as the original's MySQL tables hold them, turned into
 // the lookup the handshake uses. Shared by every account source.
 import { z } from 'zod';
-import { UNLIMITED, type Plan } from '../limits';
-import { numeric } from '../protocol';
+import { planSchema, UNLIMITED, type Plan } from '../limits';
 import { RESTRICT_PUBLISH_MODES, type RestrictPublish } from '../auth/rights';
 import { parseOrigins } from '../origins';
 
@@ -46,30 +45,6 @@ export interface AccountRows {
   plans: PlanRow[];
 }
 
-// A null limit is no limit, like a missing one.
-const limit = z.preprocess((v) => v ?? 0, numeric(Number.MAX_VALUE));
-export const planSchema = z
-  .looseObject({
-    connections: limit.optional(),
-    totalBitrate: limit.optional(),
-    bitrate: limit.optional(),
-    audioBitrate: limit.optional(),
-    width: limit.optional(),
-    height: limit.optional(),
-    frameRate: limit.optional(),
-    framerate: limit.optional(),
-  })
-  .transform(
-    (p): Plan => ({
-      connections: p.connections ?? 0,
-      totalBitrate: p.totalBitrate ?? 0,
-      bitrate: p.bitrate ?? 0,
-      audioBitrate: p.audioBitrate ?? 0,
-      width: p.width ?? 0,
-      height: p.height ?? 0,
-      frameRate: p.frameRate ?? p.framerate ?? 0,
-    }),
-  );
 /** An http(s) URL, for properties.webhookURL. */
 export const webhookUrlSchema = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' }).max(2048);
 // A malformed loginURL or restrictPublish is left out rather than hiding the

@@ -8,7 +8,8 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { z } from 'zod';
 import type { Config } from '../config';
-import { planSchema, webhookUrlSchema, type AccountRow, type PlanRow } from './account';
+import { planSchema } from '../limits';
+import { webhookUrlSchema, type AccountRow, type PlanRow } from './account';
 import { accountsPool } from './mysql';
 
 /** 192 bits, URL-safe: sites paste it into settings files. */

@@ -14,6 +14,7 @@ import { STATIC_ACCOUNT } from '../accounts/account';
 import type { AccountManager, AccountView } from '../accounts/manage';
 import type { AccountStore } from '../accounts/store';
 import type { ChannelRegistry } from '../channels/registry';
+import { streamFields } from '../protocol';
 import { createFailedAuthLimiter } from '../signaling/rate-limits';
 import type { Activity } from './activity';
 import type { AccountRowView, ActionResult, ChannelView, InstanceView, LiveView, Sample } from './client/view';
@@ -166,7 +167,7 @@ export function createAdmin(deps: AdminDeps) {
       channels.push({
         account,
         channel: name,
-        stream: s ? { width: s.width, height: s.height, bitrate: s.bitrate, frameRate: s.frameRate, audioBitrate: s.audioBitrate, publisher: s.publisher } : null,
+        stream: s ? { ...streamFields(s), publisher: s.publisher } : null,
         peers: list.map((p) => ({ peerID: p.peerID, type: p.type, socketId: p.socketId })),
       });
     }

@@ -2,7 +2,7 @@
 // unrelated connections: state is indexed by account, then channel, then
 // peer, and each account's usage is kept up to date instead of recounted.
 import { connectRefusal, fitsTotalBitrate, streamCost } from '../limits';
-import { ZERO_STREAM, type Peer, type Stream } from '../protocol';
+import { streamFields, ZERO_STREAM, type Peer, type Stream } from '../protocol';
 import { channelSummary, type AccountUsage, type ChannelRegistry, type JoinRequest, type JoinResult, type RegistrySnapshot } from './registry';
 
 interface PublishedStream extends Stream {
@@ -75,8 +75,7 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
     const oldStream = channel?.stream;
     let newStream: PublishedStream | undefined = oldStream;
     if (req.role === 'broadcaster') {
-      const { width, height, bitrate, frameRate, audioBitrate } = req.stream ?? ZERO_STREAM;
-      newStream = { width, height, bitrate, frameRate, audioBitrate, publisher: req.peerID, time: now() };
+      newStream = { ...streamFields(req.stream ?? ZERO_STREAM), publisher: req.peerID, time: now() };
     }
     else if (oldStream?.publisher === req.peerID) newStream = undefined;
 

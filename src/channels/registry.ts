@@ -3,7 +3,7 @@
 // Every decision that depends on shared state (uniqueness, totalBitrate,
 // connections) is made inside the registry, atomically with its update.
 import type { ConnectRefusal, Plan } from '../limits';
-import type { Peer, PeerRole, Stream } from '../protocol';
+import { streamFields, type Peer, type PeerRole, type Stream } from '../protocol';
 
 export interface JoinRequest {
   account: string;
@@ -46,8 +46,7 @@ export function channelSummary(
   peers: number,
   account: string,
 ): ChannelSummary {
-  const { width, height, bitrate, frameRate, audioBitrate, publisher, time } = stream;
-  return { width, height, bitrate, frameRate, audioBitrate, publisher, time, peers, account };
+  return { ...streamFields(stream), publisher: stream.publisher, time: stream.time, peers, account };
 }
 
 export interface AccountUsage {

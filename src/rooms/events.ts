@@ -12,7 +12,7 @@ import type { ChannelRegistry, JoinRefusal } from '../channels/registry';
 import type { PeerConfig } from '../ice';
 import { streamIssues } from '../limits';
 import type { Telemetry } from '../metrics';
-import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents } from '../protocol';
+import { RATE_LIMITED, unfitMessage, uniquenessMessage, type EventSchemas, type InterServerEvents, type ServerMessage } from '../protocol';
 import { roomEventOf, type ServerEvents } from '../server-events';
 import { takeEvent } from '../signaling/rate-limits';
 import { enqueue, maxPendingEvents, roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
@@ -73,7 +73,7 @@ export interface RoomDeps {
   /** Tells a channel's remaining peers that `peerID` left (signaling's close message). */
   announceLeave: (peerID: string, channel: string, socketIds: string[]) => void;
   /** Sends to one socket, on this instance or another. */
-  deliver: (socketId: string, event: 'message', payload: Record<string, unknown>) => void;
+  deliver: (socketId: string, event: 'message', payload: ServerMessage) => void;
   /** Counts a chat message relayed (metrics). */
   chatRelayed: () => void;
   /** Every room change, for webhooks and the console. */

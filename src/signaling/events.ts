@@ -292,7 +292,7 @@ export function createSignaling(deps: SignalingDeps) {
       return logDropped(socket, 'info', () => ({ ...bindings(socket), why: describe(parsed.error) }), 'message dropped: invalid');
     }
     // The parsed object is a copy: it may be stamped and rewritten.
-    const relayed: Record<string, unknown> = parsed.data[0];
+    const relayed = parsed.data[0];
     const refusal = relayRefusal(socket.data.account, relayed);
     if (refusal) return sendError(socket, 'messageError', registration.peerID, refusal.message, refusal.reason);
     relayed.from = registration.peerID;

@@ -4,28 +4,19 @@
 // mariadbd, coturn).
 import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { freePort } from './ports';
 import { API_KEY, TOKEN } from './server';
 import { testCertificate } from './tls';
 import { STARTUP_MS, within } from './wait';
 
+// Kept importable from here, where the tests have always found it.
+export { freePort };
+
 /** Where a test's cleanups go: the test itself, or a scope that must close first (TestRedis.onCleanup). */
 export interface Cleanup {
   after(fn: () => void): void;
-}
-
-/** A TCP port on loopback that nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** The first of `names` on the PATH or in the usual system directories. */

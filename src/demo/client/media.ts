@@ -1,14 +1,6 @@
 // What both the channel modes and the room mode of the demo page use: the
 // camera, the stream it declares, and one WebRTC connection per remote peer.
 
-export interface StreamParams {
-  width: number;
-  height: number;
-  bitrate: number;
-  frameRate: number;
-  audioBitrate: number;
-}
-
 export interface Peer {
   peerID: string;
   type: 'broadcaster' | 'player';
@@ -79,8 +71,12 @@ export async function openCamera(): Promise<MediaStream> {
   }
 }
 
-/** The stream as `publish` declares it, read from the camera's actual settings. */
-export function streamParams(media: MediaStream): StreamParams {
+/**
+ * The stream as `publish` declares it (docs/PROTOCOL.md: `params`), read
+ * from the camera's actual settings. The page is built apart from the server,
+ * so its type is this function's own.
+ */
+export function streamParams(media: MediaStream) {
   const settings = media.getVideoTracks()[0]?.getSettings() ?? {};
   const width = settings.width ?? 640;
   const height = settings.height ?? 480;
@@ -89,6 +85,8 @@ export function streamParams(media: MediaStream): StreamParams {
   const bitrate = Math.max(100, Math.round((width * height * frameRate) / 10_000 / 50) * 50);
   return { width, height, bitrate, frameRate, audioBitrate: media.getAudioTracks().length ? 64 : 0 };
 }
+
+export type StreamParams = ReturnType<typeof streamParams>;
 
 /** Keeps what is sent within what `publish` declared, so plan limits hold. */
 export async function capBitrate(pc: RTCPeerConnection, params: StreamParams) {
