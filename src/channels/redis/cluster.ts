@@ -129,6 +129,8 @@ export function createCluster(options: ClusterOptions): Cluster {
   // the other instances have reconnected and beaten first.
   let ticking = false;
   let closed = false;
+  /** Seats of a dead instance may be left: true at start, so what an instance that died earlier left is found. */
+  let roomsDue = true;
   async function tick() {
     if (ticking || closed) return;
     ticking = true;
@@ -138,9 +140,14 @@ export function createCluster(options: ClusterOptions): Cluster {
       // On a Redis Cluster a node that failed comes back without a new connection: a beat that went through says so.
       if (!connected && redis.isOpen()) ready();
       if (readySince !== undefined && clock.monotonic() - readySince >= aliveMs) {
-        await registry.sweep();
-        const gone = await rooms.sweep();
-        if (gone.length) roomsListener?.(gone);
+        // The rooms are swept (bucket by bucket) only when an instance died, or when a sweep is left to finish.
+        if ((await registry.sweep()).length) roomsDue = true;
+        if (roomsDue) {
+          const gone = await rooms.sweep();
+          // Once more after a sweep that found some: a big one may have been cut at its batch bound.
+          roomsDue = gone.length > 0;
+          if (gone.length) roomsListener?.(gone);
+        }
       }
     } catch (err) {
       if (redis.clustered && err instanceof RegistryUnavailableError) lost(err);

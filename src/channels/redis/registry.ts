@@ -61,8 +61,8 @@ export interface RedisRegistryOptions {
 export interface RedisRegistry extends ChannelRegistry {
   /** Refreshes this instance's heartbeat; restores its state if Redis lost it. */
   heartbeat(): Promise<void>;
-  /** Removes the peers and connections of instances whose heartbeat expired. */
-  sweep(): Promise<void>;
+  /** Removes the peers and connections of instances whose heartbeat expired; returns those instances. */
+  sweep(): Promise<string[]>;
   /** Redis may have lost recent writes (a replica took over): the next heartbeat restores this instance's part. */
   resync(): void;
 }
@@ -185,9 +185,10 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     peersGone(gone);
   }
 
-  async function sweep() {
-    if (closed || !registered) return;
-    for (const dead of await redis.run(claimScript, keys.liveness, { instance: instanceId })) {
+  async function sweep(): Promise<string[]> {
+    if (closed || !registered) return [];
+    const gone = await redis.run(claimScript, keys.liveness, { instance: instanceId });
+    for (const dead of gone) {
       let removed = 0;
       const swept = await Promise.all(
         keys.buckets.map(async (base) => {
@@ -205,6 +206,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       await redis.run(forgetScript, keys.liveness, { dead });
       log.warn({ dead, peers: removed }, 'an instance stopped answering: its peers removed, its connections released');
     }
+    return gone;
   }
 
   const registry: RedisRegistry = {
