@@ -10,7 +10,7 @@
 // channels over the shards, and with a channel per socket a message for one
 // socket reaches only the instance that holds it.
 import type { Logger } from 'pino';
-import type { RedisCommands } from './scripts';
+import { isErrorReply, type RedisCommands } from './scripts';
 
 type AdapterFactory = ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
 
@@ -159,10 +159,11 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     try {
       await next.connect();
       subscriber = next;
+      old.destroy();
       await Promise.all([...subscriptions.values()].map((args) => next.sSubscribe(...args)));
     } finally {
+      // Failed to connect: the old one goes on, as it can.
       ready();
-      old.destroy();
     }
   }
   const adapter = createShardedAdapter(cluster, waitingSubscriber, {
@@ -247,8 +248,6 @@ function rediscoverSlots(cluster: unknown, seed: string | undefined): Promise<vo
   const slots = (cluster as { _slots?: { rediscover?: (startWith: { options: { url?: string } }) => Promise<void> } })._slots;
   return slots?.rediscover?.({ options: { url: seed } }) ?? Promise.resolve();
 }
-
-const isErrorReply = (err: unknown) => err instanceof Error && /^[A-Z]+ /.test(err.message) && err.constructor.name !== 'Error';
 
 /** The URL without its password, for logs. */
 function redactedUrl(url: string): string {

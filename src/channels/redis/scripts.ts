@@ -68,7 +68,8 @@ function isOutage(err: unknown): boolean {
 }
 
 /** node-redis's ErrorReply (or a subclass), told by name: the registry does not load the client library itself. */
-function isErrorReply(err: Error): boolean {
+export function isErrorReply(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
   for (let proto: unknown = Object.getPrototypeOf(err); proto && proto !== Error.prototype; proto = Object.getPrototypeOf(proto))
     if ((proto as { constructor: { name: string } }).constructor.name === 'ErrorReply') return true;
   return false;
