@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Account } from './accounts/account';
 import type { AccountStore } from './accounts/store';
 import type { ChannelRegistry, ChannelSummary, RegistrySnapshot } from './channels/registry';
+import type { Clock } from './clock';
 import type { Config } from './config';
 import type { Metrics } from './metrics';
 import type { RoomStore, RoomSummary } from './rooms/store';
@@ -25,6 +26,8 @@ export interface ApiDeps {
   log: Logger;
   /** Failed attempts per address, shared with the handshake: `/status?token=` guesses count. */
   failedAuth: FailedAuthLimiter;
+  /** Monotonic time for the failed-attempt windows. */
+  clock: Pick<Clock, 'monotonic'>;
 }
 
 /** How `GET /` introduces the server, in the original's words. */
@@ -58,22 +61,27 @@ function apiKeyCheck({ production, apiKey }: ApiDeps['config']): (req: Request) 
 }
 
 /** Refuses a blocked address with 429 before anything it sent is looked at: guessing gains nothing. */
-function refuseBlocked(failedAuth: FailedAuthLimiter, log: Logger): RequestHandler {
+function refuseBlocked(failedAuth: FailedAuthLimiter, log: Logger, clock: Pick<Clock, 'monotonic'>): RequestHandler {
   return async (req, res, next) => {
     // req.ip: the client through trusted proxies (app.ts sets `trust proxy`).
-    if (!(await failedAuth.blocked(req.ip ?? '', performance.now()))) return next();
+    if (!(await failedAuth.blocked(req.ip ?? '', clock.monotonic()))) return next();
     log.warn({ path: req.path, ip: req.ip }, 'API request refused: too many failed attempts');
     res.status(429).set('Retry-After', '60').type('text/plain').send(API_TOO_MANY_ATTEMPTS);
   };
 }
 
-export function requireApiKey(config: ApiDeps['config'], log: Logger, failedAuth: FailedAuthLimiter): RequestHandler {
+export function requireApiKey(
+  config: ApiDeps['config'],
+  log: Logger,
+  failedAuth: FailedAuthLimiter,
+  clock: Pick<Clock, 'monotonic'>,
+): RequestHandler {
   const accepted = apiKeyCheck(config);
-  const blocked = refuseBlocked(failedAuth, log);
+  const blocked = refuseBlocked(failedAuth, log, clock);
   return (req, res, next) =>
     blocked(req, res, () => {
       if (accepted(req)) return next();
-      void failedAuth.failed(req.ip ?? '', performance.now());
+      void failedAuth.failed(req.ip ?? '', clock.monotonic());
       log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
       res.status(401).type('text/plain').send('Invalid API key');
     });
@@ -114,11 +122,11 @@ export function serverStatus(snapshot: RegistrySnapshot) {
   return { connections: snapshot.connections.length, stats: Object.fromEntries(snapshot.stats), webrtc };
 }
 
-export function createApi({ config, registry, rooms, accounts, metrics, readiness, version, log, failedAuth }: ApiDeps): express.Router {
+export function createApi({ config, registry, rooms, accounts, metrics, readiness, version, log, failedAuth, clock }: ApiDeps): express.Router {
   const router = express.Router();
   // Wrong keys and wrong account tokens count per address with failed handshakes: one guesser, one limit.
-  const blocked = refuseBlocked(failedAuth, log);
-  const keyed = requireApiKey(config, log, failedAuth);
+  const blocked = refuseBlocked(failedAuth, log, clock);
+  const keyed = requireApiKey(config, log, failedAuth, clock);
   const keyAccepted = apiKeyCheck(config);
   // Express 5 forwards rejected promises to the error handler in app.ts.
   router.get('/', (_req, res) => {
@@ -143,14 +151,14 @@ export function createApi({ config, registry, rooms, accounts, metrics, readines
     if (typeof token === 'string' && token !== '') {
       const account = accounts.findByToken(token);
       if (!account) {
-        void failedAuth.failed(req.ip ?? '', performance.now());
+        void failedAuth.failed(req.ip ?? '', clock.monotonic());
         log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid account token');
         return void res.status(401).type('text/plain').send('Invalid account token');
       }
       return void res.json(accountStatus(account, await registry.snapshot(), await rooms.list()));
     }
     if (!keyAccepted(req)) {
-      void failedAuth.failed(req.ip ?? '', performance.now());
+      void failedAuth.failed(req.ip ?? '', clock.monotonic());
       log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
       return void res.status(401).type('text/plain').send('Invalid API key and no account token');
     }

@@ -28,7 +28,7 @@ import { createAdmin } from './admin';
 import { createActivity } from './admin/activity';
 import { clusterTiming, createCluster } from './channels/redis/cluster';
 import type { RedisTarget } from './channels/redis/connection';
-import { systemClock } from './clock';
+import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { createControl } from './control';
 import { createDemoRouter } from './demo';
@@ -59,7 +59,8 @@ export interface ServerDeps {
   rooms?: RoomStore;
   accounts?: AccountStore;
   accountSource?: AccountSource;
-  now?: () => number;
+  /** Wall and monotonic time (tests move a manual clock instead of sleeping). */
+  clock?: Clock;
 }
 
 export interface CloseOptions {
@@ -114,7 +115,7 @@ function defaultAccountSource(config: Config): AccountSource | undefined {
 const LISTEN_BACKLOG = 4096;
 
 export function createServer(config: Config, deps: ServerDeps = {}): SignalingServerHandle {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
   const log = deps.log ?? createLogger({ production: config.production, level: config.logLevel }, deps.logDestination);
   const accounts =
     deps.accounts ??
@@ -128,9 +129,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     });
   const redisTarget = config.redisUrl || config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : undefined;
   const cluster = redisTarget
-    ? createCluster({ redis: redisTarget, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock: { ...systemClock, now } })
+    ? createCluster({ redis: redisTarget, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock })
     : undefined;
-  const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ now });
+  const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ clock });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
   let certificate: Certificate | undefined = config.certificate ? readCertificate(certificateFiles(config.certificate)) : undefined;
   const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();
@@ -144,7 +145,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   // and, in a cluster, on every instance alike.
   const sharedFailedAuth = cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute, (address, ms) => control.announceBlocked(address, ms));
   const failedAuth = sharedFailedAuth ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
-  const events = createServerEvents({ log, now });
+  const events = createServerEvents({ log, clock });
   const report = createSignalingReport(events);
   // The console counts handshakes and refusals through the telemetry signaling already reports.
   const activity = config.admin ? createActivity(events) : undefined;
@@ -155,7 +156,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     accounts,
     log,
     version,
-    now,
+    clock,
     redis: cluster && {
       target: redisTarget as RedisTarget,
       prefix: config.redisPrefix,
@@ -179,7 +180,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       findAccount: (name) => accounts.findByName(name),
       maxTtlSeconds: config.tokenMaxTtlSeconds,
       maxNameLength: config.maxNameLength,
-      now,
+      clock,
     }),
     staticName: config.staticAccount ?? STATIC_ACCOUNT,
   });
@@ -207,8 +208,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   app.use(cors({ origin: corsOrigin }));
   // The REST API reloads the accounts of the whole cluster.
   const clusterAccounts: AccountStore = { ...accounts, reload: () => control.reloadAccounts() };
-  app.use(createApi({ config: { ...config, secure }, registry, rooms: roomStore, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth }));
-  const storage = config.database ? mysqlStorage(config.database) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
+  app.use(createApi({ config: { ...config, secure }, registry, rooms: roomStore, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth, clock }));
+  const storage = config.database ? mysqlStorage(config.database, clock) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
   const accountManager =
     storage &&
     createAccountManager({
@@ -219,7 +220,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
         if (result.outcome !== 'reloaded') log.warn({ outcome: result.outcome, error: result.error }, 'accounts changed but not reloaded');
       },
     });
-  const keyed = requireApiKey(config, log, failedAuth);
+  const keyed = requireApiKey(config, log, failedAuth, clock);
   app.use(accountManager ? createAccountRoutes({ manager: accountManager, keyed, log }) : noAccountRoutes(keyed));
   if (config.demo) app.use('/demo', createDemoRouter());
   let admin: ReturnType<typeof createAdmin> | undefined;
@@ -273,7 +274,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
           ? (await cluster.instances()).map((i) => ({ ...i, self: i.id === cluster.instanceId }))
           : [{ id: 'this instance', self: true, heartbeatAgeMs: null }],
       log,
-      now,
+      clock,
     });
   if (admin) adminRouter.use(admin.router);
   watchOutgoing(io, { maxBytes: config.maxOutgoingBytes, log, telemetry });
@@ -289,6 +290,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     signIn,
     hideSignInDetails: config.production && config.extraSecurity,
     eventsPerSecond: config.rateEventsPerSecond,
+    clock,
     clientAddress: (socket) => proxyaddr(socket.request, trustProxy),
     onRefused: (account, reason) => report.refused(account, 'connect', [reason]),
   });
@@ -303,7 +305,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   // After the handshake: an account's own allowedOrigins need the account.
   io.use(origins.middleware);
-  const peerConfig = createPeerConfig(config, now);
+  const peerConfig = createPeerConfig(config, clock);
   const signaling = createSignaling({
     io,
     registry,
@@ -311,6 +313,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     peerConfig,
     log,
     telemetry,
+    clock,
     eventsPerSecond: config.rateEventsPerSecond,
     maxNameLength: config.maxNameLength,
     enforceSdp: config.enforceSdp,
@@ -337,7 +340,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     chatRelayed: metrics.chatRelayed,
     events,
     clustered: Boolean(cluster),
-    now,
+    clock,
   });
   cluster?.onRoomsGone((gone) => rooms.departed(gone));
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.

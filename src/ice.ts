@@ -4,6 +4,7 @@
 // user and password are handed out as the original did.
 import { createHmac } from 'node:crypto';
 import type { Config } from './config';
+import { systemClock, type Clock } from './clock';
 
 export interface IceServer {
   urls: string | string[];
@@ -24,7 +25,7 @@ export function turnCredentials(secret: string, account: string, ttlSeconds: num
   return { username, credential: createHmac('sha1', secret).update(username).digest('base64') };
 }
 
-export function createPeerConfig(options: IceOptions, now: () => number = Date.now) {
+export function createPeerConfig(options: IceOptions, clock: Pick<Clock, 'now'> = systemClock) {
   const { coturnServer: server } = options;
   if (!server) {
     const fixed: PeerConfig = { iceServers: [{ urls: PUBLIC_STUN }] };
@@ -34,7 +35,7 @@ export function createPeerConfig(options: IceOptions, now: () => number = Date.n
   const stun: IceServer = { urls: [`stun:${server}`] };
   return (account: string): PeerConfig => {
     const credentials = options.coturnSecret
-      ? turnCredentials(options.coturnSecret, account, options.coturnTtl, now())
+      ? turnCredentials(options.coturnSecret, account, options.coturnTtl, clock.now())
       : { username: options.coturnUser ?? '', credential: options.coturnPassword ?? '' };
     return { iceServers: [stun, { ...credentials, urls }] };
   };

@@ -3,6 +3,7 @@
 // build the server, listen, and shut down cleanly on pm2's signals.
 import 'dotenv/config';
 import { createServer, describeCertificate, type SignalingServerHandle } from './app';
+import { systemClock } from './clock';
 import { ConfigError, DEV_STATIC_TOKEN, loadConfig, type Config } from './config';
 import { CertificateError, publicName } from './tls';
 
@@ -88,7 +89,7 @@ async function main() {
     log.warn('pm2 cluster mode without REDIS_URL or REDIS_CLUSTER_NODES: each process has its own channels and limits');
   if (config.production && !config.apiKey) log.warn('API_KEY is not set: the REST API refuses every keyed request');
   const certificate = server.certificate;
-  if (certificate && certificate.notAfter.getTime() - Date.now() < EXPIRY_WARNING_DAYS * 86_400_000)
+  if (certificate && certificate.notAfter.getTime() - systemClock.now() < EXPIRY_WARNING_DAYS * 86_400_000)
     log.warn(describeCertificate(certificate), 'the certificate expires soon (or has expired): renew it');
   log.info({ port, ...(certificate && { certificate: describeCertificate(certificate) }) }, startupLine(config, port, server));
   process.send?.('ready');

@@ -42,6 +42,14 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 export const DISCONNECT_REASONS = ['slowReader', 'unpromptedPong'] as const;
 export type DisconnectReason = (typeof DISCONNECT_REASONS)[number];
 
+/**
+ * Why a client's event could not be handled: the registry could not answer
+ * (Redis away or slow), or anything else, which is a bug. The client gets
+ * `ERROR: Server unavailable` either way; operators need to tell them apart.
+ */
+export const FAILURE_CAUSES = ['registryUnavailable', 'bug'] as const;
+export type FailureCause = (typeof FAILURE_CAUSES)[number];
+
 const RELAYED_TYPES = ['offer', 'answer', 'candidate', 'other', 'broadcast'] as const;
 type RelayedType = (typeof RELAYED_TYPES)[number];
 
@@ -50,6 +58,8 @@ export interface Telemetry {
   relayed(type: unknown): void;
   refused(reason: RefusalReason): void;
   disconnected(reason: DisconnectReason): void;
+  /** An event, a handshake or a clean-up that failed, by cause. */
+  failed(cause: FailureCause): void;
   /** Seconds from a socket's first packet to its acceptance or refusal. */
   handshake(seconds: number, outcome: 'accepted' | 'refused'): void;
 }
@@ -101,6 +111,13 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
     registers: [register],
   });
   for (const reason of DISCONNECT_REASONS) disconnects.labels(reason).inc(0);
+  const failures = new Counter({
+    name: 'videowhisper_event_failures_total',
+    help: 'Client events, handshakes and clean-ups the server could not complete, by cause: registryUnavailable (an outage) or bug',
+    labelNames: ['cause'],
+    registers: [register],
+  });
+  for (const cause of FAILURE_CAUSES) failures.labels(cause).inc(0);
   const handshakes = new Histogram({
     name: 'videowhisper_handshake_duration_seconds',
     help: 'Time to authenticate a connection and check its plan',
@@ -174,6 +191,7 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
     },
     refused: (reason) => refusals.labels(reason).inc(),
     disconnected: (reason) => disconnects.labels(reason).inc(),
+    failed: (cause) => failures.labels(cause).inc(),
     handshake: (seconds, outcome) => handshakes.labels(outcome).observe(seconds),
   };
 

@@ -10,6 +10,7 @@ import type { Socket } from 'socket.io';
 import type { ChannelRegistry } from './channels/registry';
 import type { Telemetry } from './metrics';
 import { HandshakeError } from './protocol';
+import { createFailureLog } from './signaling/failures';
 import type { SignalingSocket } from './signaling/session';
 
 /** An origin as browsers send it: `scheme://host[:port]`, lower case, no trailing slash. */
@@ -26,7 +27,7 @@ export interface OriginDeps {
   allowed: ReadonlySet<string> | undefined;
   registry: ChannelRegistry;
   log: Logger;
-  telemetry: Pick<Telemetry, 'refused'>;
+  telemetry: Pick<Telemetry, 'refused' | 'failed'>;
   clientAddress: (req: IncomingMessage) => string;
   /** Gives a refused socket's connection back to its account's count. */
   releaseConnection: (socket: SignalingSocket) => void;
@@ -34,6 +35,7 @@ export interface OriginDeps {
 
 export function createOriginCheck(deps: OriginDeps) {
   const { allowed, log, telemetry } = deps;
+  const recordFailure = createFailureLog({ log, telemetry });
   const admits = (origins: ReadonlySet<string> | undefined, origin: string | undefined) =>
     !origins || origin === undefined || origins.has(normalizeOrigin(origin));
 
@@ -57,7 +59,7 @@ export function createOriginCheck(deps: OriginDeps) {
     log.warn({ socket: socket.id, account: account.name, origin: origin?.slice(0, 200) }, 'connection refused: origin not allowed for the account');
     deps.registry
       .countRefusal(account.name, 'connect', ['origin'])
-      .catch((err: unknown) => log.error({ err }, 'counting a refusal failed'))
+      .catch((err: unknown) => void recordFailure('counting a refusal', { socket: socket.id, account: account.name }, err))
       .finally(() => next(new Error(HandshakeError.origin)));
   }
 

@@ -4,6 +4,7 @@
 // listeners. To add an event, add it to ServerEventMap.
 import type { Logger } from 'pino';
 import type { PeerRole, Stream } from './protocol';
+import { systemClock, type Clock } from './clock';
 
 export type LeaveReason = 'left' | 'disconnected' | 'timed out' | 'instance lost';
 export type RefusedAction = 'connect' | 'publish' | 'subscribe';
@@ -57,12 +58,12 @@ export interface ServerEvents {
   readonly active: boolean;
 }
 
-export function createServerEvents({ log, now = Date.now }: { log: Logger; now?: () => number }): ServerEvents {
+export function createServerEvents({ log, clock = systemClock }: { log: Logger; clock?: Pick<Clock, 'now'> }): ServerEvents {
   const listeners = new Set<ServerEventListener>();
   return {
     emit(type, account, data) {
       if (listeners.size === 0) return;
-      const event = { type, account, time: now(), data } as ServerEvent;
+      const event = { type, account, time: clock.now(), data } as ServerEvent;
       for (const listener of listeners) {
         try {
           listener(event);

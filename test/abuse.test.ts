@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { get } from './helpers/api';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, refusal, STREAM, type Client } from './helpers/client';
+import { manualClock } from './helpers/clock';
 import { spawnServer } from './helpers/process';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
-import { progressing, within } from './helpers/wait';
+import { eventually, progressing, within } from './helpers/wait';
 import { HandshakeError } from '../src/protocol';
 
 type Stats = [string, { issues: Record<string, number>; refused: Record<string, number>; connections: number }][];
@@ -25,43 +26,52 @@ async function drained(server: Awaited<ReturnType<typeof startServer>>['server']
   });
 }
 
+/** Events the server dropped for the rate so far: each one is counted, also those it did not answer. */
+async function rateRefusals(url: string) {
+  const metrics = (await get(url, `/metrics?apikey=${API_KEY}`)).text;
+  return Number(/^videowhisper_refusals_total\{reason="rate"\} (\d+)$/m.exec(metrics)?.[1]);
+}
+
 test('events over the per-socket rate are refused with a clear error and counted', async (t) => {
-  const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '10' });
+  const clock = manualClock();
+  const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '10' }, { clock });
   const socket = await connect(t, url, TOKEN);
   const limited = next<{ message: string }>(socket, 'publishError', (e) => e.message === 'ERROR: Too many events, slow down');
   for (let i = 0; i < 30; i++) socket.emit('publish', 'Studio', 'rate', STREAM);
   assert.equal((await limited).message, 'ERROR: Too many events, slow down');
+  // Ten went through; the clock moves only once the other twenty have reached the server.
+  await eventually('20 publishes refused for the rate', async () => (await rateRefusals(url)) === 20);
   const relayLimited = next<{ message: string }>(socket, 'messageError');
-  // The bucket is empty: a relay event is refused too (at most one notice a second).
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // A second later the bucket holds ten again: thirty relay events empty it,
+  // and are refused too (the client is told at most once a second).
+  clock.advance(1000);
   for (let i = 0; i < 30; i++) socket.emit('messagePeer', { target: 'nobody', type: 'candidate' });
   assert.equal((await relayLimited).message, 'ERROR: Too many events, slow down');
+  await eventually('20 relay events refused for the rate', async () => (await rateRefusals(url)) === 40);
   const [[account, usage] = ['', undefined]] = await statsOf(url);
   assert.equal(account, '_static');
   assert.ok((usage?.issues.rate ?? 0) >= 2);
   assert.ok((usage?.refused.publish ?? 0) >= 1 && (usage?.refused.message ?? 0) >= 1);
   // The socket is still usable once it slows down.
-  await new Promise((resolve) => setTimeout(resolve, 1100));
+  clock.advance(1100);
   socket.emit('publish', 'Studio', 'rate', STREAM);
   await nextMessage(socket, 'peers');
 });
 
 test('a wall clock stepped back (NTP) does not stop the rate limit from refilling', async (t) => {
-  // The clock is in place before the server starts, so the server reads it too.
-  const wallClock = Date.now;
-  let stepped = 0;
-  t.mock.method(Date, 'now', () => wallClock() + stepped);
-  const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '20' });
+  const clock = manualClock();
+  const { url } = await startServer(t, { RATE_EVENTS_PER_SECOND: '20' }, { clock });
   const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'clock-step' });
   const refused: unknown[] = [];
   broadcaster.on('messageError', (e: unknown) => refused.push(e));
-  stepped = -3_600_000;
+  clock.stepWall(-3_600_000);
   const candidates = (from: number, count: number) => {
     for (let n = from; n < from + count; n++) broadcaster.emit('messagePeer', { target: 'Viewer', type: 'candidate', n });
   };
-  // Most of the bucket now, the rest once it has had time to refill.
+  // Most of the bucket now (its publish took one), the rest once it has had time to refill.
   candidates(0, 15);
-  await new Promise((resolve) => setTimeout(resolve, 800));
+  await next(player, 'message', (m) => m.n === 14);
+  clock.advance(800);
   const last = next(player, 'message', (m) => m.n === 24);
   candidates(15, 10);
   await last;

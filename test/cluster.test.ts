@@ -134,7 +134,7 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
   let run = 0;
   await fc.assert(
     fc.asyncProperty(fc.array(op, { minLength: 30, maxLength: 80 }), async (ops) => {
-      const memory = createMemoryRegistry({ now });
+      const memory = createMemoryRegistry({ clock: { now } });
       const notes: unknown[] = [];
       const shared = createRedisRegistry({
         client: redis.commands,

@@ -4,7 +4,7 @@
 // and two accounts' rooms of one name never meet.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { RoomError } from '../src/rooms/events';
+import { RoomError } from '../src/rooms/replies';
 import { createMemoryRoomStore } from '../src/rooms/memory';
 import type { RoomStore } from '../src/rooms/store';
 import { get } from './helpers/api';

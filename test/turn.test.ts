@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import type { IceServer, PeerConfig } from '../src/ice';
 import { connect, nextMessage } from './helpers/client';
+import { manualClock } from './helpers/clock';
 import { findProgram, waitForOutput } from './helpers/process';
 import { startServer, TOKEN } from './helpers/server';
 import { within } from './helpers/wait';
@@ -100,7 +101,7 @@ test('peerConfig carries TURN REST credentials that coturn accepts; forged and e
   assert.equal(await relay(port, `${Number(expiry) + 10}:_static`, turn.credential ?? ''), 'refused', 'altered username refused');
 
   // A server whose clock says two days ago hands out credentials that have expired.
-  const past = await startServer(t, env, { now: () => Date.now() - 2 * 86400_000 });
+  const past = await startServer(t, env, { clock: manualClock(Date.now() - 2 * 86400_000) });
   const expired = await turnServerOf(past.url, t);
   assert.equal(await relay(port, expired.username ?? '', expired.credential ?? ''), 'refused', 'expired credentials refused');
 });

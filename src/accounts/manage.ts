@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { z } from 'zod';
+import { systemClock, type Clock } from '../clock';
 import type { Config } from '../config';
 import { planSchema } from '../limits';
 import { webhookUrlSchema, type AccountRow, type PlanRow } from './account';
@@ -46,7 +47,8 @@ export interface AccountStorage {
   close(): Promise<void>;
 }
 
-export function mysqlStorage(db: NonNullable<Config['database']>): AccountStorage {
+/** `clock` stamps a new account's `created` column. */
+export function mysqlStorage(db: NonNullable<Config['database']>, clock: Pick<Clock, 'now'> = systemClock): AccountStorage {
   const pool = accountsPool(db);
   const tablesOf = (c: PoolConnection): Tables => ({
     accounts: async () =>
@@ -60,7 +62,7 @@ export function mysqlStorage(db: NonNullable<Config['database']>): AccountStorag
           r.properties ?? '{}',
           r.planId,
           '',
-          Math.floor(Date.now() / 1000),
+          Math.floor(clock.now() / 1000),
         ])
       )[0].insertId,
     updateAccount: async (id, r) =>

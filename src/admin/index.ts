@@ -18,6 +18,7 @@ import { streamFields } from '../protocol';
 import { createFailedAuthLimiter } from '../signaling/rate-limits';
 import type { Activity } from './activity';
 import type { AccountRowView, ActionResult, ChannelView, InstanceView, LiveView, Sample } from './client/view';
+import { systemClock, type Clock } from '../clock';
 
 const root = path.resolve(__dirname, '..', '..');
 const pageDir = path.join(root, 'src', 'admin', 'page');
@@ -52,7 +53,7 @@ export interface AdminDeps {
   /** The cluster's instances with their heartbeats; this one alone without Redis. */
   instances: () => Promise<InstanceView[]>;
   log: Logger;
-  now?: () => number;
+  clock?: Clock;
 }
 
 const actionSchema = z.discriminatedUnion('action', [
@@ -71,7 +72,8 @@ function sendFile(res: Response, file: string, type?: string) {
 
 export function createAdmin(deps: AdminDeps) {
   const { io, registry, accounts, manager, activity, config } = deps;
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = () => clock.now();
   const log = deps.log.child({ module: 'admin' });
   const expected = config.apiKey ? digest(config.apiKey) : undefined;
   const failedSignIns = createFailedAuthLimiter({ perMinute: config.failedAuthPerMinute });
@@ -111,7 +113,7 @@ export function createAdmin(deps: AdminDeps) {
   const address = (socket: Socket) => socket.handshake.address;
   namespace.use((socket, next) => {
     const ip = address(socket);
-    const t = performance.now();
+    const t = clock.monotonic();
     if (failedSignIns.blocked(ip, t)) return next(new Error('Too many failed sign-ins: wait a minute'));
     const key = (socket.handshake.auth as { key?: unknown } | undefined)?.key;
     const valid = !config.production || (expected !== undefined && typeof key === 'string' && timingSafeEqual(digest(key), expected));

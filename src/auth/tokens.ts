@@ -7,6 +7,7 @@ import { decodeJwt, errors, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import type { Account } from '../accounts/account';
 import type { Identity } from './rights';
+import { systemClock, type Clock } from '../clock';
 
 /** Clocks of the site and of this server may differ by this much. */
 export const CLOCK_TOLERANCE_SECONDS = 10;
@@ -22,7 +23,7 @@ export interface TokenVerifierOptions {
   maxTtlSeconds: number;
   maxNameLength: number;
   /** Wall clock in ms: token times are wall-clock seconds. */
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
 }
 
 /** Three base64url parts: a compact JWS (an unsigned one has an empty third part). */
@@ -30,7 +31,7 @@ export const looksLikeJwt = (token: string) => /^[\w-]+\.[\w-]+\.[\w-]*$/.test(t
 
 const keyOf = (account: Account) => new TextEncoder().encode(account.token);
 
-export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength, now = Date.now }: TokenVerifierOptions) {
+export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength, clock = systemClock }: TokenVerifierOptions) {
   const name = z.string().min(1).max(maxNameLength);
   const claimsSchema = z.looseObject({
     sub: name,
@@ -49,7 +50,7 @@ export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength,
     }
     const account = typeof issuer === 'string' ? findAccount(issuer) : undefined;
     if (!account?.token) return { ok: false, failure: 'unknownAccount', detail: `issuer ${String(issuer)} is no account` };
-    const currentDate = new Date(now());
+    const currentDate = new Date(clock.now());
     let payload;
     try {
       ({ payload } = await jwtVerify(token, keyOf(account), {

@@ -4,6 +4,7 @@
 import { connectRefusal, fitsTotalBitrate, streamCost } from '../limits';
 import { streamFields, ZERO_STREAM, type Peer, type Stream } from '../protocol';
 import { channelSummary, type AccountUsage, type ChannelRegistry, type JoinRequest, type JoinResult, type RegistrySnapshot } from './registry';
+import { systemClock, type Clock } from '../clock';
 
 interface PublishedStream extends Stream {
   publisher: string;
@@ -35,7 +36,7 @@ const countPeer = (usage: AccountUsage, peer: Peer, delta: number) => {
   else usage.players += delta;
 };
 
-export function createMemoryRegistry({ now = Date.now }: { now?: () => number } = {}): ChannelRegistry {
+export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clock, 'now'> } = {}): ChannelRegistry {
   const accounts = new Map<string, AccountState>();
 
   const accountState = (name: string): AccountState => {
@@ -75,7 +76,7 @@ export function createMemoryRegistry({ now = Date.now }: { now?: () => number } 
     const oldStream = channel?.stream;
     let newStream: PublishedStream | undefined = oldStream;
     if (req.role === 'broadcaster') {
-      newStream = { ...streamFields(req.stream ?? ZERO_STREAM), publisher: req.peerID, time: now() };
+      newStream = { ...streamFields(req.stream ?? ZERO_STREAM), publisher: req.peerID, time: clock.now() };
     }
     else if (oldStream?.publisher === req.peerID) newStream = undefined;
 

@@ -79,12 +79,16 @@ export interface RegistrySnapshot {
 }
 
 /**
- * A registry call that could not be made because the shared store is away
- * (unreachable, not answering, failing over) or the registry is closed: an
- * outage, not a bug, and the client is told the server is unavailable.
+ * A registry call that could not be answered: the shared store (Redis) is
+ * unreachable or slow, or the registry is closed. An outage, not a bug:
+ * signaling answers the client `ERROR: Server unavailable` and logs it as
+ * such. Every other error a registry call throws is taken for a bug.
  */
-export class RegistryUnavailableError extends Error {}
+export class RegistryUnavailableError extends Error {
+  override name = 'RegistryUnavailableError';
+}
 
+/** Implementations throw RegistryUnavailableError when they cannot answer (see above). */
 export interface ChannelRegistry {
   /** Counts one more live socket of the account, unless a plan limit refuses it. */
   connect(account: string, plan: Pick<Plan, 'connections' | 'totalBitrate'>): Promise<ConnectRefusal | null>;

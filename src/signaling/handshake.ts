@@ -5,9 +5,11 @@ import type { Logger } from 'pino';
 import type { Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
 import type { ChannelRegistry } from '../channels/registry';
+import type { Clock } from '../clock';
 import type { RefusalReason, Telemetry } from '../metrics';
 import { HandshakeError, SignInError, type EventSchemas } from '../protocol';
 import type { SignIn, SignInWay } from '../auth/sign-in';
+import { createFailureLog } from './failures';
 import type { FailedAuthLimiter } from './rate-limits';
 import type { SignalingSocket } from './session';
 
@@ -24,6 +26,8 @@ export interface HandshakeDeps {
   /** EXTRA_SECURITY in production: a refused sign-in only says `Authentication failed`. */
   hideSignInDetails: boolean;
   eventsPerSecond: number;
+  /** Monotonic time: failed-attempt windows, the event bucket, handshake durations. */
+  clock: Pick<Clock, 'monotonic'>;
   /** The client's address, through trusted proxies (X-Forwarded-For). */
   clientAddress: (socket: Socket) => string;
   /** Told of each refused connection (server events). */
@@ -43,23 +47,24 @@ type Refusal = {
 
 export function createHandshake(deps: HandshakeDeps) {
   const { registry, schemas, log, telemetry, production } = deps;
-  const { failedAuth, signIn } = deps;
+  const { failedAuth, signIn, clock } = deps;
+  const recordFailure = createFailureLog({ log, telemetry });
 
   /** Gives the account's connection back, once; on disconnect, or when the client left mid-handshake. */
   function releaseConnection(socket: SignalingSocket) {
     const { data } = socket;
     if (data.released) return;
     data.released = true;
-    registry.disconnect(data.account.name).catch((err: unknown) => log.error({ err, account: data.account.name }, 'releasing a connection failed'));
+    registry.disconnect(data.account.name).catch((err: unknown) => void recordFailure('releasing a connection', { account: data.account.name }, err));
   }
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {
     const address = deps.clientAddress(socket);
-    if (await failedAuth.blocked(address, performance.now())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
+    if (await failedAuth.blocked(address, clock.monotonic())) return { message: HandshakeError.tooManyAttempts, reason: 'rate' };
     const auth = schemas.auth.safeParse(socket.handshake.auth);
     const result = await signIn(auth.success ? auth.data : {});
     if (!result.ok) {
-      if (result.failed) await failedAuth.failed(address, performance.now());
+      if (result.failed) await failedAuth.failed(address, clock.monotonic());
       // The user a sign-in claimed is no secret, and tells a site owner whose PIN failed.
       return { ...result, signedIn: result.way !== 'token', user: result.way === 'login' ? auth.data?.user : undefined };
     }
@@ -79,7 +84,7 @@ export function createHandshake(deps: HandshakeDeps) {
       identity,
       pending: 0,
       tokens: deps.eventsPerSecond,
-      refilledAt: performance.now(),
+      refilledAt: clock.monotonic(),
       rateNoticeAt: Number.NEGATIVE_INFINITY, // never told yet
       loggedAt: Number.NEGATIVE_INFINITY,
       unlogged: 0,
@@ -95,8 +100,8 @@ export function createHandshake(deps: HandshakeDeps) {
   }
 
   const middleware = (socket: Socket, next: (err?: Error) => void) => {
-    const started = performance.now();
-    const took = () => (performance.now() - started) / 1000;
+    const started = clock.monotonic();
+    const took = () => (clock.monotonic() - started) / 1000;
     authenticate(socket as SignalingSocket).then(
       (refusal) => {
         if (!refusal) {
@@ -125,7 +130,7 @@ export function createHandshake(deps: HandshakeDeps) {
       },
       (err: unknown) => {
         telemetry.refused('unavailable');
-        log.error({ err, socket: socket.id }, 'handshake failed');
+        recordFailure('handshake', { socket: socket.id }, err);
         next(new Error(HandshakeError.unavailable));
       },
     );

@@ -1,8 +1,27 @@
-// Abuse limits that no plan covers: how fast one socket may send events, and
-// how many failed handshakes one address may make (token guessing). Both are
-// bounded in memory whatever clients do. Times are monotonic milliseconds
-// (performance.now()): a wall clock stepped back by NTP would otherwise stop
-// every bucket from refilling, and every socket would go silent.
+// Abuse limits that no plan covers: how fast one socket may send events (the
+// gate every client event passes first), and how many failed handshakes one
+// address may make (token guessing). Both are bounded in memory whatever
+// clients do. Times are monotonic milliseconds (Clock.monotonic()): a wall
+// clock stepped back by NTP would otherwise stop every bucket from refilling,
+// and every socket would go silent. Also here: on which event each client
+// event's refusals are answered, and what they count as.
+import type { Clock } from '../clock';
+import type { Telemetry } from '../metrics';
+
+/** The signaling events a client sends, each answered on its own error event. */
+export const errorEventOf = {
+  publish: 'publishError',
+  subscribe: 'subscribeError',
+  messagePeer: 'messageError',
+  message: 'messageError',
+} as const;
+export type SignalingEvent = keyof typeof errorEventOf;
+
+/** The events a refusal is answered on (docs/PROTOCOL.md, "Errors"). */
+export type ErrorEvent = (typeof errorEventOf)[SignalingEvent] | 'uniquenessError';
+
+/** What a refused event counts as in its account's stats (`refused.message`: relayed events). */
+export const refusedActionOf = { publish: 'publish', subscribe: 'subscribe', messagePeer: 'message', message: 'message' } as const;
 
 /** A token bucket: `perSecond` events a second, bursts up to `perSecond`. */
 export interface EventBucket {
@@ -19,6 +38,37 @@ export function takeEvent(bucket: EventBucket, perSecond: number, now: number): 
   if (bucket.tokens < 1) return false;
   bucket.tokens--;
   return true;
+}
+
+/** What the gate keeps per socket: its bucket, and when it last told the client. */
+export interface GatedSocket {
+  data: EventBucket & { rateNoticeAt: number };
+}
+
+export interface RateGateDeps<S extends GatedSocket, E> {
+  eventsPerSecond: number;
+  clock: Pick<Clock, 'monotonic'>;
+  telemetry: Pick<Telemetry, 'refused'>;
+  /** Tells the client its `event` was dropped for the rate; called at most once a second per socket. */
+  notify(socket: S, event: E, args: unknown[]): void;
+}
+
+/**
+ * The gate before every client event: true (and the event is dropped) when
+ * the socket is over its rate. The client hears of it at most once a second,
+ * so that a flood is not answered with a flood.
+ */
+export function createRateGate<S extends GatedSocket, E>({ eventsPerSecond, clock, telemetry, notify }: RateGateDeps<S, E>) {
+  return function overRate(socket: S, event: E, args: unknown[]): boolean {
+    const t = clock.monotonic();
+    if (takeEvent(socket.data, eventsPerSecond, t)) return false;
+    telemetry.refused('rate');
+    if (t - socket.data.rateNoticeAt >= 1000) {
+      socket.data.rateNoticeAt = t;
+      notify(socket, event, args);
+    }
+    return true;
+  };
 }
 
 /**

@@ -1,5 +1,4 @@
-// What the server keeps per socket, and the per-socket queue that keeps one
-// socket's events in order while the registry answers.
+// What the server keeps per socket (its queue is in queue.ts).
 import type { Server, Socket } from 'socket.io';
 import type { Account } from '../accounts/account';
 import type { Identity } from '../auth/rights';
@@ -75,37 +74,3 @@ export function roomChannelsToward(data: Pick<SocketData, 'rooms'>, peerID: stri
 
 export type SignalingServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type SignalingSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
-
-/**
- * Events one socket may have waiting while the registry answers: everything
- * its rate limit lets through in one second (a full bucket plus one second of
- * refill), so a burst the limit allows (a browser's ICE candidates) is never
- * cut short, and a flood cannot hold more than that.
- */
-export const maxPendingEvents = (eventsPerSecond: number) => 2 * eventsPerSecond;
-
-type Task<A> = (socket: SignalingSocket, arg: A) => Promise<void>;
-type OnError = (socket: SignalingSocket, err: unknown) => void;
-
-/**
- * Runs `task(socket, arg)` after the socket's earlier events; false when
- * `limit` events are already waiting. Task and error handler are shared
- * functions, so an event allocates no closure unless it has to wait.
- */
-export function enqueue<A>(socket: SignalingSocket, task: Task<A>, arg: A, onError: OnError, limit = Number.POSITIVE_INFINITY): boolean {
-  const data = socket.data;
-  if (data.pending >= limit) return false;
-  data.queue = data.pending++ > 0 && data.queue ? data.queue.then(() => run(socket, task, arg, onError)) : run(socket, task, arg, onError);
-  return true;
-}
-
-async function run<A>(socket: SignalingSocket, task: Task<A>, arg: A, onError: OnError): Promise<void> {
-  try {
-    await task(socket, arg);
-  } catch (err) {
-    onError(socket, err);
-  } finally {
-    // An idle socket keeps no promise: the queue is dropped once it runs dry.
-    if (--socket.data.pending === 0) socket.data.queue = undefined;
-  }
-}

@@ -11,6 +11,7 @@ import { createMemoryQueue, type QueuedWebhook, type QueueStats, type WebhookQue
 import type { RedisTarget } from '../channels/redis/connection';
 import { createRedisQueue } from './redis-queue';
 import { SIGNATURE_HEADER, signatureHeader } from './signature';
+import { systemClock, type Clock } from '../clock';
 
 /** The WEBHOOK_* settings delivery needs (the account.limit check has its own). */
 export type WebhookConfig = Omit<Config['webhook'], 'limitCheckMs'>;
@@ -33,7 +34,7 @@ export interface WebhookDeps {
   version: string;
   /** With Redis: the stream and lease live there. */
   redis?: { target: RedisTarget; prefix: string; instanceId: string; leaseMs: number } | undefined;
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
 }
 
 export interface Webhooks {
@@ -54,7 +55,7 @@ const shown = (url: string) => {
 
 export function createWebhooks(deps: WebhookDeps): Webhooks {
   const { config, accounts, events } = deps;
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
   const log = deps.log.child({ module: 'webhooks' });
   const userAgent = `VideoWhisper-WebRTC/${deps.version}`;
   // A slow receiver must not hold a shutdown: close() aborts the requests in flight.
@@ -82,7 +83,7 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
           'Content-Type': 'application/json',
           'User-Agent': userAgent,
           'Webhook-Id': item.eventId,
-          [SIGNATURE_HEADER]: signatureHeader(to.secret, item.body, Math.floor(now() / 1000)),
+          [SIGNATURE_HEADER]: signatureHeader(to.secret, item.body, Math.floor(clock.now() / 1000)),
         },
       });
       await response.body?.cancel().catch(() => undefined);
@@ -94,7 +95,7 @@ export function createWebhooks(deps: WebhookDeps): Webhooks {
     return false;
   }
 
-  const delivery = { send, ...config, maxQueued: config.queueSize, log, now };
+  const delivery = { send, ...config, maxQueued: config.queueSize, log, clock };
   const queue: WebhookQueue = deps.redis ? createRedisQueue({ ...delivery, ...deps.redis }) : createMemoryQueue(delivery);
 
   const unsubscribe = events.subscribe((event) => {

@@ -3,6 +3,7 @@
 // whose head fails waits for its backoff; the head is retried until it is
 // delivered or older than the retry window. Used by both queues.
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../clock';
 
 export interface Job {
   /** The queue's own id (a Redis stream entry id, or a counter). */
@@ -30,7 +31,7 @@ export interface LaneOptions<J extends Job> {
   backoffMaxMs: number;
   retryMs: number;
   log: Logger;
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
 }
 
 export interface Lanes<J extends Job> {
@@ -50,7 +51,8 @@ export function backoffDelay(attempts: number, baseMs: number, maxMs: number): n
 }
 
 export function createLanes<J extends Job>(options: LaneOptions<J>): Lanes<J> {
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? systemClock;
+  const now = () => clock.now();
   const lanes = new Map<string, J[]>();
   const busy = new Set<string>();
   let size = 0;

@@ -3,6 +3,7 @@
 // that does not fit is dropped, counted and logged.
 import type { Logger } from 'pino';
 import { createLanes, type Job } from './lanes';
+import { systemClock, type Clock } from '../clock';
 
 /** One webhook to deliver: which target, in which lane, what body. No secret is kept here. */
 export interface QueuedWebhook {
@@ -40,17 +41,17 @@ export interface DeliveryOptions {
   retryMs: number;
   maxQueued: number;
   log: Logger;
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
 }
 
 /** Logs drops at most every 10 s, with the count so far. */
-export function dropCounter(log: Logger, now: () => number = Date.now) {
+export function dropCounter(log: Logger, clock: Pick<Clock, 'now'> = systemClock) {
   let dropped = 0;
   let loggedAt = -Infinity;
   return {
     drop(why: string) {
       dropped++;
-      const t = now();
+      const t = clock.now();
       if (t - loggedAt < 10_000) return;
       loggedAt = t;
       log.warn({ dropped, why }, 'webhook queue full: event dropped');
@@ -64,8 +65,7 @@ export function dropCounter(log: Logger, now: () => number = Date.now) {
 type MemoryJob = Job & { item: QueuedWebhook };
 
 export function createMemoryQueue(options: DeliveryOptions): WebhookQueue {
-  const now = options.now ?? Date.now;
-  const drops = dropCounter(options.log, now);
+  const drops = dropCounter(options.log, options.clock);
   let seq = 0;
   let delivered = 0;
   let expired = 0;

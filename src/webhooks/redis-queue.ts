@@ -59,12 +59,11 @@ function toJob(id: string, fields: string[]): RedisJob | undefined {
 }
 
 export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
-  const now = options.now ?? Date.now;
   const log: Logger = options.log;
   const stream = `${options.prefix}webhooks`;
   const leaseKey = `${options.prefix}webhooks:lease`;
   const me = options.instanceId;
-  const drops = dropCounter(log, now);
+  const drops = dropCounter(log, options.clock);
   let delivered = 0;
   let expired = 0;
   /** Holding the lease: this instance is the one that delivers. */

@@ -2,6 +2,7 @@
 // `Webhook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 // The timestamp is signed too, so a captured request cannot be replayed later.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { systemClock } from '../clock';
 
 export const SIGNATURE_HEADER = 'Webhook-Signature';
 
@@ -18,7 +19,7 @@ export function verifySignature(
   header: string | undefined,
   body: string,
   secret: string,
-  { nowSeconds = Math.floor(Date.now() / 1000), toleranceSeconds = 300 } = {},
+  { nowSeconds = Math.floor(systemClock.now() / 1000), toleranceSeconds = 300 } = {},
 ): boolean {
   if (!header) return false;
   const parts = new Map<string, string[]>();

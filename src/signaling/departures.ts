@@ -1,0 +1,96 @@
+// Peers leaving their channel: on `publish`/`subscribe` elsewhere, on
+// disconnect, at shutdown. Disconnects are handled in batches on the next
+// turn of the event loop: when thousands of sockets drop at once (a network
+// cut), each batch is bounded, timers and HTTP requests run between batches,
+// and peers that left together are not sent each other's close messages.
+import type { ChannelRegistry } from '../channels/registry';
+import { closeMessage } from '../protocol';
+import type { SignalingReport } from '../server-events';
+import type { Delivery } from './delivery';
+import type { RecordFailure } from './failures';
+import { enqueue } from './queue';
+import { bindings, type PeerSocket, type Replies } from './replies';
+import { roomChannels, type SignalingSocket } from './session';
+
+/** Disconnected sockets whose channels are left in one go. */
+const LEAVE_BATCH = 256;
+
+export interface DeparturesDeps {
+  registry: Pick<ChannelRegistry, 'leave'>;
+  delivery: Delivery;
+  replies: Pick<Replies, 'debug'>;
+  recordFailure: RecordFailure;
+  /** Gives the socket's connection back to its account's count. */
+  releaseConnection: (socket: SignalingSocket) => void;
+  report?: Pick<SignalingReport, 'left'> | undefined;
+}
+
+export interface Departures {
+  /** Takes the socket out of its channel (not out of its rooms); the channel hears it leave. */
+  leaveChannel(socket: PeerSocket): Promise<void>;
+  /** Tells a channel's remaining peers that `peerID` left; peers that disconnected in the same burst need no telling. */
+  announceLeave(peerID: string, channel: string, socketIds: string[]): void;
+  /** The shared `disconnect` listener (`this` is the socket). */
+  onDisconnect(this: SignalingSocket, reason: string): void;
+}
+
+export function createDepartures({ registry, delivery, replies, recordFailure, releaseConnection, report }: DeparturesDeps): Departures {
+  const departing = new Set<string>();
+  const leaving: { socket: SignalingSocket; done: () => void }[] = [];
+  let flushScheduled = false;
+
+  function announceLeave(peerID: string, channel: string, socketIds: string[]) {
+    const notify = socketIds.filter((id) => !departing.has(id));
+    // A channel of two (the usual call) has one peer to tell: no broadcast needed.
+    if (notify.length === 1) delivery.toSocket(notify[0] as string, 'message', closeMessage(peerID, channel));
+    else if (notify.length) delivery.toSockets(notify, 'message', closeMessage(peerID, channel));
+  }
+
+  async function leaveChannel(socket: PeerSocket) {
+    const registration = socket.data.registration;
+    if (!registration) return;
+    socket.data.registration = undefined;
+    const { channel, peerID } = registration;
+    // A room holds the same registration: it stays until the room lets it go.
+    if (socket.data.rooms && roomChannels(socket.data).has(channel)) return;
+    const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
+    if (remaining) announceLeave(peerID, channel, remaining.map((p) => p.socketId));
+    if (remaining) report?.left(socket, registration, remaining.length);
+    replies.debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
+  }
+
+  const failedDisconnect = (socket: PeerSocket, err: unknown) => void recordFailure('disconnect', bindings(socket), err);
+
+  const scheduleFlush = () => {
+    if (flushScheduled || leaving.length === 0) return;
+    flushScheduled = true;
+    setImmediate(flushLeaves);
+  };
+
+  async function flushLeaves() {
+    flushScheduled = false;
+    const batch = leaving.splice(0, LEAVE_BATCH);
+    await Promise.all(batch.map(({ socket }) => leaveChannel(socket).catch((err: unknown) => failedDisconnect(socket, err))));
+    for (const { socket, done } of batch) {
+      departing.delete(socket.id);
+      done();
+    }
+    scheduleFlush();
+  }
+
+  const leaveSoon = (socket: SignalingSocket) =>
+    new Promise<void>((done) => {
+      leaving.push({ socket, done });
+      scheduleFlush();
+    });
+
+  function onDisconnect(this: SignalingSocket, reason: string) {
+    releaseConnection(this);
+    departing.add(this.id);
+    // Queued behind the socket's pending events, and never dropped.
+    enqueue(this, leaveSoon, undefined, failedDisconnect);
+    replies.debug(() => ({ ...bindings(this), reason }), 'disconnected');
+  }
+
+  return { leaveChannel, announceLeave, onDisconnect };
+}

@@ -1,0 +1,73 @@
+// `messagePeer { target, type, ... }`: relayed to the peer `target` of a
+// channel the sender is in (its registration's, or one its rooms hold), with
+// `from` stamped by the server. The hot path: offers, answers, candidates.
+import type { ChannelRegistry } from '../../channels/registry';
+import type { Telemetry } from '../../metrics';
+import type { EventSchemas } from '../../protocol';
+import type { Delivery } from '../delivery';
+import { bindings, describe, type PeerSocket, type Replies } from '../replies';
+import { roomChannelsToward } from '../session';
+import { relayRefusal } from './relay';
+import type { Handler } from './types';
+
+export interface MessagePeerDeps {
+  schemas: Pick<EventSchemas, 'peerMessage' | 'messagePeer'>;
+  registry: Pick<ChannelRegistry, 'findPeer'>;
+  replies: Pick<Replies, 'refuse' | 'dropped'>;
+  delivery: Pick<Delivery, 'toSocket'>;
+  telemetry: Pick<Telemetry, 'refused' | 'relayed'>;
+  /** ENFORCE_SDP: relayed offers and answers get the plan's limits written in. */
+  enforceSdp: boolean;
+}
+
+export const messagePeerHandler = ({ schemas, registry, replies, delivery, telemetry, enforceSdp }: MessagePeerDeps): Handler => {
+  /**
+   * The peer `peerID` in a channel the sender shares with it, and the
+   * sender's own name there: its registration's channel first, then the
+   * channels its rooms hold (those likely to hold the target first, each
+   * group asked at once).
+   */
+  async function findTarget(socket: PeerSocket, peerID: string) {
+    const { registration, account, identity } = socket.data;
+    if (registration) {
+      const target = await registry.findPeer(account.name, registration.channel, peerID);
+      if (target || !socket.data.rooms) return target && { target, from: registration.peerID };
+    }
+    if (!identity || !socket.data.rooms) return undefined;
+    for (const channels of roomChannelsToward(socket.data, peerID)) {
+      const found = await Promise.all(channels.map((channel) => registry.findPeer(account.name, channel, peerID)));
+      const target = found.find((peer) => peer !== undefined && peer.socketId !== socket.id);
+      if (target) return { target, from: identity.user };
+    }
+    return undefined;
+  }
+
+  return async function messagePeer(socket, args) {
+    const registration = socket.data.registration;
+    if (!registration && !socket.data.rooms?.size)
+      return replies.dropped(socket, () => bindings(socket), 'messagePeer dropped: sender is in no channel');
+    const message = schemas.peerMessage(args);
+    if (!message) {
+      telemetry.refused('validation');
+      return replies.dropped(
+        socket,
+        () => {
+          const parsed = schemas.messagePeer.safeParse(args);
+          return { ...bindings(socket), why: parsed.success ? 'invalid' : describe(parsed.error) };
+        },
+        'messagePeer dropped: invalid',
+      );
+    }
+    const refusal = relayRefusal(socket.data.account, message, enforceSdp);
+    if (refusal)
+      return replies.refuse(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
+    const found = await findTarget(socket, message.target);
+    if (!found)
+      return replies.dropped(socket, () => ({ ...bindings(socket), target: message.target }), 'messagePeer dropped: no such peer in the channel');
+    // `from` is the sender's registered name, whatever the client wrote. The
+    // object was decoded for this event alone, so it is stamped, not copied.
+    message.from = found.from;
+    delivery.toSocket(found.target.socketId, 'message', message);
+    telemetry.relayed(message.type);
+  };
+};
