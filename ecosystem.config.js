@@ -6,7 +6,7 @@
 // environment or `pm2 save`'s dump. This file only peeks at the few values
 // that shape the processes, without putting them into the environment.
 //
-// Without REDIS_URL: one process (fork mode). With REDIS_URL: pm2 cluster
+// Without REDIS_URL: one process (fork mode). With REDIS_URL (or REDIS_CLUSTER_NODES): pm2 cluster
 // mode, one process per core (or PM2_INSTANCES), sharing state through Redis;
 // `pm2 reload` then replaces them one by one without dropping calls.
 const { existsSync, readFileSync } = require('node:fs');
@@ -18,7 +18,7 @@ const file = existsSync(envFile) ? parse(readFileSync(envFile)) : {};
 const setting = (name) => process.env[name] || file[name] || '';
 const ms = (name, fallback) => (setting(name) === '' ? fallback : Number(setting(name)));
 
-const cluster = Boolean(setting('REDIS_URL'));
+const cluster = Boolean(setting('REDIS_URL') || setting('REDIS_CLUSTER_NODES'));
 // The server's defaults (src/config.ts): draining only happens in a cluster.
 const drainMs = ms('DRAIN_TIMEOUT_MS', cluster ? 600000 : 0);
 const shutdownMs = ms('SHUTDOWN_GRACE_MS', 0) + drainMs + ms('SHUTDOWN_TIMEOUT_MS', 5000);

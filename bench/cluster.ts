@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { clusterMetrics, SETUP_NAME, SETUPS, type ClusterProfile, type Job, type Outcome, type Profile, type Setup } from './profile';
+import { startRedisCluster, type TestRedisCluster } from '../test/helpers/redis-cluster';
+import { clusterMetrics, ON_REDIS_CLUSTER, SETUP_NAME, SETUPS, type ClusterProfile, type Job, type Outcome, type Profile, type Setup } from './profile';
 import { details, format, median, round } from './report';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
@@ -72,15 +73,19 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
   const redis = await connectRedis();
   const runTag = `vwbench:${randomBytes(4).toString('hex')}:`;
   h.log(`bench --cluster (${profile.name}): ${h.machine}`);
+  // Three masters without replicas on loopback ports, for the setups on a Redis Cluster.
+  const redisCluster: TestRedisCluster = await startRedisCluster({ masters: 3, replicas: 0 });
+  const masters = redisCluster.nodes.map((n) => `redis://${n.address}`).join(',');
   try {
     /** Starts the setup's servers, runs the job on them, stops them and deletes the run's keys. */
     const run = async (setup: Setup, runId: string, job: Pick<Job, 'scenario'> & Partial<Job>): Promise<Outcome> => {
       const prefix = `${runTag}${runId}:`;
-      const env = setup === 'memory' ? {} : { REDIS_URL, REDIS_PREFIX: prefix };
+      const onCluster = ON_REDIS_CLUSTER.includes(setup);
+      const env = setup === 'memory' ? {} : onCluster ? { REDIS_CLUSTER_NODES: redisCluster.seeds, REDIS_PREFIX: prefix } : { REDIS_URL, REDIS_PREFIX: prefix };
       const servers: ServerProcess[] = [];
       try {
         servers.push(await h.startServer(`${runId}-a`, env, h.cores.server));
-        if (setup === 'twoInstances') servers.push(await h.startServer(`${runId}-b`, env, h.cores.second));
+        if (setup === 'twoInstances' || setup === 'twoOnRedisCluster') servers.push(await h.startServer(`${runId}-b`, env, h.cores.second));
         const [a, b] = servers as [ServerProcess, ServerProcess | undefined];
         const outcome = h.runLoad({
           profile: jobProfile,
@@ -91,7 +96,7 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
           loopDelayFile: a.loopDelayFile,
           pids: servers.map((s) => s.pid),
           ...(b && { playerUrl: b.url }),
-          ...(setup !== 'memory' && { redisUrl: REDIS_URL }),
+          ...(setup !== 'memory' && { redisUrl: onCluster ? masters : REDIS_URL }),
           ...job,
         });
         // Each server's state and log, since any of them may be the one that stalled.
@@ -100,11 +105,11 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
         });
       } finally {
         await Promise.all(servers.map((s) => s.stop()));
-        if (setup !== 'memory') await deleteKeys(redis, prefix);
+        if (setup !== 'memory' && !onCluster) await deleteKeys(redis, prefix);
       }
     };
 
-    const figures: Record<Setup, Record<string, number>[]> = { memory: [], redis: [], twoInstances: [] };
+    const figures: Record<Setup, Record<string, number>[]> = { memory: [], redis: [], twoInstances: [], redisCluster: [], twoOnRedisCluster: [] };
     const notes: string[] = [];
     const shown = (o: Outcome) => Object.entries(o.notes).map(([k, v]) => `${k} ${format(v)}`).join(', ');
     for (let r = 0; r < profile.rounds; r++) {
@@ -157,9 +162,10 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
     if (h.out.endsWith('.json')) writeFileSync(h.out.replace(/\.json$/, '.md'), page(h, text, seconds, figures, notes));
     h.log(`written: ${h.out}`);
   } finally {
-    // Also after a failure halfway: no run's keys are left behind.
+    // Also after a failure halfway: no run's keys are left behind (the Redis Cluster goes whole).
     if (redis.isReady) await deleteKeys(redis, runTag).catch(() => undefined);
     redis.destroy();
+    await redisCluster.stop();
   }
 }
 

@@ -26,7 +26,8 @@ import type { ChannelRegistry } from './channels/registry';
 import { watchAccountLimits } from './account-limits';
 import { createAdmin } from './admin';
 import { createActivity } from './admin/activity';
-import { clusterTiming, createCluster } from './cluster';
+import { clusterTiming, createCluster } from './channels/redis/cluster';
+import type { RedisTarget } from './channels/redis/connection';
 import { systemClock, type Clock } from './clock';
 import type { Config } from './config';
 import { createControl } from './control';
@@ -127,8 +128,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       log,
       refreshMs: config.accountsRefreshMs,
     });
-  const cluster = config.redisUrl
-    ? createCluster({ url: config.redisUrl, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, now: () => clock.now() })
+  const redisTarget = config.redisUrl || config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : undefined;
+  const cluster = redisTarget
+    ? createCluster({ redis: redisTarget, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock })
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ clock });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
@@ -157,7 +159,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     version,
     clock,
     redis: cluster && {
-      url: config.redisUrl as string,
+      target: redisTarget as RedisTarget,
       prefix: config.redisPrefix,
       instanceId: cluster.instanceId,
       leaseMs: clusterTiming(config.clusterTimeoutMs).aliveMs,
@@ -343,7 +345,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   cluster?.onRoomsGone((gone) => rooms.departed(gone));
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
-  cluster?.onPeersGone((gone) => {
+  registry.onPeersGone((gone) => {
     for (const { channel, peerID, socketIds } of gone) {
       signaling.announceLeave(peerID, channel, socketIds);
       // The account is known from a peer of the channel still on this instance.

@@ -64,7 +64,20 @@ const envSchema = z.object({
     blankToUndefined,
     z.string().regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }).optional(),
   ),
-  REDIS_PREFIX: z.preprocess(blankToUndefined, z.string().max(64).default('vw:')),
+  REDIS_CLUSTER_NODES: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .transform((list) => list.split(',').map((node) => node.trim()).filter(Boolean))
+      .pipe(
+        z
+          .array(z.string().regex(/^(rediss?:\/\/\S+|[^\s/:]+:\d{1,5})$/, { message: 'each node must be host:port or a redis:// or rediss:// URL' }))
+          .min(1),
+      )
+      .optional(),
+  ),
+  // Braces would become a Redis Cluster hash tag and pull every key into one slot.
+  REDIS_PREFIX: z.preprocess(blankToUndefined, z.string().max(64).regex(/^[^{}]*$/, { message: 'must not contain { or }' }).default('vw:')),
   CLUSTER_TIMEOUT_MS: integer(15_000, 1000, 600_000),
   RATE_EVENTS_PER_SECOND: integer(100, 1, 100_000),
   RATE_FAILED_AUTH_PER_MINUTE: integer(30, 1, 100_000),
@@ -144,6 +157,8 @@ export interface Config {
   demo: boolean;
   /** Several instances share state through this Redis (unset: one process, in memory). */
   redisUrl: string | undefined;
+  /** Seed nodes of a Redis Cluster, instead of the single Redis of REDIS_URL (whose scheme and password then apply to them). */
+  redisClusterNodes: string[] | undefined;
   redisPrefix: string;
   /** How long an instance may miss its heartbeat before the others clean up its peers. */
   clusterTimeoutMs: number;
@@ -255,11 +270,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     // Draining needs another instance to take new connections meanwhile: that is a cluster, on Redis.
-    drainTimeoutMs: e.DRAIN_TIMEOUT_MS ?? (e.REDIS_URL ? 600_000 : 0),
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS ?? (e.REDIS_URL || e.REDIS_CLUSTER_NODES ? 600_000 : 0),
     pingIntervalMs: e.PING_INTERVAL_MS,
     pingTimeoutMs: e.PING_TIMEOUT_MS,
     demo: e.DEMO === undefined ? !production : e.DEMO === 'true',
     redisUrl: e.REDIS_URL,
+    redisClusterNodes: e.REDIS_CLUSTER_NODES,
     redisPrefix: e.REDIS_PREFIX,
     clusterTimeoutMs: e.CLUSTER_TIMEOUT_MS,
     rateEventsPerSecond: e.RATE_EVENTS_PER_SECOND,

@@ -85,8 +85,8 @@ async function main() {
   });
   if (!server.secure && config.production) log.warn('CERTIFICATE is not set: serving plain HTTP/WS (use it locally or behind a TLS proxy)');
   // pm2 cluster mode sets NODE_APP_INSTANCE in every process: without Redis they would not share state.
-  if (process.env.NODE_APP_INSTANCE !== undefined && process.env.exec_mode === 'cluster_mode' && !config.redisUrl)
-    log.warn('pm2 cluster mode without REDIS_URL: each process has its own channels and limits');
+  if (process.env.NODE_APP_INSTANCE !== undefined && process.env.exec_mode === 'cluster_mode' && !config.redisUrl && !config.redisClusterNodes)
+    log.warn('pm2 cluster mode without REDIS_URL or REDIS_CLUSTER_NODES: each process has its own channels and limits');
   if (config.production && !config.apiKey) log.warn('API_KEY is not set: the REST API refuses every keyed request');
   const certificate = server.certificate;
   if (certificate && certificate.notAfter.getTime() - systemClock.now() < EXPIRY_WARNING_DAYS * 86_400_000)

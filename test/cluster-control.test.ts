@@ -16,7 +16,7 @@ import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
 /** Two instances on the test's Redis prefix, each aware of the other. */
 async function twoInstances(redis: TestRedis, env: Record<string, string> = {}): Promise<[TestServer, TestServer]> {
   const start = async () => {
-    const server = await startServer(undefined, { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, ...env });
+    const server = await startServer(undefined, { ...redis.env, ...env });
     redis.onCleanup(() => server.close());
     // As a load balancer would: no traffic before /ready says Redis answers.
     await eventually('the instance is ready', async () => (await get(server.url, '/ready')).status === 200);
@@ -74,7 +74,7 @@ test('a reload that fails on one instance is reported as failed', async (t) => {
   const broken = accountsFile(t);
   broken.write(['first-token']);
   const [one] = await twoInstances(redis, { STATIC_TOKEN: '', ACCOUNTS_FILE: accounts.file });
-  const other = await startServer(undefined, { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, STATIC_TOKEN: '', ACCOUNTS_FILE: broken.file });
+  const other = await startServer(undefined, { ...redis.env, STATIC_TOKEN: '', ACCOUNTS_FILE: broken.file });
   redis.onCleanup(() => other.close());
   await eventually('the third instance is ready', async () => (await get(other.url, '/ready')).status === 200);
   await eventually('three instances', async () => (await one.server.io.of('/').adapter.serverCount()) === 3);

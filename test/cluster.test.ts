@@ -7,13 +7,15 @@ import { test } from 'node:test';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import fc from 'fast-check';
 import pino from 'pino';
+import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError } from 'redis';
 import type { Account } from '../src/accounts/account';
 import type { AccountStore } from '../src/accounts/store';
 import { createMemoryRegistry } from '../src/channels/memory';
-import { createRedisRegistry } from '../src/channels/redis';
-import type { ChannelRegistry, RegistrySnapshot } from '../src/channels/registry';
+import { createRedisRegistry } from '../src/channels/redis/registry';
+import { RegistryUnavailableError, type ChannelRegistry, type RegistrySnapshot } from '../src/channels/registry';
 import { UNLIMITED } from '../src/limits';
 import { get } from './helpers/api';
+import { manualClock } from './helpers/clock';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
@@ -30,7 +32,7 @@ const isClose = (from: string) => (m: Record<string, unknown>) =>
 async function instance(redis: TestRedis, env: Record<string, string> = {}, deps: Parameters<typeof startServer>[2] = {}) {
   const server = await startServer(
     undefined,
-    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env },
+    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env },
     deps,
   );
   redis.onCleanup(() => server.close());
@@ -95,7 +97,8 @@ async function subscribe(player: Client, peerID: string, channel: string, broadc
 test('the Redis registry decides like the in-memory one, whatever the names', async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
-  const now = () => 1_700_000_000_000;
+  const clock = manualClock(1_700_000_000_000);
+  const now = clock.now;
   const pick = <T>(...items: T[]) => fc.constantFrom(...items);
   // Names that break naive keys: separators, quotes, newlines, prototype names, a lone surrogate.
   const account = pick('__proto__', 'a"b', 'a');
@@ -134,14 +137,15 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
       const memory = createMemoryRegistry({ clock: { now } });
       const notes: unknown[] = [];
       const shared = createRedisRegistry({
-        client: redis.client,
+        client: redis.commands,
+        buckets: redis.buckets,
         prefix: `${redis.prefix}${run++}:`,
         instanceId: randomUUID(),
         aliveMs: 60_000,
         log: pino({ level: 'silent' }),
-        now,
-        onPeersGone: (gone) => notes.push(...gone),
+        clock,
       });
+      shared.onPeersGone((gone) => notes.push(...gone));
       const apply = (r: ChannelRegistry, o: (typeof ops)[number]) => {
         switch (o.kind) {
           case 'connect':
@@ -179,6 +183,24 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
     }),
     { numRuns: 50, seed: 20261125 },
   );
+});
+
+test('a Redis outage is a RegistryUnavailableError; an error reply from a script is not', async () => {
+  const failing = (err: Error) =>
+    createRedisRegistry({
+      client: { send: () => Promise.reject(err) },
+      prefix: 'unused:',
+      instanceId: randomUUID(),
+      aliveMs: 60_000,
+      log: pino({ level: 'silent' }),
+      clock: manualClock(),
+    });
+  const join = (registry: ChannelRegistry) =>
+    registry.join({ account: 'a', channel: 'c', peerID: 'p', socketId: 's', role: 'player', plan: { totalBitrate: 0 } });
+  for (const outage of [new SocketClosedUnexpectedlyError(), new ClientOfflineError(), new ErrorReply('CLUSTERDOWN The cluster is down')])
+    await assert.rejects(join(failing(outage)), RegistryUnavailableError, outage.message);
+  const bug = failing(new ErrorReply('ERR user_script:1: Script attempted to access nonexistent global variable'));
+  await assert.rejects(join(bug), (err) => !(err instanceof RegistryUnavailableError) && err instanceof ErrorReply);
 });
 
 test('a broadcaster on one instance and a player on another complete offer, answer and candidates', async (t) => {
@@ -334,7 +356,7 @@ test(killedTitle, async (t) => {
   // Killed, should it still run, before the test's keys are deleted.
   const doomed = await spawnServer(
     { after: redis.onCleanup },
-    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) },
+    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) },
   );
   assert.equal((await get(doomed.url, '/')).status, 200);
 

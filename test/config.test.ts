@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { seedUrl } from '../src/channels/redis/connection';
 import { DEV_STATIC_TOKEN, loadConfig } from '../src/config';
 
 test('an empty environment is development mode on port 3000 with the dev token', () => {
@@ -139,4 +140,19 @@ test('sign-in settings: STATIC_ACCOUNT, STATIC_LOGIN, EXTRA_SECURITY, LOGIN_*, T
   assert.throws(() => loadConfig({ STATIC_LOGIN: 'not a url' }), /STATIC_LOGIN must be an http\(s\) URL/);
   assert.throws(() => loadConfig({ NODE_ENV: 'production', DB_HOST: 'db', DB_NAME: 'vw', STATIC_ACCOUNT: 'x' }), /STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN/);
   assert.throws(() => loadConfig({ EXTRA_SECURITY: 'yes' }), /EXTRA_SECURITY must be true or false/);
+});
+
+test('REDIS_CLUSTER_NODES is a list of host:port or redis(s):// URLs; REDIS_PREFIX may not hold a hash tag', () => {
+  const config = loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.5:6379, 10.0.0.6:6380,rediss://:secret@10.0.0.7:6379' });
+  assert.deepEqual(config.redisClusterNodes, ['10.0.0.5:6379', '10.0.0.6:6380', 'rediss://:secret@10.0.0.7:6379']);
+  assert.equal(config.drainTimeoutMs, 600_000, 'a cluster drains on restarts, as with REDIS_URL');
+  assert.equal(loadConfig({}).redisClusterNodes, undefined);
+  assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: '10.0.0.5' }), /REDIS_CLUSTER_NODES/);
+  assert.throws(() => loadConfig({ REDIS_PREFIX: 'vw{x}:' }), /REDIS_PREFIX/);
+});
+
+test('a seed node given as host:port takes the scheme and password of REDIS_URL', () => {
+  assert.equal(seedUrl('10.0.0.6:6380', 'rediss://:secret@10.0.0.5:6379'), 'rediss://:secret@10.0.0.6:6380');
+  assert.equal(seedUrl('10.0.0.6:6380', undefined), 'redis://10.0.0.6:6380');
+  assert.equal(seedUrl('redis://10.0.0.7:6379', 'rediss://:secret@x:1'), 'redis://10.0.0.7:6379');
 });

@@ -23,8 +23,7 @@ const timely = { timeout: 60_000 };
 /** One instance of the cluster in this process, with the two sites; closed before the keys are deleted. */
 async function instance(redis: TestRedis, file: string, env: Record<string, string> = {}) {
   const started = await startServer(undefined, {
-    REDIS_URL: redis.url,
-    REDIS_PREFIX: redis.prefix,
+    ...redis.env,
     CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS),
     ACCOUNTS_FILE: file,
     STATIC_TOKEN: undefined,
@@ -137,7 +136,7 @@ test('bounds and accounts hold across instances', timely, async (t) => {
 test('Redis room store: 100 messages kept, the joiner gets what it asks, an empty room forgotten', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
-  const rooms = createRedisRoomStore({ client: redis.client, prefix: redis.prefix, instanceId: 'i1', log: pino({ level: 'silent' }) });
+  const rooms = createRedisRoomStore({ client: redis.commands, buckets: redis.buckets, prefix: redis.prefix, instanceId: 'i1', log: pino({ level: 'silent' }) });
   const join = { account: 'A', room: 'r', socketId: 's1', participant: { name: 'alice', joinedAt: 1 }, maxRooms: 0, maxParticipants: 0, history: 10 };
   assert.ok((await rooms.join(join)).ok);
   for (let i = 1; i <= 105; i++) assert.ok(await rooms.addMessage('A', 'r', 's1', { text: `${i}`, user: 'alice', timestamp: i }, 100));
@@ -159,7 +158,7 @@ test('an instance killed with SIGKILL: its participants leave their rooms within
   const survivor = await instance(redis, file);
   const doomed = await spawnServer(
     { after: redis.onCleanup },
-    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: file, STATIC_TOKEN: undefined },
+    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: file, STATIC_TOKEN: undefined },
   );
   await eventually('the doomed instance is ready', async () => (await get(doomed.url, '/ready')).status === 200);
   const alice = await signIn(t, survivor.url, 'alice');
@@ -200,7 +199,7 @@ test('Redis away: room events are answered "Rooms are unavailable", and work aga
   // A server process of its own: what it does with Redis away is what is tested, not its exit.
   const one = await spawnServer(
     { after: redis.onCleanup },
-    { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: roomAccountsFile(), STATIC_TOKEN: undefined },
+    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: roomAccountsFile(), STATIC_TOKEN: undefined },
   );
   await eventually('the instance is ready', async () => (await get(one.url, '/ready')).status === 200);
   const alice = await signIn(t, one.url, 'alice');

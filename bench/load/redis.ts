@@ -28,16 +28,18 @@ export interface RedisTotals {
 /** The difference of two readings. */
 export const minus = (b: RedisTotals, a: RedisTotals): RedisTotals => ({ commands: b.commands - a.commands, cpuMs: b.cpuMs - a.cpuMs, at: b.at - a.at });
 
+/** Totals of one Redis, or summed over a Redis Cluster's masters (URLs comma-separated). */
 export class RedisCounters {
-  private constructor(private readonly client: Client) {}
+  private constructor(private readonly clients: Client[]) {}
 
-  static async open(url: string) {
-    return new RedisCounters(await open(url));
+  static async open(urls: string) {
+    return new RedisCounters(await Promise.all(urls.split(',').map(open)));
   }
 
   async read(): Promise<RedisTotals> {
-    const info = String(await this.client.sendCommand(['INFO']));
-    const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+    const infos = await Promise.all(this.clients.map(async (client) => String(await client.sendCommand(['INFO']))));
+    const field = (name: string) =>
+      infos.reduce((sum, info) => sum + Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN), 0);
     return {
       commands: field('total_commands_processed'),
       cpuMs: (field('used_cpu_sys') + field('used_cpu_user')) * 1000,
@@ -46,7 +48,7 @@ export class RedisCounters {
   }
 
   close() {
-    this.client.destroy();
+    for (const client of this.clients) client.destroy();
   }
 }
 

@@ -157,6 +157,8 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
       for (const issue of issues) usage.issues[issue] = (usage.issues[issue] ?? 0) + 1;
     },
     snapshot: async () => snapshot(),
+    // One process: a peer goes only with its own socket, so no peer is ever gone behind its back.
+    onPeersGone: () => () => undefined,
     close: async () => accounts.clear(),
   };
 }

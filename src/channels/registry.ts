@@ -63,6 +63,14 @@ export interface AccountUsage {
 
 export type RefusedAction = keyof AccountUsage['refused'];
 
+/** A peer removed for a socket that is gone: the channel's remaining sockets must hear it leave. */
+export interface PeerGone {
+  channel: string;
+  peerID: string;
+  /** The channel's remaining sockets that must hear it. */
+  socketIds: string[];
+}
+
 /** What the REST API shows, each list in the original's `Object.entries` shape. */
 export interface RegistrySnapshot {
   connections: [string, Record<string, Peer>][];
@@ -92,5 +100,11 @@ export interface ChannelRegistry {
   peers(account: string, channel: string): Promise<Peer[]>;
   countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;
   snapshot(): Promise<RegistrySnapshot>;
+  /**
+   * Receives the peers removed because the instance that held their sockets
+   * died or lost them (a shared registry only; one process never fires it).
+   * Returns a function that stops the listening.
+   */
+  onPeersGone(listener: (gone: PeerGone[]) => void): () => void;
   close(): Promise<void>;
 }

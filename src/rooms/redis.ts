@@ -2,24 +2,26 @@
 // script, so a bound (rooms per account, participants per room, one seat per
 // user) is decided atomically with the change it allows, whichever instance
 // asks. Each instance records the participants it seated, so that when it
-// dies (its heartbeat key, kept by the channel registry, expires) another
+// dies (it leaves the channel registry's live instances) another
 // instance removes them and their rooms hear them leave.
 //
-// Keys, after the prefix; a, r, s, u, i are JSON-encoded account, room,
-// socket id, user, stream id (as in channels/redis.ts, so names never
-// collide when concatenated):
-//   roomaccts          set of accounts with rooms
+// Keys, under the base of the account's bucket (channels/redis/keys.ts: one
+// hash tag per bucket, so each script touches one slot of a Redis Cluster);
+// a, r, s, u, i are JSON-encoded account, room, socket id, user, stream id (so
+// names never collide when concatenated):
+//   roomaccts          set of the bucket's accounts with rooms
 //   rooms:<a>          set of the account's rooms
 //   rm:<a><r>          hash: s -> "<u>\n<instance>\n<participant JSON>"
 //   rmu:<a><r>         hash: u -> s (one seat per user)
 //   rms:<a><r>         hash: i -> "<s>\n<stream JSON>"
 //   rmm:<a><r>         list of message JSON, oldest first
-//   rminst             set of instances that seated participants
+//   rminst             set of instances that seated participants in the bucket
 //   rmseats:<instance> hash: <a><r><s> -> "<a>\n<r>\n<s>"
-//   alive:<instance>   the channel registry's heartbeat key
+// An instance missing from the channel registry's live instances is dead.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { RedisCommands } from '../channels/redis';
+import { keyLayout } from '../channels/redis/keys';
+import type { RedisCommands } from '../channels/redis/scripts';
 import {
   bySummary,
   type RoomDeparture,
@@ -35,6 +37,8 @@ import {
 export interface RedisRoomStoreOptions {
   client: RedisCommands;
   prefix: string;
+  /** Buckets the accounts are spread over, as in the channel registry (channels/redis/keys.ts). */
+  buckets?: number;
   instanceId: string;
   log: Logger;
 }
@@ -69,7 +73,7 @@ interface Script {
 }
 
 const library = `
-local P = ARGV[1]
+local P = KEYS[1]
 local ACCTS = P .. 'roomaccts'
 local INSTS = P .. 'rminst'
 local function roomsKey(a) return P .. 'rooms:' .. a end
@@ -78,7 +82,6 @@ local function usersKey(a, r) return P .. 'rmu:' .. a .. r end
 local function streamsKey(a, r) return P .. 'rms:' .. a .. r end
 local function messagesKey(a, r) return P .. 'rmm:' .. a .. r end
 local function instKey(i) return P .. 'rmseats:' .. i end
-local function aliveKey(i) return P .. 'alive:' .. i end
 local function num(v) return tonumber(v) or 0 end
 
 -- Removes socket s from room r (only if instance inst seated it, when given).
@@ -116,18 +119,18 @@ function script(body: string): Script {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 
-/** ARGV: P, inst, a, r, s, u, participant JSON, max rooms, max participants, history. */
+/** ARGV: inst, a, r, s, u, participant JSON, max rooms, max participants, history. */
 const joinScript = script(`
-local inst, a, r, s, u = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local inst, a, r, s, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local sk = seatsKey(a, r)
 if redis.call('HEXISTS', sk, s) == 1 then return {'already'} end
 local owner = redis.call('HGET', usersKey(a, r), u)
 if owner and owner ~= s then return {'user'} end
 local n = redis.call('HLEN', sk)
-local maxRooms, maxParticipants, history = num(ARGV[8]), num(ARGV[9]), num(ARGV[10])
+local maxRooms, maxParticipants, history = num(ARGV[7]), num(ARGV[8]), num(ARGV[9])
 if n == 0 and maxRooms > 0 and redis.call('SCARD', roomsKey(a)) >= maxRooms then return {'rooms'} end
 if maxParticipants > 0 and n >= maxParticipants then return {'participants'} end
-redis.call('HSET', sk, s, u .. '\\n' .. inst .. '\\n' .. ARGV[7])
+redis.call('HSET', sk, s, u .. '\\n' .. inst .. '\\n' .. ARGV[6])
 redis.call('HSET', usersKey(a, r), u, s)
 redis.call('SADD', roomsKey(a), r)
 redis.call('SADD', ACCTS, a)
@@ -138,17 +141,17 @@ if history > 0 then messages = redis.call('LRANGE', messagesKey(a, r), -history,
 return {'ok', redis.call('HGETALL', sk), redis.call('HGETALL', streamsKey(a, r)), messages}
 `);
 
-/** ARGV: P, a, r, s. */
+/** ARGV: a, r, s. */
 const leaveScript = script(`
-return leaveRoom(ARGV[2], ARGV[3], ARGV[4], nil)
+return leaveRoom(ARGV[1], ARGV[2], ARGV[3], nil)
 `);
 
-/** ARGV: P, a, r, s, i, stream JSON, max per participant. */
+/** ARGV: a, r, s, i, stream JSON, max per participant. */
 const addStreamScript = script(`
-local a, r, s, i = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local a, r, s, i = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HEXISTS', seatsKey(a, r), s) == 0 then return 'absent' end
 if redis.call('HEXISTS', streamsKey(a, r), i) == 1 then return 'exists' end
-local max = num(ARGV[7])
+local max = num(ARGV[6])
 if max > 0 then
   local own = 0
   for _, v in ipairs(redis.call('HVALS', streamsKey(a, r))) do
@@ -156,29 +159,29 @@ if max > 0 then
   end
   if own >= max then return 'tooMany' end
 end
-redis.call('HSET', streamsKey(a, r), i, s .. '\\n' .. ARGV[6])
+redis.call('HSET', streamsKey(a, r), i, s .. '\\n' .. ARGV[5])
 return 'ok'
 `);
 
-/** ARGV: P, a, r, s, i. Returns the stream JSON, or false. */
+/** ARGV: a, r, s, i. Returns the stream JSON, or false. */
 const removeStreamScript = script(`
-local a, r, s, i = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local a, r, s, i = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local v = redis.call('HGET', streamsKey(a, r), i)
 if not v or string.sub(v, 1, #s + 1) ~= s .. '\\n' then return false end
 redis.call('HDEL', streamsKey(a, r), i)
 return string.sub(v, #s + 2)
 `);
 
-/** ARGV: P, a, r, s, message JSON, keep. */
+/** ARGV: a, r, s, message JSON, keep. */
 const messageScript = script(`
-local a, r = ARGV[2], ARGV[3]
-if redis.call('HEXISTS', seatsKey(a, r), ARGV[4]) == 0 then return 0 end
-redis.call('RPUSH', messagesKey(a, r), ARGV[5])
-redis.call('LTRIM', messagesKey(a, r), -num(ARGV[6]), -1)
+local a, r = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', seatsKey(a, r), ARGV[3]) == 0 then return 0 end
+redis.call('RPUSH', messagesKey(a, r), ARGV[4])
+redis.call('LTRIM', messagesKey(a, r), -num(ARGV[5]), -1)
 return 1
 `);
 
-/** ARGV: P. Every room: {a, r, participants, streams}. */
+/** Every room: {a, r, participants, streams}. */
 const listScript = script(`
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCTS)) do
@@ -190,13 +193,15 @@ return out
 `);
 
 /**
- * ARGV: P, this instance, batch. Removes up to a batch of the participants of
+ * ARGV: this instance, batch, live instances... Removes up to a batch of the participants of
  * one instance without a heartbeat. Returns {more, {{a, r, s, participant JSON, {stream JSON...}}...}}.
  */
 const sweepScript = script(`
-local me, batch = ARGV[2], num(ARGV[3])
+local me, batch = ARGV[1], num(ARGV[2])
+local live = {}
+for k = 3, #ARGV do live[ARGV[k]] = true end
 for _, i in ipairs(redis.call('SMEMBERS', INSTS)) do
-  if i ~= me and redis.call('EXISTS', aliveKey(i)) == 0 then
+  if i ~= me and not live[i] then
     local ik = instKey(i)
     local entries = redis.call('HSCAN', ik, '0', 'COUNT', batch)[2]
     local out = {}
@@ -215,29 +220,32 @@ end
 return {0, {}}
 `);
 
-export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisRoomStoreOptions): RedisRoomStore {
+export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, log }: RedisRoomStoreOptions): RedisRoomStore {
   let closed = false;
+  const keys = keyLayout(prefix, buckets);
 
   /** A Redis that stops answering must not hold a socket's events forever. */
-  function send(args: string[]): Promise<unknown> {
+  function send(args: string[], key: string): Promise<unknown> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`)), COMMAND_TIMEOUT_MS);
     });
-    return Promise.race([client.sendCommand(args), late]).finally(() => clearTimeout(timer));
+    return Promise.race([client.send(args, key), late]).finally(() => clearTimeout(timer));
   }
 
-  async function run(s: Script, args: string[]): Promise<unknown> {
+  /** Runs a script on the keys of one bucket (`base`, its KEYS[1]). */
+  async function run(s: Script, base: string, args: string[]): Promise<unknown> {
     if (closed) throw new Error('room store closed');
-    const argv = [prefix, ...args];
+    const argv = ['1', base, ...args];
     try {
-      return await send(['EVALSHA', s.sha, '0', ...argv]);
+      return await send(['EVALSHA', s.sha, ...argv], base);
     } catch (err) {
       // Scripts are forgotten when Redis restarts.
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return send(['EVAL', s.source, '0', ...argv]);
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return send(['EVAL', s.source, ...argv], base);
       throw err;
     }
   }
+  const bucket = (account: string) => keys.bucketOf(encode(account));
 
   const streamsOf = (flat: unknown) =>
     Object.fromEntries(
@@ -247,7 +255,7 @@ export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisR
   return {
     async join({ account, room, socketId, participant, maxRooms, maxParticipants, history }): Promise<RoomJoinResult> {
       const reply = list(
-        await run(joinScript, [
+        await run(joinScript, bucket(account), [
           instanceId,
           encode(account),
           encode(room),
@@ -279,7 +287,7 @@ export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisR
     },
 
     async leave(account, room, socketId) {
-      const reply = await run(leaveScript, [encode(account), encode(room), encode(socketId)]);
+      const reply = await run(leaveScript, bucket(account), [encode(account), encode(room), encode(socketId)]);
       if (!Array.isArray(reply)) return null;
       const [participant, streams] = reply;
       return {
@@ -292,7 +300,7 @@ export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisR
     },
 
     async addStream(account, room, stream, maxPerParticipant) {
-      const reply = await run(addStreamScript, [
+      const reply = await run(addStreamScript, bucket(account), [
         encode(account),
         encode(room),
         encode(stream.socketId),
@@ -305,17 +313,18 @@ export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisR
     },
 
     async removeStream(account, room, streamId, socketId) {
-      const reply = await run(removeStreamScript, [encode(account), encode(room), encode(socketId), encode(streamId)]);
+      const reply = await run(removeStreamScript, bucket(account), [encode(account), encode(room), encode(socketId), encode(streamId)]);
       return typeof reply === 'string' ? (JSON.parse(reply) as RoomStream) : null;
     },
 
     async addMessage(account, room, socketId, message, keep) {
-      const reply = await run(messageScript, [encode(account), encode(room), encode(socketId), JSON.stringify(message), String(keep)]);
+      const reply = await run(messageScript, bucket(account), [encode(account), encode(room), encode(socketId), JSON.stringify(message), String(keep)]);
       return reply === 1;
     },
 
     async list() {
-      const rooms: RoomSummary[] = list(await run(listScript, [])).map((entry) => {
+      const replies = await Promise.all(keys.buckets.map((base) => run(listScript, base, [])));
+      const rooms: RoomSummary[] = replies.flatMap(list).map((entry) => {
         const [a, r, participants, streams] = list(entry);
         return { account: decode(String(a)), room: decode(String(r)), participants: Number(participants), streams: Number(streams) };
       });
@@ -324,8 +333,10 @@ export function createRedisRoomStore({ client, prefix, instanceId, log }: RedisR
 
     async sweep() {
       const departures: RoomDeparture[] = [];
-      for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-        const [more, entries] = list(await run(sweepScript, [instanceId, String(SWEEP_BATCH)]));
+      // The channel registry's live instances: those with seats that are not among them are dead.
+      const live = list(await send(['SMEMBERS', keys.instances], keys.instances)).map(String);
+      for (const base of keys.buckets) for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+        const [more, entries] = list(await run(sweepScript, base, [instanceId, String(SWEEP_BATCH), ...live]));
         for (const entry of list(entries)) {
           const [a, r, s, participant, streams] = list(entry);
           departures.push({

@@ -100,7 +100,7 @@ export function createFailedAuthLimiter({ perMinute, maxAddresses = 100_000 }: {
 /**
  * What the handshake and the REST API ask of a failed-attempt limit: this
  * process's own (above), or one a cluster shares through Redis, which answers
- * asynchronously (src/cluster.ts).
+ * asynchronously (src/channels/redis/cluster.ts).
  */
 export interface FailedAuthLimiter {
   blocked(address: string, now: number): boolean | Promise<boolean>;

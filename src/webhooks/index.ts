@@ -8,6 +8,7 @@ import type { AccountStore } from '../accounts/store';
 import type { Config } from '../config';
 import type { ServerEvent, ServerEvents } from '../server-events';
 import { createMemoryQueue, type QueuedWebhook, type QueueStats, type WebhookQueue } from './queue';
+import type { RedisTarget } from '../channels/redis/connection';
 import { createRedisQueue } from './redis-queue';
 import { SIGNATURE_HEADER, signatureHeader } from './signature';
 import { systemClock, type Clock } from '../clock';
@@ -32,7 +33,7 @@ export interface WebhookDeps {
   log: Logger;
   version: string;
   /** With Redis: the stream and lease live there. */
-  redis?: { url: string; prefix: string; instanceId: string; leaseMs: number } | undefined;
+  redis?: { target: RedisTarget; prefix: string; instanceId: string; leaseMs: number } | undefined;
   clock?: Pick<Clock, 'now'>;
 }
 

@@ -5,12 +5,13 @@
 // deleted once delivered or expired; until then it stays in the group's
 // pending list, and a new lease holder claims it (XAUTOCLAIM) and delivers it.
 import type { Logger } from 'pino';
-import type { RedisClientType } from 'redis';
+import { createCommandClient, type RedisTarget } from '../channels/redis/connection';
 import { createLanes, type Job } from './lanes';
 import { dropCounter, type DeliveryOptions, type QueuedWebhook, type WebhookQueue } from './queue';
 
 export interface RedisQueueOptions extends DeliveryOptions {
-  url: string;
+  /** REDIS_URL or REDIS_CLUSTER_NODES. */
+  target: RedisTarget;
   prefix: string;
   /** This instance's name in the consumer group. */
   instanceId: string;
@@ -39,8 +40,6 @@ return 0`;
 type RedisJob = Job & { item: QueuedWebhook };
 type Entry = [string, string[] | null];
 
-const reconnect = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
-
 function toJob(id: string, fields: string[]): RedisJob | undefined {
   const f = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) f.set(String(fields[i]), String(fields[i + 1]));
@@ -60,9 +59,6 @@ function toJob(id: string, fields: string[]): RedisJob | undefined {
 }
 
 export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
-  // Loaded only on Redis, like the cluster's client; require() because this factory is synchronous.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createClient } = require('redis') as typeof import('redis');
   const log: Logger = options.log;
   const stream = `${options.prefix}webhooks`;
   const leaseKey = `${options.prefix}webhooks:lease`;
@@ -79,9 +75,10 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
   let spaceWaiter: (() => void) | undefined;
 
   // Commands fail at once while Redis is away; the reader blocks in XREADGROUP on a connection of its own.
-  const client = createClient({ url: options.url, disableOfflineQueue: true, socket: { reconnectStrategy: reconnect } }) as RedisClientType;
-  const reader = client.duplicate({ disableOfflineQueue: false }) as RedisClientType;
-  for (const c of [client, reader]) c.on('error', (err: Error) => log.debug({ err: err.message }, 'webhook queue: Redis error'));
+  // Both keys are single keys: on a Redis Cluster each command goes to the shard of its key.
+  const client = createCommandClient(options.target);
+  const reader = createCommandClient(options.target, { offlineQueue: true });
+  for (const c of [client, reader]) c.onError((err: Error) => log.debug({ err: err.message }, 'webhook queue: Redis error'));
   const connecting = Promise.all([client.connect(), reader.connect()]).catch((err: unknown) =>
     log.error({ err }, 'webhook queue: Redis client stopped'),
   );
@@ -93,8 +90,8 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
       if (outcome === 'delivered') delivered++;
       else expired++;
       client
-        .sendCommand(['XACK', stream, GROUP, job.ref])
-        .then(() => client.sendCommand(['XDEL', stream, job.ref]))
+        .send(['XACK', stream, GROUP, job.ref], stream)
+        .then(() => client.send(['XDEL', stream, job.ref], stream))
         // Left pending: delivered again after a takeover (at least once).
         .catch((err: unknown) => log.warn({ err: (err as Error).message, event: job.eventId }, 'webhook delivered but not acknowledged'));
       const wake = spaceWaiter;
@@ -105,7 +102,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
 
   async function ensureGroup() {
     try {
-      await client.sendCommand(['XGROUP', 'CREATE', stream, GROUP, '0']);
+      await client.send(['XGROUP', 'CREATE', stream, GROUP, '0'], stream);
     } catch (err) {
       if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
     }
@@ -114,7 +111,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
   /** Takes over what earlier lease holders read but did not finish. */
   async function claimPending() {
     for (let start = '0-0', rounds = 0; rounds < 10_000; rounds++) {
-      const [next] = (await client.sendCommand(['XAUTOCLAIM', stream, GROUP, me, '0', start, 'COUNT', String(READ_COUNT), 'JUSTID'])) as [
+      const [next] = (await client.send(['XAUTOCLAIM', stream, GROUP, me, '0', start, 'COUNT', String(READ_COUNT), 'JUSTID'], stream)) as [
         string,
         ...unknown[],
       ];
@@ -128,7 +125,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
       const job = fields && toJob(id, fields);
       if (job) lanes.add(job);
       // Deleted or unreadable: nothing to deliver.
-      else void client.sendCommand(['XACK', stream, GROUP, id]).catch(() => undefined);
+      else void client.send(['XACK', stream, GROUP, id], stream).catch(() => undefined);
     }
   };
 
@@ -141,9 +138,10 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
         continue;
       }
       const blocking = cursor === '>' ? ['BLOCK', '1000'] : [];
-      const reply = (await reader.sendCommand([
-        'XREADGROUP', 'GROUP', GROUP, me, 'COUNT', String(READ_COUNT), ...blocking, 'STREAMS', stream, cursor,
-      ])) as [string, Entry[]][] | null;
+      const reply = (await reader.send(
+        ['XREADGROUP', 'GROUP', GROUP, me, 'COUNT', String(READ_COUNT), ...blocking, 'STREAMS', stream, cursor],
+        stream,
+      )) as [string, Entry[]][] | null;
       if (!leading || closed) return;
       const entries = reply?.[0]?.[1] ?? [];
       add(entries);
@@ -154,10 +152,10 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
   async function lead() {
     if (closed) return;
     try {
-      const held = Number(await client.sendCommand(['EVAL', LEASE_SCRIPT, '1', leaseKey, me, String(options.leaseMs)])) === 1;
+      const held = Number(await client.send(['EVAL', LEASE_SCRIPT, '1', leaseKey, me, String(options.leaseMs)], leaseKey)) === 1;
       holding = held;
       // The first event creates the stream: until then there is nothing to read, and no key is left behind.
-      if (held && !leading && Number(await client.sendCommand(['EXISTS', stream])) === 1) {
+      if (held && !leading && Number(await client.send(['EXISTS', stream], stream)) === 1) {
         await ensureGroup();
         await claimPending();
         leading = true;
@@ -196,10 +194,10 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
 
   return {
     push(item) {
-      if (!client.isReady) return drops.drop('Redis unavailable');
+      if (!client.isReady()) return drops.drop('Redis unavailable');
       const fields = ['target', item.target, 'account', item.account ?? '', 'key', item.key, 'eventId', item.eventId, 'body', item.body, 'firstAt', String(item.firstAt)];
       client
-        .sendCommand(['EVAL', ADD_SCRIPT, '1', stream, String(options.maxQueued), ...fields])
+        .send(['EVAL', ADD_SCRIPT, '1', stream, String(options.maxQueued), ...fields], stream)
         .then((id) => {
           if (id == null) drops.drop('Redis stream full');
         })
@@ -222,14 +220,13 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
       await lanes.close();
       await connecting;
       // Let another instance take over at once rather than after the lease runs out.
-      if (wasHolding && client.isReady)
-        await client.sendCommand(['EVAL', RELEASE_SCRIPT, '1', leaseKey, me]).catch(() => undefined);
+      if (wasHolding && client.isReady())
+        await client.send(['EVAL', RELEASE_SCRIPT, '1', leaseKey, me], leaseKey).catch(() => undefined);
       // The reader may sit in a blocking read: drop its connection.
-      if (reader.isOpen) reader.destroy();
+      reader.destroy();
       await reading?.catch(() => undefined);
       // Redis may go away under a closing instance: the connection is dropped either way.
-      if (client.isReady) await client.close().catch(() => (client.isOpen ? client.destroy() : undefined));
-      else if (client.isOpen) client.destroy();
+      await client.close();
     },
   };
 }

@@ -9,9 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
-import { createClient } from 'redis';
+import { after, type TestContext } from 'node:test';
+import { createClient, createCluster } from 'redis';
+import { CLUSTER_BUCKETS } from '../../src/channels/redis/keys';
+import type { RedisCommands } from '../../src/channels/redis/scripts';
 import { findProgram, freePort, restartable, waitForOutput, type Restartable } from './process';
+import { clusterUnavailable, startRedisCluster, type TestRedisCluster } from './redis-cluster';
 import { requireService } from './skip';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL || 'redis://127.0.0.1:6379';
@@ -22,8 +25,14 @@ export interface TestRedis {
   url: string;
   /** The test's own REDIS_PREFIX. */
   prefix: string;
-  /** A client for looking at the keys. */
-  client: RedisConnection;
+  /** What a server needs to use it: REDIS_URL or REDIS_CLUSTER_NODES, and REDIS_PREFIX. */
+  env: Record<string, string>;
+  /** Commands for the registry and room store under test (routed by key on a cluster). */
+  commands: RedisCommands;
+  /** Buckets of the key layout a server uses on it (src/channels/redis/keys.ts). */
+  buckets: number;
+  /** On a Redis Cluster: the cluster the test runs on. */
+  cluster?: TestRedisCluster;
   /** The test's keys (without the adapter's stream). */
   keys(): Promise<string[]>;
   /**
@@ -70,10 +79,34 @@ async function deleteKeys(client: RedisConnection, prefix: string) {
 }
 
 /**
- * A fresh key prefix on the shared Redis (or `url`); its keys are deleted
- * after the test. Undefined when the test was skipped for want of Redis.
+ * Makes this test file's `testRedis` run on a Redis Cluster (3 masters, 3
+ * replicas) started for the file and stopped after it: a file that calls this
+ * before importing a suite runs that suite on a Redis Cluster.
+ */
+export function useRedisCluster() {
+  let started: Promise<TestRedisCluster> | undefined;
+  sharedCluster = () => (started ??= startRedisCluster());
+  after(async () => {
+    if (started) await (await started).stop();
+  });
+}
+
+let sharedCluster: (() => Promise<TestRedisCluster>) | undefined;
+
+/** Whether this file's tests run on a Redis Cluster (useRedisCluster). */
+export const onRedisCluster = () => sharedCluster !== undefined;
+
+/**
+ * A fresh key prefix on the shared Redis (or `url`), or on this file's Redis
+ * Cluster (useRedisCluster); its keys are deleted after the test. Undefined
+ * when the test was skipped for want of Redis.
  */
 export async function testRedis(t: TestContext, url = REDIS_URL): Promise<TestRedis | undefined> {
+  if (sharedCluster && url === REDIS_URL) {
+    const reason = clusterUnavailable();
+    if (!requireService(t, 'Redis Cluster', reason, ['Install redis-server and redis-tools (Redis 7 or later).'])) return undefined;
+    return testRedisCluster(t, await sharedCluster());
+  }
   if (url === REDIS_URL && !requireRedis(t, await unreachableReason())) return undefined;
   const prefix = `vwtest:${randomBytes(6).toString('hex')}:`;
   // Reconnects, so it outlives a restart of a private server.
@@ -89,8 +122,64 @@ export async function testRedis(t: TestContext, url = REDIS_URL): Promise<TestRe
   return {
     url,
     prefix,
-    client,
+    env: { REDIS_URL: url, REDIS_PREFIX: prefix },
+    commands: { send: (args) => client.sendCommand(args) },
+    buckets: 1,
     keys: async () => (await client.keys(`${prefix}*`)).filter((k) => !k.endsWith('socket.io')).sort(),
+    onCleanup: (close) => void cleanups.push(close),
+  };
+}
+
+/** A fresh key prefix on a Redis Cluster; its keys are deleted from every master after the test. */
+export async function testRedisCluster(t: TestContext, cluster: TestRedisCluster): Promise<TestRedis> {
+  const prefix = `vwtest:${randomBytes(6).toString('hex')}:`;
+  // Connected to the nodes that run now: a test may kill one.
+  const open = async () => {
+    const client = createCluster({
+      rootNodes: cluster.nodes.filter((n) => n.child).map((n) => ({ url: `redis://${n.address}` })),
+      defaults: { socket: { reconnectStrategy: false, connectTimeout: 2000 } },
+    });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  };
+  const client = await open();
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+  /** Every key of the prefix, master by master (a test's keys are few). */
+  async function keys(on = client) {
+    const found: string[] = [];
+    for (const master of on.masters) {
+      const node = await on.nodeClient(master);
+      found.push(...(await node.keys(`${prefix}*`)));
+    }
+    return found;
+  }
+  t.after(async () => {
+    for (const close of cleanups.reverse()) await close();
+    // A node the test killed is closed already: destroying it throws.
+    const destroy = (c: typeof client) => {
+      try {
+        c.destroy();
+      } catch {
+        /* closed already */
+      }
+    };
+    destroy(client);
+    const fresh = await open();
+    try {
+      for (const key of await keys(fresh)) await fresh.del(key);
+    } finally {
+      destroy(fresh);
+    }
+  });
+  return {
+    url: `redis://${cluster.nodes[0]?.address}`,
+    prefix,
+    env: { REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: prefix },
+    commands: { send: (args, key) => client.sendCommand(key, false, args) },
+    buckets: CLUSTER_BUCKETS,
+    cluster,
+    keys: async () => (await keys()).filter((k) => !k.includes('socket.io')).sort(),
     onCleanup: (close) => void cleanups.push(close),
   };
 }
@@ -101,6 +190,11 @@ export interface PrivateRedis extends Restartable {
 
 /** A redis-server of the test's own on a free loopback port, without persistence; stopped after the test. */
 export async function privateRedis(t: TestContext): Promise<PrivateRedis | undefined> {
+  if (sharedCluster) {
+    // A restart of the whole store is the single-Redis case; a Redis Cluster's is a failover (redis-cluster.test.ts).
+    t.skip('a restart of one Redis: tested on one Redis, failover on the Redis Cluster');
+    return undefined;
+  }
   const program = findProgram('redis-server');
   if (!program) {
     requireRedis(t, 'redis-server is not installed (apt-get install redis-server)');

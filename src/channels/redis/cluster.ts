@@ -3,14 +3,15 @@
 // holds channels and usage, and a heartbeat per instance lets the survivors
 // clean up after one that died.
 import { randomUUID } from 'node:crypto';
-import type { RedisStreamsAdapterOptions } from '@socket.io/redis-streams-adapter';
 import type { Logger } from 'pino';
-import { createRedisRegistry, type PeerGone, type RedisRegistry } from './channels/redis';
-import { createFailedAuthLimiter, type FailedAuthLimiter } from './signaling/rate-limits';
-import { createRedisRoomStore, type RedisRoomStore } from './rooms/redis';
-import type { RoomDeparture } from './rooms/store';
-
-export type { PeerGone } from './channels/redis';
+import type { Clock } from '../../clock';
+import { createFailedAuthLimiter, type FailedAuthLimiter } from '../../signaling/rate-limits';
+import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis';
+import type { RoomDeparture } from '../../rooms/store';
+import { RegistryUnavailableError } from '../registry';
+import { connectRedis, type RedisTarget } from './connection';
+import { CLUSTER_BUCKETS, keyLayout } from './keys';
+import { createRedisRegistry, type RedisRegistry } from './registry';
 
 export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
   /** Blocks `address` here for `ms`: another instance saw it reach the limit. */
@@ -21,17 +22,18 @@ export interface SharedFailedAuthLimiter extends FailedAuthLimiter {
 const MAX_BLOCKED_ADDRESSES = 100_000;
 
 export interface ClusterOptions {
-  /** REDIS_URL */
-  url: string;
+  /** REDIS_URL, or REDIS_CLUSTER_NODES. */
+  redis: RedisTarget;
   /** REDIS_PREFIX: keys, the adapter's stream and its channels all start with it. */
   prefix: string;
   /** CLUSTER_TIMEOUT_MS: a dead instance's peers are closed within this time. */
   timeoutMs: number;
   log: Logger;
-  now?: () => number;
+  clock: Clock;
 }
 
 export interface Cluster {
+  /** This instance's id in Redis (webhook consumer name, admin console). */
   readonly instanceId: string;
   readonly registry: RedisRegistry;
   readonly rooms: RedisRoomStore;
@@ -48,8 +50,6 @@ export interface Cluster {
    * instance counts on its own.
    */
   failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter;
-  /** Receives the peers removed for sockets that are gone; their channels must hear them leave. */
-  onPeersGone(listener: (gone: PeerGone[]) => void): void;
   /** The live instances and how long ago each beat (for the admin console). */
   instances(): Promise<{ id: string; heartbeatAgeMs: number | null }[]>;
   /** Receives the room participants removed with a dead instance; their rooms must hear them leave. */
@@ -67,42 +67,32 @@ export function clusterTiming(timeoutMs: number) {
   return { aliveMs: Math.round((timeoutMs * 2) / 3), tickMs: Math.max(50, Math.round(timeoutMs / 6)) };
 }
 
-/** Reconnection backoff: 100 ms doubling up to 3 s, with jitter so instances do not reconnect in step. */
-const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
-
 export function createCluster(options: ClusterOptions): Cluster {
-  // Loaded only here, so a single instance without Redis never loads them;
-  // require() because this factory is synchronous.
-  /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see above */
-  const { createClient } = require('redis') as typeof import('redis');
-  const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
+  /* eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only with Redis; this factory is synchronous */
   const { RateLimiterRedis } = require('rate-limiter-flexible') as typeof import('rate-limiter-flexible');
-  /* eslint-enable @typescript-eslint/no-require-imports */
-  const { url, prefix, timeoutMs } = options;
-  const now = options.now ?? Date.now;
+  const { prefix, timeoutMs, clock } = options;
   const instanceId = randomUUID();
   const log = options.log.child({ instance: instanceId });
   const { aliveMs, tickMs } = clusterTiming(timeoutMs);
-  const where = redactedUrl(url);
-
-  // Commands fail at once while Redis is away (no offline queue), so a join
-  // is refused with a clear error instead of hanging.
-  const client = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy: backoff } });
+  const redis = connectRedis(options.redis, prefix, log);
+  const { where } = redis;
+  const keys = keyLayout(prefix, redis.clustered ? CLUSTER_BUCKETS : 1);
 
   let connected = false;
   let everConnected = false;
   let readySince: number | undefined;
   let failures = 0;
-  client.on('ready', () => {
+  function ready() {
+    if (connected) return;
     connected = true;
-    readySince = performance.now(); // monotonic: a wall-clock step must not start a sweep early
+    readySince = clock.monotonic(); // a wall-clock step must not start a sweep early
     if (everConnected) log.warn({ redis: where }, 'Redis connection restored: joins are accepted again');
-    else log.info({ redis: where, timeoutMs }, 'Redis connected: this instance is part of a cluster');
+    else log.info({ redis: where, timeoutMs, cluster: redis.clustered }, 'Redis connected: this instance is part of a cluster');
     everConnected = true;
     failures = 0;
     void tick();
-  });
-  client.on('error', (err: Error) => {
+  }
+  function lost(err: Error) {
     failures++;
     const about = { redis: where, err: err.message };
     if (connected) log.error(about, 'Redis connection lost: connections and joins are refused until it is back');
@@ -110,57 +100,58 @@ export function createCluster(options: ClusterOptions): Cluster {
     else log.debug({ ...about, attempt: failures }, 'Redis still unreachable');
     connected = false;
     readySince = undefined;
-  });
+  }
+  redis.onReady(ready);
+  redis.onError(lost);
 
-  // The adapter reads its stream on a copy of the client, blocked in XREAD;
-  // that copy keeps an offline queue so a Redis outage parks it instead of
-  // making it spin. Its copies are kept to be released on close.
-  const copies: { isOpen: boolean; unref(): void }[] = [];
-  const duplicate = client.duplicate.bind(client);
-  client.duplicate = ((overrides?: Parameters<typeof duplicate>[0]) => {
-    const copy = duplicate({ ...overrides, disableOfflineQueue: false });
-    copies.push(copy);
-    return copy;
-  }) as typeof client.duplicate;
-  const adapterOptions: RedisStreamsAdapterOptions = {
-    streamName: `${prefix}socket.io`,
-    channelPrefix: `${prefix}socket.io`,
-    sessionKeyPrefix: `${prefix}sio:session:`,
-  };
-  const adapter = createAdapter(client, adapterOptions);
-  client.duplicate = duplicate;
-
-  let listener: ((gone: PeerGone[]) => void) | undefined;
-  const registry = createRedisRegistry({
-    client,
-    prefix,
-    instanceId,
-    aliveMs,
-    log,
-    now,
-    onPeersGone: (gone) => listener?.(gone),
-  });
-
-  const rooms = createRedisRoomStore({ client, prefix, instanceId, log });
+  const buckets = keys.buckets.length;
+  const registry = createRedisRegistry({ client: redis.commands, prefix, buckets, instanceId, aliveMs, log, clock });
+  const rooms = createRedisRoomStore({ client: redis.commands, prefix, buckets, instanceId, log });
   let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
+
+  // A replica that takes over may miss the last writes of its master: after
+  // a failover every instance puts its own part back (limits exact again).
+  let epoch: number | undefined;
+  async function checkTopology() {
+    if (!redis.clustered) return;
+    const now = await redis.topologyEpoch().catch(() => undefined);
+    if (now === undefined) return;
+    if (epoch !== undefined && now !== epoch) {
+      log.info({ epoch: now }, 'Redis Cluster changed (failover or slot move): restoring this instance\'s part');
+      registry.resync();
+      await redis.resubscribe().catch((err: unknown) => log.warn({ err }, 'Redis Cluster: events not subscribed again'));
+    }
+    epoch = now;
+  }
 
   // One tick at a time: renew this instance's heartbeat, then look for dead
   // ones. Right after (re)connecting, sweeping waits one heartbeat lifetime so
   // the other instances have reconnected and beaten first.
   let ticking = false;
   let closed = false;
+  /** Seats of a dead instance may be left: true at start, so what an instance that died earlier left is found. */
+  let roomsDue = true;
   async function tick() {
     if (ticking || closed) return;
     ticking = true;
     try {
+      await checkTopology();
       await registry.heartbeat();
-      if (readySince !== undefined && performance.now() - readySince >= aliveMs) {
-        await registry.sweep();
-        const gone = await rooms.sweep();
-        if (gone.length) roomsListener?.(gone);
+      // On a Redis Cluster a node that failed comes back without a new connection: a beat that went through says so.
+      if (!connected && redis.isOpen()) ready();
+      if (readySince !== undefined && clock.monotonic() - readySince >= aliveMs) {
+        // The rooms are swept (bucket by bucket) only when an instance died, or when a sweep is left to finish.
+        if ((await registry.sweep()).length) roomsDue = true;
+        if (roomsDue) {
+          const gone = await rooms.sweep();
+          // Once more after a sweep that found some: a big one may have been cut at its batch bound.
+          roomsDue = gone.length > 0;
+          if (gone.length) roomsListener?.(gone);
+        }
       }
     } catch (err) {
-      if (connected) log.error({ err }, 'cluster heartbeat failed');
+      if (redis.clustered && err instanceof RegistryUnavailableError) lost(err);
+      else if (connected) log.error({ err }, 'cluster heartbeat failed');
       else log.debug({ err: (err as Error).message }, 'cluster heartbeat skipped: Redis unreachable');
     } finally {
       ticking = false;
@@ -169,33 +160,30 @@ export function createCluster(options: ClusterOptions): Cluster {
   const timer = setInterval(() => void tick(), tickMs);
   timer.unref();
 
-  client.connect().catch((err: unknown) => log.error({ err, redis: where }, 'Redis client stopped'));
+  redis.connect().catch((err: unknown) => log.error({ err, redis: where }, 'Redis client stopped'));
 
   let closing: Promise<void> | undefined;
   async function close() {
     closed = true;
     clearInterval(timer);
     await registry.close();
-    // The adapter ends its stream reader after the reader's current XREAD
-    // (up to 5 s); it must not hold the process until then.
-    for (const copy of copies) if (copy.isOpen) copy.unref();
-    if (client.isReady) await client.close();
-    else if (client.isOpen) client.destroy();
+    await redis.close();
     log.info('left the cluster');
   }
 
   function failedAuthLimiter(perMinute: number, announce: (address: string, ms: number) => Promise<void>): SharedFailedAuthLimiter {
     const local = createFailedAuthLimiter({ perMinute });
-    // Monotonic times (performance.now()), as the callers pass them.
+    // Monotonic times (clock.monotonic()), as the callers pass them.
     const blockedUntil = new Map<string, number>();
     const block = (address: string, ms: number, at: number) => {
       if (blockedUntil.size >= MAX_BLOCKED_ADDRESSES) blockedUntil.delete(blockedUntil.keys().next().value as string);
       blockedUntil.set(address, at + ms);
     };
     const shared = new RateLimiterRedis({
-      storeClient: client,
+      storeClient: redis.client,
       useRedisPackage: true,
-      rejectIfRedisNotReady: true,
+      // A Redis Cluster client has no readiness flag; \`connected\` is checked before each use.
+      rejectIfRedisNotReady: !redis.clustered,
       keyPrefix: `${prefix}authfail`,
       points: perMinute,
       duration: 60,
@@ -221,7 +209,7 @@ export function createCluster(options: ClusterOptions): Cluster {
           log.debug({ err: (err as Error).message }, 'failed attempt not counted in Redis');
         }
       },
-      block: (address, ms) => block(address, ms, performance.now()),
+      block: (address, ms) => block(address, ms, clock.monotonic()),
     };
   }
 
@@ -229,27 +217,15 @@ export function createCluster(options: ClusterOptions): Cluster {
     instanceId,
     registry,
     rooms,
-    adapter,
+    adapter: redis.adapter,
     failedAuthLimiter,
     isConnected: () => connected,
-    onPeersGone: (next) => void (listener = next),
     async instances() {
-      const ids = ((await client.sendCommand(['SMEMBERS', `${prefix}instances`])) as string[]).sort();
-      const ttls = await Promise.all(ids.map((id) => client.sendCommand(['PTTL', `${prefix}alive:${id}`])));
+      const ids = ((await redis.commands.send(['SMEMBERS', keys.instances], keys.instances)) as string[]).sort();
+      const ttls = await Promise.all(ids.map((id) => redis.commands.send(['PTTL', keys.alive(id)], keys.alive(id))));
       return ids.map((id, i) => ({ id, heartbeatAgeMs: Number(ttls[i]) >= 0 ? Math.max(0, aliveMs - Number(ttls[i])) : null }));
     },
     onRoomsGone: (next) => void (roomsListener = next),
     close: () => (closing ??= close()),
   };
-}
-
-/** The URL without its password, for logs. */
-function redactedUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'redis';
-  }
 }

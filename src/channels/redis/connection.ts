@@ -1,0 +1,329 @@
+// The connection to Redis: one server (REDIS_URL) or a Redis Cluster
+// (REDIS_CLUSTER_NODES), with the Socket.IO adapter that fits each. The rest
+// of the cluster code sends commands through `RedisCommands`, which routes a
+// command by its key on a Redis Cluster.
+//
+// Adapters: on one Redis, the Streams adapter (one stream, read by every
+// instance; it survives short Redis outages without losing events). On a
+// Redis Cluster the stream would be one key, so one shard would carry every
+// event: there the sharded Pub/Sub adapter (SPUBLISH, Redis 7) spreads the
+// channels over the shards, and with a channel per socket a message for one
+// socket reaches only the instance that holds it.
+import type { Logger } from 'pino';
+import { isErrorReply, type RedisCommands } from './scripts';
+
+type AdapterFactory = ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
+
+export interface RedisTarget {
+  /** REDIS_URL; for a cluster, its scheme, user and password apply to every node. */
+  url?: string | undefined;
+  /** REDIS_CLUSTER_NODES: seed nodes as host:port or redis(s):// URLs. */
+  clusterNodes?: string[] | undefined;
+}
+
+export interface RedisConnection {
+  readonly clustered: boolean;
+  readonly commands: RedisCommands;
+  /** The node-redis client (or cluster), for libraries that take one. */
+  readonly client: unknown;
+  readonly adapter: AdapterFactory;
+  /** Where Redis is, without passwords, for logs. */
+  readonly where: string;
+  /** Whether the client is connected (on a cluster: to the seeds; a node may still be away). */
+  isOpen(): boolean;
+  /**
+   * The Redis Cluster's configuration epoch, which grows with every failover
+   * and slot move (undefined on one Redis).
+   */
+  topologyEpoch(): Promise<number | undefined>;
+  /** After a failover, subscribes the adapter's channels again on the shards' new masters. */
+  resubscribe(): Promise<void>;
+  connect(): Promise<void>;
+  /** Called on every (re)connection, and with the error on every failure. */
+  onReady(listener: () => void): void;
+  onError(listener: (err: Error) => void): void;
+  close(): Promise<void>;
+}
+
+/** Reconnection backoff: 100 ms doubling up to 3 s, with jitter so instances do not reconnect in step. */
+const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
+
+/** A seed node as a URL: `host:port` gets the scheme and credentials of REDIS_URL (or plain redis://). */
+export function seedUrl(node: string, base: string | undefined): string {
+  if (/^rediss?:\/\//.test(node)) return node;
+  const url = new URL(base ?? 'redis://localhost');
+  url.host = node;
+  url.pathname = '';
+  return url.toString();
+}
+
+export function connectRedis(target: RedisTarget, prefix: string, log: Logger): RedisConnection {
+  return target.clusterNodes?.length ? connectCluster(target.clusterNodes, target.url, prefix, log) : connectOne(target.url ?? '', prefix);
+}
+
+function connectOne(url: string, prefix: string): RedisConnection {
+  // Loaded only here, so a single instance without Redis never loads them;
+  // require() because this factory is synchronous.
+  /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see above */
+  const { createClient } = require('redis') as typeof import('redis');
+  const { createAdapter } = require('@socket.io/redis-streams-adapter') as typeof import('@socket.io/redis-streams-adapter');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+
+  // Commands fail at once while Redis is away (no offline queue), so a join
+  // is refused with a clear error instead of hanging.
+  const client = createClient({ url, disableOfflineQueue: true, socket: { reconnectStrategy: backoff } });
+  // The adapter reads its stream on a copy of the client, blocked in XREAD;
+  // that copy keeps an offline queue so a Redis outage parks it instead of
+  // making it spin. Its copies are kept to be released on close.
+  const copies: { isOpen: boolean; unref(): void }[] = [];
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = ((overrides?: Parameters<typeof duplicate>[0]) => {
+    const copy = duplicate({ ...overrides, disableOfflineQueue: false });
+    copies.push(copy);
+    return copy;
+  }) as typeof client.duplicate;
+  const adapter = createAdapter(client, {
+    streamName: `${prefix}socket.io`,
+    channelPrefix: `${prefix}socket.io`,
+    sessionKeyPrefix: `${prefix}sio:session:`,
+  });
+  client.duplicate = duplicate;
+
+  return {
+    clustered: false,
+    commands: { send: (args) => client.sendCommand(args) },
+    client,
+    adapter,
+    where: redactedUrl(url),
+    isOpen: () => client.isReady,
+    topologyEpoch: async () => undefined,
+    resubscribe: async () => undefined,
+    connect: async () => void (await client.connect()),
+    onReady: (listener) => void client.on('ready', listener),
+    onError: (listener) => void client.on('error', listener),
+    async close() {
+      // The adapter ends its stream reader after the reader's current XREAD
+      // (up to 5 s); it must not hold the process until then.
+      for (const copy of copies) if (copy.isOpen) copy.unref();
+      if (client.isReady) await client.close();
+      else if (client.isOpen) client.destroy();
+    },
+  };
+}
+
+function connectCluster(nodes: string[], url: string | undefined, prefix: string, log: Logger): RedisConnection {
+  /* eslint-disable @typescript-eslint/no-require-imports -- lazy load, see connectOne */
+  const { createCluster } = require('redis') as typeof import('redis');
+  const { createShardedAdapter } = require('@socket.io/redis-adapter') as typeof import('@socket.io/redis-adapter');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const rootNodes = nodes.map((node) => ({ url: seedUrl(node, url) }));
+  const first = new URL(rootNodes[0]?.url ?? 'redis://localhost');
+  const options = {
+    rootNodes,
+    // Credentials and TLS of the seeds apply to the nodes they reveal.
+    defaults: {
+      ...(first.username && { username: decodeURIComponent(first.username) }),
+      ...(first.password && { password: decodeURIComponent(first.password) }),
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: backoff, ...(first.protocol === 'rediss:' && { tls: true as const }) },
+    },
+  };
+  const cluster = createCluster(options);
+  let connected = () => {};
+  // Sharded Pub/Sub on a connection of its own, replaced after a failover.
+  let subscriber = createCluster(options);
+  // The adapter subscribes as soon as Socket.IO creates it, before the
+  // cluster's slots are known: its subscriptions wait for the connection.
+  // They are kept, so that a new subscriber can take them over: node-redis
+  // does not move a shard's subscriptions when its master dies.
+  type Subscription = Parameters<typeof subscriber.sSubscribe>;
+  const subscriptions = new Map<string, Subscription>();
+  let subscribed = new Promise<void>((resolve) => (connected = resolve));
+  const waitingSubscriber = {
+    sSubscribe(...args: Subscription) {
+      for (const channel of [args[0]].flat()) subscriptions.set(String(channel), [String(channel), ...args.slice(1)] as Subscription);
+      return subscribed.then(() => subscriber.sSubscribe(...args)).catch((err: unknown) => log.warn({ err }, 'Redis Cluster: subscribing failed'));
+    },
+    sUnsubscribe(...args: Parameters<typeof subscriber.sUnsubscribe>) {
+      for (const channel of [args[0] ?? []].flat()) subscriptions.delete(String(channel));
+      return subscribed.then(() => subscriber.sUnsubscribe(...args)).catch(() => undefined);
+    },
+  };
+  /** A fresh subscriber, subscribed to everything the old one was. */
+  async function resubscribe() {
+    const old = subscriber;
+    const next = createCluster(options);
+    next.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
+    let ready = () => {};
+    subscribed = new Promise<void>((resolve) => (ready = resolve));
+    try {
+      await next.connect();
+      subscriber = next;
+      old.destroy();
+      await Promise.all([...subscriptions.values()].map((args) => next.sSubscribe(...args)));
+    } finally {
+      // Failed to connect: the old one goes on, as it can.
+      ready();
+    }
+  }
+  const adapter = createShardedAdapter(cluster, waitingSubscriber, {
+    channelPrefix: `${prefix}socket.io`,
+    subscriptionMode: 'dynamic-private',
+  }) as unknown as AdapterFactory;
+  let open = false;
+  const readyListeners: (() => void)[] = [];
+  const errorListeners: ((err: Error) => void)[] = [];
+  // A node that fails is reported; the heartbeat tells when commands go through again (cluster.ts).
+  const failed = (err: Error) => errorListeners.forEach((listener) => listener(err));
+  // node-redis learns a new slot owner only from a MOVED reply, and a dead
+  // master never sends one: when a node fails, the clients ask the cluster
+  // for its slots again (once at a time), so a promoted replica is found.
+  const rediscover = throttled(REDISCOVER_MS, () =>
+    Promise.all([cluster, subscriber].map((c) => rediscoverSlots(c, rootNodes[0]?.url))).catch((err: unknown) =>
+      log.debug({ err: (err as Error).message }, 'Redis Cluster: slots not refreshed'),
+    ),
+  );
+  cluster.on('error', failed);
+  cluster.on('node-error', (err: Error) => {
+    failed(err);
+    rediscover();
+  });
+  subscriber.on('node-error', () => rediscover());
+  subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
+  return {
+    clustered: true,
+    commands: {
+      send: (args, key) =>
+        cluster.sendCommand(key, false, args).catch((err: unknown) => {
+          if (!isErrorReply(err)) rediscover();
+          throw err;
+        }),
+    },
+    client: cluster,
+    adapter,
+    where: rootNodes.map((node) => redactedUrl(node.url)).join(','),
+    isOpen: () => open,
+    resubscribe,
+    async topologyEpoch() {
+      const info = String(await cluster.sendCommand(undefined, true, ['CLUSTER', 'INFO']));
+      const epoch = /cluster_current_epoch:(\d+)/.exec(info)?.[1];
+      return epoch === undefined ? undefined : Number(epoch);
+    },
+    async connect() {
+      await Promise.all([cluster.connect(), subscriber.connect()]);
+      connected();
+      open = true;
+      readyListeners.forEach((listener) => listener());
+    },
+    onReady: (listener) => void readyListeners.push(listener),
+    onError: (listener) => void errorListeners.push(listener),
+    async close() {
+      open = false;
+      await Promise.allSettled([cluster.close(), subscriber.close()]);
+    },
+  };
+}
+
+/** How often the slots may be asked for again while nodes fail. */
+const REDISCOVER_MS = 250;
+
+/** Runs `task` at most once per `ms`, and never twice at once. */
+function throttled(ms: number, task: () => Promise<unknown>) {
+  let last = 0;
+  let running = false;
+  return () => {
+    const now = performance.now();
+    if (running || now - last < ms) return;
+    running = true;
+    last = now;
+    void task().finally(() => (running = false));
+  };
+}
+
+/**
+ * Asks the cluster for its slots again. node-redis does this itself only on
+ * MOVED; its slot table (`_slots.rediscover`) is not in its typed API.
+ */
+function rediscoverSlots(cluster: unknown, seed: string | undefined): Promise<void> {
+  const slots = (cluster as { _slots?: { rediscover?: (startWith: { options: { url?: string } }) => Promise<void> } })._slots;
+  return slots?.rediscover?.({ options: { url: seed } }) ?? Promise.resolve();
+}
+
+/** The URL without its password, for logs. */
+function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'redis';
+  }
+}
+
+/** A plain command connection to one Redis or a Redis Cluster, for a part with a connection of its own (the webhook queue). */
+export interface CommandClient extends RedisCommands {
+  /** Whether commands can be sent now. */
+  isReady(): boolean;
+  connect(): Promise<void>;
+  /** Closes after the commands in flight; destroys it when Redis is away. */
+  close(): Promise<void>;
+  /** Drops the connection at once (a blocking read in progress fails). */
+  destroy(): void;
+  onError(listener: (err: Error) => void): void;
+}
+
+export function createCommandClient(target: RedisTarget, { offlineQueue = false } = {}): CommandClient {
+  /* eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy load, see connectOne */
+  const { createClient, createCluster } = require('redis') as typeof import('redis');
+  if (target.clusterNodes?.length) {
+    const rootNodes = target.clusterNodes.map((node) => ({ url: seedUrl(node, target.url) }));
+    const first = new URL(rootNodes[0]?.url ?? 'redis://localhost');
+    const cluster = createCluster({
+      rootNodes,
+      defaults: {
+        ...(first.username && { username: decodeURIComponent(first.username) }),
+        ...(first.password && { password: decodeURIComponent(first.password) }),
+        disableOfflineQueue: !offlineQueue,
+        socket: { reconnectStrategy: backoff, ...(first.protocol === 'rediss:' && { tls: true as const }) },
+      },
+    });
+    let ready = false;
+    const rediscover = throttled(REDISCOVER_MS, () => rediscoverSlots(cluster, rootNodes[0]?.url).catch(() => undefined));
+    cluster.on('node-error', () => rediscover());
+    return {
+      send: (args, key) =>
+        cluster.sendCommand(key, false, args).catch((err: unknown) => {
+          if (!isErrorReply(err)) rediscover();
+          throw err;
+        }),
+      isReady: () => ready && cluster.isOpen,
+      connect: async () => {
+        await cluster.connect();
+        ready = true;
+      },
+      close: async () => {
+        ready = false;
+        await cluster.close().catch(() => cluster.destroy());
+      },
+      destroy: () => {
+        ready = false;
+        if (cluster.isOpen) cluster.destroy();
+      },
+      onError: (listener) => void cluster.on('error', listener).on('node-error', listener),
+    };
+  }
+  const client = createClient({ url: target.url, disableOfflineQueue: !offlineQueue, socket: { reconnectStrategy: backoff } });
+  return {
+    send: (args) => client.sendCommand(args),
+    isReady: () => client.isReady,
+    connect: async () => void (await client.connect()),
+    async close() {
+      if (client.isReady) await client.close().catch(() => (client.isOpen ? client.destroy() : undefined));
+      else if (client.isOpen) client.destroy();
+    },
+    destroy: () => {
+      if (client.isOpen) client.destroy();
+    },
+    onError: (listener) => void client.on('error', listener),
+  };
+}

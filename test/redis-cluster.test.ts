@@ -1,0 +1,174 @@
+// What only a Redis Cluster does to the instances: a master dies and its
+// replica takes over, a slot moves to another master while peers signal.
+// Runs on a cluster of three masters with a replica each, started for this
+// file on loopback ports.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import keySlot from 'cluster-key-slot';
+import type { Account } from '../src/accounts/account';
+import type { AccountStore } from '../src/accounts/store';
+import { CLUSTER_BUCKETS, encodeName, keyLayout } from '../src/channels/redis/keys';
+import { UNLIMITED } from '../src/limits';
+import { get } from './helpers/api';
+import { connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
+import { testRedis, useRedisCluster, type TestRedis } from './helpers/redis';
+import type { ClusterNode } from './helpers/redis-cluster';
+import { API_KEY, startServer, TOKEN } from './helpers/server';
+import { eventually } from './helpers/wait';
+
+useRedisCluster();
+
+const TIMEOUT_MS = 4000;
+const LIMIT = 5;
+const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
+
+const limited: Account = { name: 'Limited Site', suspended: false, plan: { ...UNLIMITED, connections: LIMIT } };
+const accounts: AccountStore = {
+  findByToken: (token) => (token === 'limited-token' ? limited : undefined),
+  findByName: () => undefined,
+  webhookAccounts: () => 0,
+  reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
+  isReady: () => true,
+  hasLoaded: () => true,
+  count: () => 1,
+  close: async () => undefined,
+};
+
+async function instance(redis: TestRedis, deps: Parameters<typeof startServer>[2] = {}) {
+  const server = await startServer(undefined, { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) }, deps);
+  redis.onCleanup(() => server.close());
+  await eventually('the instance is ready', async () => (await get(server.url, '/ready')).status === 200);
+  return server;
+}
+
+const api = async <T>(url: string, path: string) => (await get(url, `${path}?apikey=${API_KEY}`)).json<T>();
+type Stats = [string, { connections: number }][];
+
+/** The slot that holds an account's usage and channels. */
+const slotOf = (redis: TestRedis, account: string) => keySlot(keyLayout(redis.prefix, CLUSTER_BUCKETS).bucketOf(encodeName(account)));
+
+/** 'connected' (and the socket), or the connect_error message. */
+function attempt(url: string, token: string): Promise<{ outcome: string; socket: Client }> {
+  const socket = connectClient(url, { token });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ outcome: 'no answer', socket }), 20_000);
+    socket.once('connect', () => (clearTimeout(timer), resolve({ outcome: 'connected', socket })));
+    socket.once('connect_error', (err) => (clearTimeout(timer), resolve({ outcome: err.message, socket })));
+  });
+}
+
+test('the master of an account is killed: its replica takes over, the instances keep serving, the connection limit is exact again', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis?.cluster) return;
+  const cluster = redis.cluster;
+  const [one, two] = [await instance(redis, { accounts }), await instance(redis, { accounts })];
+  const sockets: Client[] = [];
+  t.after(() => sockets.forEach((s) => s.close()));
+  const broadcaster = await connect(t, one.url, 'limited-token');
+  const player = await connect(t, two.url, 'limited-token');
+  const published = next(broadcaster, 'message', (m) => m.type === 'peers');
+  broadcaster.emit('publish', 'Studio', 'failover', STREAM);
+  await published;
+
+  const master = cluster.masterOf(slotOf(redis, limited.name));
+  t.after(async () => {
+    // Back as a replica of the new master, for the tests after this one.
+    await cluster.revive(master);
+    await cluster.settled();
+  });
+  // Sockets connect while the master dies: some are counted just before, some refused.
+  const during = Array.from({ length: 6 }, (_, i) => attempt((i % 2 ? two : one).url, 'limited-token'));
+  await cluster.kill(master);
+  const outcomes = await Promise.all(during);
+  sockets.push(...outcomes.map((o) => o.socket));
+  await cluster.settled();
+  t.diagnostic(`during the failover: ${outcomes.map((o) => o.outcome).join(', ')}`);
+
+  // Signaling goes on: the player (on the other instance) subscribes and gets an offer.
+  await eventually('/ready on both instances', async () => (await get(one.url, '/ready')).status === 200 && (await get(two.url, '/ready')).status === 200);
+  const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === 'Viewer', 15_000);
+  const subscribed = async () => {
+    const refused = next(player, 'subscribeError', () => true, 2000).then(() => false, () => true);
+    player.emit('subscribe', 'Viewer', 'failover');
+    return refused;
+  };
+  await eventually('the player subscribed after the failover', subscribed, 15_000);
+  await noticed;
+  const offer = nextMessage(player, 'offer');
+  broadcaster.emit('messagePeer', { from: 'Studio', target: 'Viewer', type: 'offer', content: sdp('offer') });
+  assert.equal((await offer).from, 'Studio');
+
+  // After the failover window, Redis counts exactly the sockets that are connected.
+  const connected = () => 2 + sockets.filter((s) => s.connected).length;
+  await eventually(
+    'the usage in Redis matches the connected sockets',
+    async () => (await api<Stats>(one.url, '/stats')).find(([name]) => name === limited.name)?.[1].connections === connected(),
+    3 * TIMEOUT_MS,
+  );
+  const before = connected();
+  assert.ok(before <= LIMIT, `${before} sockets connected, over the limit of ${LIMIT}`);
+  const more = await Promise.all(Array.from({ length: 10 }, (_, i) => attempt((i % 2 ? two : one).url, 'limited-token')));
+  sockets.push(...more.map((o) => o.socket));
+  assert.equal(more.filter((o) => o.outcome === 'connected').length, LIMIT - before);
+  assert.equal(more.filter((o) => o.outcome === 'ERROR: Connection limit exceeded').length, 10 - (LIMIT - before));
+});
+
+test('a channel\'s slot moves to another master while peers join and signal: no peer is lost', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis?.cluster) return;
+  const cluster = redis.cluster;
+  const [one, two] = [await instance(redis), await instance(redis)];
+  const broadcaster = await connect(t, one.url, TOKEN);
+  const published = next(broadcaster, 'message', (m) => m.type === 'peers');
+  broadcaster.emit('publish', 'Studio', 'moving', STREAM);
+  await published;
+  const players: Client[] = [];
+  /** A player on the other instance; joins refused while the slot is split are tried again, as a client would. */
+  async function addPlayer() {
+    let player: Client | undefined;
+    await eventually('a player connected', () => connect(t, two.url, TOKEN).then((p) => Boolean((player = p)), () => false), 20_000);
+    if (!player) throw new Error('not connected');
+    const name = `Viewer${players.length}`;
+    players.push(player);
+    const joining = player;
+    const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === name, 20_000);
+    await eventually(`${name} subscribed`, async () => {
+      const refused = next(joining, 'subscribeError', () => true, 2000).then(() => false, () => true);
+      joining.emit('subscribe', name, 'moving');
+      return refused;
+    }, 20_000);
+    await noticed;
+  }
+  await addPlayer();
+  await addPlayer();
+
+  const slot = slotOf(redis, '_static');
+  const target = cluster.masters().find((m) => m !== cluster.masterOf(slot)) as ClusterNode;
+  let batches = 0;
+  const joining: Promise<void>[] = [];
+  await cluster.moveSlot(slot, target, async () => {
+    batches++;
+    // Traffic while the slot's keys are on both masters: offers to the players, and newcomers,
+    // whose joins wait (Redis answers TRYAGAIN) until the move is done.
+    const offers = players.map((p) => nextMessage(p, 'offer', 10_000));
+    players.forEach((_, i) => broadcaster.emit('messagePeer', { from: 'Studio', target: `Viewer${i}`, type: 'offer', content: sdp('offer') }));
+    await Promise.all(offers);
+    if (batches <= 2) joining.push(addPlayer());
+  });
+  await Promise.all(joining);
+  assert.equal(cluster.masterOf(slot), target);
+  t.diagnostic(`slot ${slot} moved in ${batches} batches, ${players.length} players`);
+
+  // Every peer is still there, on every instance, and still reachable.
+  for (const url of [one.url, two.url]) {
+    const view = await api<[string, Record<string, unknown>][]>(url, '/connections');
+    const names = Object.keys(view.find(([name]) => name === 'moving')?.[1] ?? {}).sort();
+    assert.deepEqual(names, ['Studio', ...players.map((_, i) => `Viewer${i}`)].sort());
+  }
+  const offers = players.map((p) => nextMessage(p, 'offer'));
+  players.forEach((_, i) => broadcaster.emit('messagePeer', { from: 'Studio', target: `Viewer${i}`, type: 'offer', content: sdp('offer') }));
+  for (const offer of await Promise.all(offers)) assert.equal(offer.from, 'Studio');
+  const closed = players.map((p) => next(p, 'message', (m) => (m.payload as { action?: string } | undefined)?.action === 'close'));
+  broadcaster.disconnect();
+  await Promise.all(closed);
+});
