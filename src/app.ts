@@ -47,8 +47,9 @@ import { createRooms } from './rooms/events';
 import { createMemoryRoomStore } from './rooms/memory';
 import type { RoomStore } from './rooms/store';
 import { createServerEvents, createSignalingReport, type ServerEvents } from './server-events';
-import { rotateTicketKeys } from './session-tickets';
-import { certificateSet, readCertificate, watchCertificate, type Certificate, type CertificateInfo } from './tls';
+import { serveCertificate } from './served-certificate';
+import { createShutdown, type CloseOptions } from './shutdown';
+import { certificateSet, readCertificate, type CertificateInfo } from './tls';
 import { version } from './version';
 import { createWebhooks, type Webhooks } from './webhooks';
 
@@ -64,13 +65,7 @@ export interface ServerDeps {
   clock?: Clock;
 }
 
-export interface CloseOptions {
-  /**
-   * First stop listening and let established sockets go on (calls in
-   * progress) for up to this long, while other instances take new connections.
-   */
-  drainMs?: number;
-}
+export type { CloseOptions } from './shutdown';
 
 export interface SignalingServerHandle {
   /** Listens on config.port (0: any free port) and resolves with the port. */
@@ -96,14 +91,6 @@ export interface SignalingServerHandle {
   /** Every join, leave and refusal, for webhooks and the admin console. */
   readonly events: ServerEvents;
   readonly webhooks: Webhooks;
-}
-
-/** How long a closing connection may take to flush before it is cut. */
-const FLUSH_MS = 1000;
-
-/** The certificate as logs and the start-up line show it. */
-export function describeCertificate(info: CertificateInfo) {
-  return { names: info.names, expires: info.notAfter.toISOString(), serial: info.serial };
 }
 
 function defaultAccountSource(config: Config): AccountSource | undefined {
@@ -134,12 +121,12 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     : undefined;
   const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ clock });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
-  let certificate: Certificate | undefined = config.certificate ? readCertificate(certificateSet(config.certificate)) : undefined;
+  const initialCertificate = config.certificate ? readCertificate(certificateSet(config.certificate)) : undefined;
   const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();
   const metrics = createMetrics(registry, {
     rooms: () => roomStore.list(),
     perAccount: config.metricsPerAccount,
-    certificate: () => certificate?.info,
+    certificate: () => served?.info,
     otherInstances: cluster ? () => control.otherMetrics() : undefined,
   });
   // One failed-attempt count per address: handshakes, /status tokens and API keys alike,
@@ -235,7 +222,16 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   };
   app.use(onError);
 
-  const server = certificate ? https.createServer(certificate.options, app) : http.createServer(app);
+  const server = initialCertificate ? https.createServer(initialCertificate.options, app) : http.createServer(app);
+  const served =
+    initialCertificate && server instanceof https.Server
+      ? serveCertificate(server, initialCertificate, {
+          log,
+          ticketSecret: config.tlsTicketSecret,
+          ticketRotateMs: config.tlsTicketRotateMs,
+          now: () => clock.now(),
+        })
+      : undefined;
   // Every connection, so that a shutdown can end those that will not close (a client that stops reading).
   const open = new Set<NetSocket>();
   const track = (socket: NetSocket) => {
@@ -243,7 +239,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     socket.once('close', () => open.delete(socket));
   };
   server.on('connection', track);
-  if (certificate) server.on('secureConnection', track);
+  if (served) server.on('secureConnection', track);
   const io: SignalingServer = new Server(server, {
     maxHttpBufferSize: config.maxMessageBytes,
     pingInterval: config.pingIntervalMs,
@@ -362,104 +358,18 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       log.debug({ socket: socket.id, account: socket.data.account.name, transport: socket.conn.transport.name }, 'connected');
   });
 
-  function reloadCertificate(): boolean {
-    if (!certificate || !(server instanceof https.Server)) return false;
-    try {
-      const next = readCertificate(certificate.files);
-      // A new context has new session ticket keys: carried over, so reconnects still resume.
-      const ticketKeys = server.getTicketKeys();
-      server.setSecureContext(next.options);
-      server.setTicketKeys(ticketKeys);
-      certificate = next;
-      log.info(describeCertificate(next.info), 'certificate reloaded: new connections get it, established ones keep theirs');
-      return true;
-    } catch (err) {
-      // A renewal half written, or a bad file: the certificate served so far stays.
-      log.error({ err: (err as Error).message }, 'certificate not reloaded, keeping the one served now');
-      return false;
-    }
-  }
-  const stopWatching = certificate ? watchCertificate(certificate.files, reloadCertificate) : () => undefined;
-  const stopRotating =
-    server instanceof https.Server
-      ? rotateTicketKeys(server, { secret: config.tlsTicketSecret, rotateMs: config.tlsTicketRotateMs, now: () => clock.now() })
-      : () => undefined;
-
-  const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-  /** Resolves once `done()` holds, checked whenever `changed` may have changed it, or after `ms`, or when cut. */
-  function until(done: () => boolean, subscribe: (check: () => void) => void, ms: number, onCut?: (cut: () => void) => void) {
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(finish, ms);
-      function finish() {
-        clearTimeout(timer);
-        resolve();
-      }
-      const check = () => void (done() && finish());
-      subscribe(check);
-      onCut?.(finish);
-      check();
-    });
-  }
-
-  let cutDrain: (() => void) | undefined;
-  async function endSessions() {
-    const sockets = [...io.sockets.sockets.values()];
-    // Each peer's channel hears it leave before the sockets go.
-    await Promise.allSettled(sockets.map((s) => signaling.leaveChannel(s)));
-    await Promise.allSettled(sockets.map((s) => rooms.leaveAll(s)));
-    // This instance's sockets only: through the adapter it would reach every instance's.
-    io.local.disconnectSockets(true);
-    return sockets.length;
-  }
-  function stopListening() {
-    server.close();
-    server.closeIdleConnections();
-  }
-
-  let closing: Promise<void> | undefined;
-  async function close({ drainMs = 0 }: CloseOptions) {
-    // From here /ready answers 503 and new sockets are refused.
-    shuttingDown = true;
-    report.shutdown();
-    stopWatching();
-    stopRotating();
-    let sockets: number;
-    if (drainMs > 0) {
-      // Behind a load balancer: time for its health checks to see the 503.
-      if (config.shutdownGraceMs) await delay(config.shutdownGraceMs);
-      // New connections now go to the other instances (pm2 stops sending them here).
-      stopListening();
-      if (io.engine.clientsCount > 0) {
-        log.info({ sockets: io.engine.clientsCount, drainMs }, 'draining: established sockets go on until they end');
-        await until(
-          () => io.engine.clientsCount === 0,
-          (check) => {
-            for (const socket of io.sockets.sockets.values()) socket.conn.once('close', () => setImmediate(check));
-          },
-          drainMs,
-          (cut) => (cutDrain = cut),
-        );
-      }
-      sockets = await endSessions();
-    } else {
-      sockets = await endSessions();
-      if (config.shutdownGraceMs) await delay(config.shutdownGraceMs);
-      stopListening();
-    }
-    // A socket that does not read never flushes its close: it gets a short
-    // while, then it is cut, so that the clean-up below always runs.
-    const flushMs = Math.min(FLUSH_MS, config.shutdownTimeoutMs / 2);
-    const isOpen = () => open.size === 0;
-    await until(isOpen, (check) => open.forEach((socket) => socket.once('close', check)), flushMs);
-    if (open.size) log.warn({ connections: open.size }, 'connections that did not close in time were cut');
-    for (const socket of open) socket.destroy();
-    server.closeAllConnections();
-    // The adapter's last Redis write may fail (Redis away): the process is leaving anyway.
-    const ioClosed = io.close().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'Socket.IO closed with an error'));
-    await Promise.race([ioClosed, delay(flushMs)]);
-    // Each part is released even when one before it fails; a failure is still a failed shutdown.
-    const failed: string[] = [];
-    for (const [part, release] of [
+  const shutdown = createShutdown({
+    io,
+    server,
+    connections: open,
+    begin() {
+      // From here /ready answers 503 and new sockets are refused.
+      shuttingDown = true;
+      report.shutdown();
+      served?.stop();
+    },
+    departures: [(socket) => signaling.leaveChannel(socket), (socket) => rooms.leaveAll(socket)],
+    parts: [
       ['console', async () => {
         accountLimits.close();
         admin?.close();
@@ -472,15 +382,11 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       ['rooms', () => roomStore.close()],
       ['cluster', async () => cluster?.close()],
       ['metrics', async () => metrics.close()],
-    ] as const) {
-      await release().catch((err: unknown) => {
-        failed.push(part);
-        log.error({ err, part }, 'releasing a part of the server failed');
-      });
-    }
-    if (failed.length) throw new Error(`shutdown: releasing ${failed.join(', ')} failed`);
-    log.info({ sockets }, 'server closed');
-  }
+    ],
+    graceMs: config.shutdownGraceMs,
+    timeoutMs: config.shutdownTimeoutMs,
+    log,
+  });
 
   return {
     listen: () =>
@@ -497,14 +403,11 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
           resolve(port);
         });
       }),
-    close(options = {}) {
-      if (closing) cutDrain?.();
-      return (closing ??= close(options));
-    },
+    close: (options) => shutdown.close(options),
     reloadAccounts: () => control.reloadAccounts(),
-    reloadCertificate,
+    reloadCertificate: () => served?.reload() ?? false,
     get certificate() {
-      return certificate?.info;
+      return served?.info;
     },
     get port() {
       const address = server.address();

@@ -2,7 +2,8 @@
 // read here at every start so that `pm2 restart` applies an edited file),
 // build the server, listen, and shut down cleanly on pm2's signals.
 import 'dotenv/config';
-import { createServer, describeCertificate, type SignalingServerHandle } from './app';
+import { createServer, type SignalingServerHandle } from './app';
+import { describeCertificate } from './served-certificate';
 import { systemClock } from './clock';
 import { ConfigError, DEV_STATIC_TOKEN, loadConfig, type Config } from './config';
 import { CertificateError, publicName } from './tls';
