@@ -337,6 +337,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     chatRelayed: metrics.chatRelayed,
     events,
     clustered: Boolean(cluster),
+    roomSubscribed: cluster && ((room) => cluster.roomSubscribed(room)),
     clock,
   });
   cluster?.onRoomsGone((gone) => rooms.departed(gone));

@@ -36,6 +36,8 @@ export interface RoomDeps {
   log: Logger;
   telemetry: Telemetry;
   limits: RoomLimits;
+  /** Resolves once messages other instances send to a Socket.IO room reach this one (a cluster's adapter). */
+  roomSubscribed?: (room: string) => Promise<void>;
   maxNameLength: number;
   eventsPerSecond: number;
   accountMaxChannels: number;
@@ -80,7 +82,7 @@ export function createRooms(deps: RoomDeps) {
     deliver: deps.deliver,
     clustered: deps.clustered,
   });
-  const roomJoin = roomJoinHandler({ store, seats, replies, limits, clock, log });
+  const roomJoin = roomJoinHandler({ store, seats, replies, limits, clock, log, roomSubscribed: deps.roomSubscribed });
   const roomLeave = roomLeaveHandler({ seats, replies });
   const roomPublish = roomPublishHandler({
     store,

@@ -39,6 +39,8 @@ export interface Cluster {
   readonly rooms: RedisRoomStore;
   /** For `io.adapter(...)`. */
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
+  /** Resolves once this instance receives what other instances send to a Socket.IO room (RedisConnection). */
+  roomSubscribed(room: string): Promise<void>;
   /** Whether Redis answers now (for /ready). */
   isConnected(): boolean;
   /**
@@ -218,6 +220,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     registry,
     rooms,
     adapter: redis.adapter,
+    roomSubscribed: (room) => redis.roomSubscribed(room),
     failedAuthLimiter,
     isConnected: () => connected,
     async instances() {

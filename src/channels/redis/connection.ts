@@ -27,6 +27,13 @@ export interface RedisConnection {
   /** The node-redis client (or cluster), for libraries that take one. */
   readonly client: unknown;
   readonly adapter: AdapterFactory;
+  /**
+   * Resolves once this instance receives what other instances send to the
+   * Socket.IO room `room`. On a Redis Cluster the adapter subscribes to a
+   * room's channel when its first local socket joins, without waiting: a
+   * message sent before that subscription is in place would be lost.
+   */
+  roomSubscribed(room: string): Promise<void>;
   /** Where Redis is, without passwords, for logs. */
   readonly where: string;
   /** Whether the client is connected (on a cluster: to the seeds; a node may still be away). */
@@ -98,6 +105,8 @@ function connectOne(url: string, prefix: string): RedisConnection {
     isOpen: () => client.isReady,
     topologyEpoch: async () => undefined,
     resubscribe: async () => undefined,
+    // One stream that every instance reads: nothing to wait for.
+    roomSubscribed: async () => undefined,
     connect: async () => void (await client.connect()),
     onReady: (listener) => void client.on('ready', listener),
     onError: (listener) => void client.on('error', listener),
@@ -139,10 +148,19 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   type Subscription = Parameters<typeof subscriber.sSubscribe>;
   const subscriptions = new Map<string, Subscription>();
   let subscribed = new Promise<void>((resolve) => (connected = resolve));
+  // Subscriptions on their way, by channel, for roomSubscribed().
+  const pending = new Map<string, Promise<unknown>>();
+  const channelPrefix = `${prefix}socket.io`;
   const waitingSubscriber = {
     sSubscribe(...args: Subscription) {
-      for (const channel of [args[0]].flat()) subscriptions.set(String(channel), [String(channel), ...args.slice(1)] as Subscription);
-      return subscribed.then(() => subscriber.sSubscribe(...args)).catch((err: unknown) => log.warn({ err }, 'Redis Cluster: subscribing failed'));
+      const channels = [args[0]].flat().map(String);
+      for (const channel of channels) subscriptions.set(channel, [channel, ...args.slice(1)] as Subscription);
+      const done = subscribed.then(() => subscriber.sSubscribe(...args)).catch((err: unknown) => log.warn({ err }, 'Redis Cluster: subscribing failed'));
+      for (const channel of channels) {
+        pending.set(channel, done);
+        void done.finally(() => pending.get(channel) === done && pending.delete(channel));
+      }
+      return done;
     },
     sUnsubscribe(...args: Parameters<typeof subscriber.sUnsubscribe>) {
       for (const channel of [args[0] ?? []].flat()) subscriptions.delete(String(channel));
@@ -167,7 +185,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     }
   }
   const adapter = createShardedAdapter(cluster, waitingSubscriber, {
-    channelPrefix: `${prefix}socket.io`,
+    channelPrefix,
     subscriptionMode: 'dynamic-private',
   }) as unknown as AdapterFactory;
   let open = false;
@@ -192,6 +210,8 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
   return {
     clustered: true,
+    // The adapter's channel of a room in the default namespace (ShardedRedisAdapter.dynamicChannel).
+    roomSubscribed: async (room) => void (await pending.get(`${channelPrefix}#/#${room}#`)),
     commands: {
       send: (args, key) =>
         cluster.sendCommand(key, false, args).catch((err: unknown) => {

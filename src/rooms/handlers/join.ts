@@ -15,9 +15,11 @@ export interface RoomJoinDeps {
   limits: Pick<RoomLimits, 'maxRooms' | 'maxParticipants'>;
   clock: Pick<Clock, 'now'>;
   log: Logger;
+  /** Resolves once messages other instances send to a Socket.IO room reach this one (a cluster's adapter). */
+  roomSubscribed?: ((room: string) => Promise<void>) | undefined;
 }
 
-export const roomJoinHandler = ({ store, seats, replies, limits, clock, log }: RoomJoinDeps) => {
+export const roomJoinHandler = ({ store, seats, replies, limits, clock, log, roomSubscribed }: RoomJoinDeps) => {
   const refusalText: Record<RoomRefusal, (user: string) => string> = {
     already: () => RoomError.already,
     user: (user) => RoomError.user(user),
@@ -31,8 +33,10 @@ export const roomJoinHandler = ({ store, seats, replies, limits, clock, log }: R
     if (socket.data.rooms?.has(room)) return replies.refuse(socket, room, RoomError.already, 'already');
     const account = socket.data.account.name;
     const key = roomKey(account, room);
-    // In the Socket.IO room before the store answers, so no change is missed.
+    // In the Socket.IO room before the store answers, so no change is missed:
+    // on a Redis Cluster that includes this instance's subscription to the room.
     await socket.join(key);
+    await roomSubscribed?.(key);
     const participant = { name: identity.user, joinedAt: clock.now() };
     const result = await store.join({
       account,
