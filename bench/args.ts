@@ -2,9 +2,27 @@
 //   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
 //   npm run bench -- --cluster [--quick] [--rounds N] [--out file.json] [--no-build]
 import { join, resolve } from 'node:path';
+import { parseArgs as parseCommandLine } from 'node:util';
 import { CLUSTER_FULL, CLUSTER_QUICK, FULL, QUICK, SCENARIOS, type ClusterProfile, type Profile, type Scenario } from './profile';
 
 export const ROOT = resolve(__dirname, '..');
+
+const parseFlags = (args: string[]) =>
+  parseCommandLine({
+    args,
+    strict: true,
+    options: {
+      quick: { type: 'boolean' },
+      cluster: { type: 'boolean' },
+      accounts: { type: 'boolean' },
+      only: { type: 'string' },
+      rounds: { type: 'string' },
+      out: { type: 'string' },
+      'no-build': { type: 'boolean' },
+      'cpu-prof': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
 
 export interface Options {
   profile: Profile;
@@ -17,12 +35,23 @@ export interface Options {
   cpuProf: boolean;
 }
 
+const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
+       npm run bench -- --cluster [--quick] [--rounds N] [--out file.json] [--no-build]`;
+
 export function parseArgs(argv: string[]): Options {
-  const flag = (name: string) => argv.includes(name);
-  const value = (name: string) => {
-    const at = argv.indexOf(name);
-    return at >= 0 ? argv[at + 1] : undefined;
-  };
+  // Strict: a mistyped option stops with the usage instead of starting a full run of several minutes.
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(argv);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${USAGE}`, { cause: err });
+  }
+  if (parsed.values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const flag = (name: string) => parsed.values[name.slice(2) as keyof typeof parsed.values] === true;
+  const value = (name: string) => parsed.values[name.slice(2) as keyof typeof parsed.values] as string | undefined;
   const profile: Profile = { ...(flag('--quick') ? QUICK : FULL) };
   const cluster = flag('--cluster') ? { ...(flag('--quick') ? CLUSTER_QUICK : CLUSTER_FULL) } : undefined;
   const rounds = value('--rounds');
@@ -32,7 +61,7 @@ export function parseArgs(argv: string[]): Options {
   for (const s of asked) if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const only = SCENARIOS.filter((s) => asked.includes(s));
   const accounts = flag('--accounts');
-  if (cluster && (accounts || flag('--only') || flag('--cpu-prof'))) throw new Error('--cluster goes with --quick, --rounds, --out and --no-build only');
+  if (cluster && (accounts || value('--only') !== undefined || flag('--cpu-prof'))) throw new Error('--cluster goes with --quick, --rounds, --out and --no-build only');
   const quickName = cluster ? 'cluster-quick.json.tmp' : 'quick.json.tmp';
   const name = profile.name === 'quick' ? quickName : cluster ? 'cluster.json' : accounts ? 'latest-accounts.json' : 'latest.json';
   const out = resolve(value('--out') ?? join(ROOT, 'bench', 'results', name));
