@@ -148,23 +148,35 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   type Subscription = Parameters<typeof subscriber.sSubscribe>;
   const subscriptions = new Map<string, Subscription>();
   let subscribed = new Promise<void>((resolve) => (connected = resolve));
-  // Subscriptions on their way, by channel, for roomSubscribed().
-  const pending = new Map<string, Promise<unknown>>();
+  // The last subscribe or unsubscribe of each channel, while it runs: the
+  // next one on that channel waits for it, and roomSubscribed() reads it.
+  // node-redis drops a shard's Pub/Sub connection when an unsubscribe leaves
+  // it with no channel; a subscribe to the same channel sent meanwhile (a
+  // socket refused from a room, then another joining it) went out on that
+  // connection and was lost with it.
+  const inFlight = new Map<string, Promise<unknown>>();
   const channelPrefix = `${prefix}socket.io`;
+  function inTurn(channels: string[], run: () => Promise<unknown>) {
+    const before = channels.map((channel) => inFlight.get(channel));
+    const done = Promise.all([subscribed, ...before]).then(run);
+    for (const channel of channels) {
+      inFlight.set(channel, done);
+      void done.finally(() => inFlight.get(channel) === done && inFlight.delete(channel));
+    }
+    return done;
+  }
   const waitingSubscriber = {
     sSubscribe(...args: Subscription) {
       const channels = [args[0]].flat().map(String);
       for (const channel of channels) subscriptions.set(channel, [channel, ...args.slice(1)] as Subscription);
-      const done = subscribed.then(() => subscriber.sSubscribe(...args)).catch((err: unknown) => log.warn({ err }, 'Redis Cluster: subscribing failed'));
-      for (const channel of channels) {
-        pending.set(channel, done);
-        void done.finally(() => pending.get(channel) === done && pending.delete(channel));
-      }
-      return done;
+      return inTurn(channels, () =>
+        subscriber.sSubscribe(...args).catch((err: unknown) => log.warn({ err }, 'Redis Cluster: subscribing failed')),
+      );
     },
     sUnsubscribe(...args: Parameters<typeof subscriber.sUnsubscribe>) {
-      for (const channel of [args[0] ?? []].flat()) subscriptions.delete(String(channel));
-      return subscribed.then(() => subscriber.sUnsubscribe(...args)).catch(() => undefined);
+      const channels = [args[0] ?? []].flat().map(String);
+      for (const channel of channels) subscriptions.delete(channel);
+      return inTurn(channels, () => subscriber.sUnsubscribe(...args).catch(() => undefined));
     },
   };
   /** A fresh subscriber, subscribed to everything the old one was. */
@@ -211,7 +223,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   return {
     clustered: true,
     // The adapter's channel of a room in the default namespace (ShardedRedisAdapter.dynamicChannel).
-    roomSubscribed: async (room) => void (await pending.get(`${channelPrefix}#/#${room}#`)),
+    roomSubscribed: async (room) => void (await inFlight.get(`${channelPrefix}#/#${room}#`)),
     commands: {
       send: (args, key) =>
         cluster.sendCommand(key, false, args).catch((err: unknown) => {
