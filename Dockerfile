@@ -11,6 +11,11 @@ RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production
+# glibc malloc: a fixed trim threshold (its default value, 128 KiB) turns off glibc's dynamic
+# one, which rises after large frees (most likely at start-up) and then leaves freed
+# handshake memory resident: about 10% less RSS per idle TLS connection at a few thousand
+# connections (README, Performance).
+ENV MALLOC_TRIM_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules

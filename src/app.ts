@@ -234,9 +234,14 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       : undefined;
   // Every connection, so that a shutdown can end those that will not close (a client that stops reading).
   const open = new Set<NetSocket>();
+  // One listener shared by every socket (Node calls it with the socket as `this`), and `on`
+  // rather than `once` ('close' comes once): no closure per idle connection.
+  function untrack(this: NetSocket) {
+    open.delete(this);
+  }
   const track = (socket: NetSocket) => {
     open.add(socket);
-    socket.once('close', () => open.delete(socket));
+    socket.on('close', untrack);
   };
   server.on('connection', track);
   if (served) server.on('secureConnection', track);
