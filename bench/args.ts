@@ -61,7 +61,8 @@ export function parseArgs(argv: string[]): Options {
   for (const s of asked) if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const only = SCENARIOS.filter((s) => asked.includes(s));
   const accounts = flag('--accounts');
-  if (cluster && (accounts || value('--only') !== undefined || flag('--cpu-prof'))) throw new Error('--cluster goes with --quick, --rounds, --out and --no-build only');
+  if (cluster && (accounts || value('--only') !== undefined || flag('--cpu-prof')))
+    throw new Error('--cluster goes with --quick, --rounds, --out and --no-build only');
   const quickName = cluster ? 'cluster-quick.json.tmp' : 'quick.json.tmp';
   const name = profile.name === 'quick' ? quickName : cluster ? 'cluster.json' : accounts ? 'latest-accounts.json' : 'latest.json';
   const out = resolve(value('--out') ?? join(ROOT, 'bench', 'results', name));

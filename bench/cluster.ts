@@ -11,7 +11,17 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startRedisCluster, type TestRedisCluster } from '../test/helpers/redis-cluster';
-import { clusterMetrics, ON_REDIS_CLUSTER, SETUP_NAME, SETUPS, type ClusterProfile, type Job, type Outcome, type Profile, type Setup } from './profile';
+import {
+  clusterMetrics,
+  ON_REDIS_CLUSTER,
+  SETUP_NAME,
+  SETUPS,
+  type ClusterProfile,
+  type Job,
+  type Outcome,
+  type Profile,
+  type Setup,
+} from './profile';
 import { details, format, median, round } from './report';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
@@ -51,7 +61,9 @@ async function connectRedis(): Promise<RedisClient> {
   try {
     await client.connect();
   } catch (err) {
-    throw new Error(`--cluster needs Redis at ${REDIS_URL} (or set BENCH_REDIS_URL): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(`--cluster needs Redis at ${REDIS_URL} (or set BENCH_REDIS_URL): ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
   }
   return client;
 }
@@ -81,7 +93,12 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
     const run = async (setup: Setup, runId: string, job: Pick<Job, 'scenario'> & Partial<Job>): Promise<Outcome> => {
       const prefix = `${runTag}${runId}:`;
       const onCluster = ON_REDIS_CLUSTER.includes(setup);
-      const env = setup === 'memory' ? {} : onCluster ? { REDIS_CLUSTER_NODES: redisCluster.seeds, REDIS_PREFIX: prefix } : { REDIS_URL, REDIS_PREFIX: prefix };
+      const env =
+        setup === 'memory'
+          ? {}
+          : onCluster
+            ? { REDIS_CLUSTER_NODES: redisCluster.seeds, REDIS_PREFIX: prefix }
+            : { REDIS_URL, REDIS_PREFIX: prefix };
       const servers: ServerProcess[] = [];
       try {
         servers.push(await h.startServer(`${runId}-a`, env, h.cores.server));
@@ -109,9 +126,18 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
       }
     };
 
-    const figures: Record<Setup, Record<string, number>[]> = { memory: [], redis: [], twoInstances: [], redisCluster: [], twoOnRedisCluster: [] };
+    const figures: Record<Setup, Record<string, number>[]> = {
+      memory: [],
+      redis: [],
+      twoInstances: [],
+      redisCluster: [],
+      twoOnRedisCluster: [],
+    };
     const notes: string[] = [];
-    const shown = (o: Outcome) => Object.entries(o.notes).map(([k, v]) => `${k} ${format(v)}`).join(', ');
+    const shown = (o: Outcome) =>
+      Object.entries(o.notes)
+        .map(([k, v]) => `${k} ${format(v)}`)
+        .join(', ');
     for (let r = 0; r < profile.rounds; r++) {
       // The setups take turns at going first.
       const order = SETUPS.map((_, i) => SETUPS[(i + r) % SETUPS.length] as Setup);
@@ -128,7 +154,9 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
           }),
         });
         notes.push(`join round ${r + 1} ${SETUP_NAME[setup]}: ${shown(outcome)}`);
-        h.log(`  join round ${r + 1}/${profile.rounds} ${SETUP_NAME[setup]}: ${((performance.now() - t0) / 1000).toFixed(1)} s (${shown(outcome)})`);
+        h.log(
+          `  join round ${r + 1}/${profile.rounds} ${SETUP_NAME[setup]}: ${((performance.now() - t0) / 1000).toFixed(1)} s (${shown(outcome)})`,
+        );
         await sleep(300);
       }
     }
@@ -176,7 +204,8 @@ function table(profile: ClusterProfile, results: Results): string {
     rows.push([metric.label, ...SETUPS.map((s) => (row[s] === undefined ? '–' : format(row[s])))]);
   }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] as string).length))) ?? [];
-  const line = (row: string[]) => `| ${row.map((cell, i) => (i > 0 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
+  const line = (row: string[]) =>
+    `| ${row.map((cell, i) => (i > 0 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (i > 0 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(rows[0] as string[]), rule, ...rows.slice(1).map(line)].join('\n');
 }
@@ -208,7 +237,9 @@ function page(h: ClusterHarness, text: string, seconds: number, figures: Record<
     ...details(
       'Every round (medians above)',
       SETUPS.flatMap((setup) =>
-        Object.keys(figures[setup][0] ?? {}).map((key) => `${SETUP_NAME[setup]} ${key}: ${figures[setup].map((f) => format(f[key] ?? Number.NaN)).join(', ')}`),
+        Object.keys(figures[setup][0] ?? {}).map(
+          (key) => `${SETUP_NAME[setup]} ${key}: ${figures[setup].map((f) => format(f[key] ?? Number.NaN)).join(', ')}`,
+        ),
       ),
     ),
     ...details('Per-run notes (round trips by command, per event)', notes),

@@ -21,7 +21,6 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-
 /** Where a frame comes from: a package, a Node internal module, this server's file. */
 function origin(url: string): string {
   if (!url) return '(native)';

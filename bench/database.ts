@@ -24,16 +24,33 @@ export const databaseEnv = (): NodeJS.ProcessEnv => ({
 
 export async function setupDatabase(accountToken: string) {
   const mysql = await import('mysql2/promise');
-  const conn = await mysql.createConnection({ host: DB.host, port: DB.port, user: DB.user, password: DB.password, multipleStatements: true });
+  const conn = await mysql.createConnection({
+    host: DB.host,
+    port: DB.port,
+    user: DB.user,
+    password: DB.password,
+    multipleStatements: true,
+  });
   try {
     await conn.query(`CREATE DATABASE IF NOT EXISTS ${DB.name}`);
     await conn.query(`USE ${DB.name}`);
     await conn.query(readFileSync(join(ROOT, 'sql', 'schema.sql'), 'utf8'));
-    const plan = JSON.stringify({ connections: 100000, totalBitrate: 100000000, bitrate: 10000, framerate: 60, audioBitrate: 512, width: 3840, height: 2160 });
+    const plan = JSON.stringify({
+      connections: 100000,
+      totalBitrate: 100000000,
+      bitrate: 10000,
+      framerate: 60,
+      audioBitrate: 512,
+      width: 3840,
+      height: 2160,
+    });
     const [rows] = await conn.query<import('mysql2/promise').RowDataPacket[]>('SELECT id FROM plans WHERE name = ?', ['Bench Plan']);
     let planId = rows[0]?.id as number | undefined;
     if (planId === undefined) {
-      const [inserted] = await conn.query<import('mysql2/promise').ResultSetHeader>('INSERT INTO plans (name, properties) VALUES (?, ?)', ['Bench Plan', plan]);
+      const [inserted] = await conn.query<import('mysql2/promise').ResultSetHeader>('INSERT INTO plans (name, properties) VALUES (?, ?)', [
+        'Bench Plan',
+        plan,
+      ]);
       planId = inserted.insertId;
     } else await conn.query('UPDATE plans SET properties = ? WHERE id = ?', [plan, planId]);
     await conn.query(

@@ -103,18 +103,26 @@ export function metrics(p: Profile): Record<Scenario, Metric[]> {
   const lastBackground = p.join.background.at(-1);
   return {
     connect: [
-      { key: 'cpuPerConnectionUs', label: `CPU per accepted connection, µs (ramp to ${most}; ECDSA here)`, floor: 1, target: { max: 0.75, text: '<= 0.75x' } },
-      ...p.connect.counts.map(
-        (n): Metric => ({
-          key: `rssPerIdleConnectionKiB@${n}`,
-          label: `RSS per idle connection at ${n}, KiB`,
-          floor: 0.1,
-          target: { max: 0.9, text: '<= 0.9x' },
-        }),
-      ),
+      {
+        key: 'cpuPerConnectionUs',
+        label: `CPU per accepted connection, µs (ramp to ${most}; ECDSA here)`,
+        floor: 1,
+        target: { max: 0.75, text: '<= 0.75x' },
+      },
+      ...p.connect.counts.map((n): Metric => ({
+        key: `rssPerIdleConnectionKiB@${n}`,
+        label: `RSS per idle connection at ${n}, KiB`,
+        floor: 0.1,
+        target: { max: 0.9, text: '<= 0.9x' },
+      })),
     ],
     connectRsa: [
-      { key: 'cpuPerConnectionUs', label: `CPU per accepted connection, µs (ramp to ${most}; RSA-2048 here too)`, floor: 1, target: { max: 1.0, text: '<= 1.0x' } },
+      {
+        key: 'cpuPerConnectionUs',
+        label: `CPU per accepted connection, µs (ramp to ${most}; RSA-2048 here too)`,
+        floor: 1,
+        target: { max: 1.0, text: '<= 1.0x' },
+      },
     ],
     reconnect: [
       {
@@ -125,7 +133,12 @@ export function metrics(p: Profile): Record<Scenario, Metric[]> {
       },
     ],
     relay: [
-      { key: 'cpuPerMessageUs', label: `CPU per relayed message, µs (at ${p.relay.cpuRate}/s)`, floor: 0.1, target: { max: 0.9, text: '<= 0.9x' } },
+      {
+        key: 'cpuPerMessageUs',
+        label: `CPU per relayed message, µs (at ${p.relay.cpuRate}/s)`,
+        floor: 0.1,
+        target: { max: 0.9, text: '<= 0.9x' },
+      },
       ...p.relay.fixedRates.flatMap((r): Metric[] => [
         { key: `p50Ms@${r}/s`, label: `p50 delivery at ${r} msg/s, ms`, floor: 0.1 },
         {
@@ -135,7 +148,13 @@ export function metrics(p: Profile): Record<Scenario, Metric[]> {
           ...(r === p.relay.cpuRate && { target: { max: 1.1, text: '<= 1.1x' } }),
         },
       ]),
-      { key: 'maxRateP99Under50ms', label: `highest msg/s with p99 < ${p.relay.p99BoundMs} ms`, higherIsBetter: true, floor: 1, target: { max: 1.0, text: '>= 1.0x rate' } },
+      {
+        key: 'maxRateP99Under50ms',
+        label: `highest msg/s with p99 < ${p.relay.p99BoundMs} ms`,
+        higherIsBetter: true,
+        floor: 1,
+        target: { max: 1.0, text: '>= 1.0x rate' },
+      },
     ],
     join: p.join.background.flatMap((n): Metric[] => [
       {
@@ -149,7 +168,11 @@ export function metrics(p: Profile): Record<Scenario, Metric[]> {
     ]),
     massDisconnect: [
       { key: 'cpuMs', label: `CPU to drop ${p.massDisconnect.peers} peers, ms`, floor: 1, target: { max: 1.5, text: '<= 1.5x' } },
-      { key: 'recoveryMs', label: `until GET / answers within ${p.massDisconnect.answerBoundMs} ms, ms`, floor: p.massDisconnect.probeEveryMs },
+      {
+        key: 'recoveryMs',
+        label: `until GET / answers within ${p.massDisconnect.answerBoundMs} ms, ms`,
+        floor: p.massDisconnect.probeEveryMs,
+      },
       { key: 'maxEventLoopDelayMs', label: 'worst event-loop delay, ms (target < 100 ms)', floor: 1 },
       { key: 'peakRssMiB', label: 'peak RSS, MiB', floor: 0.1 },
     ],

@@ -63,10 +63,18 @@ test('npm run bench -- --cluster --quick produces every figure of every setup', 
   if (!redis) return;
   const { results, output } = await bench(t, ['--cluster', '--quick'], { BENCH_REDIS_URL: redis.url });
   const expected = clusterMetrics(CLUSTER_QUICK);
-  assert.deepEqual(Object.keys(results), expected.map((m) => m.key), 'the figures');
+  assert.deepEqual(
+    Object.keys(results),
+    expected.map((m) => m.key),
+    'the figures',
+  );
   for (const { key, setups } of expected) {
     assert.deepEqual(Object.keys(results[key] ?? {}), setups, `${key}: the setups`);
     for (const setup of setups) assert.ok(isFinite(results[key]?.[setup]), `${key}.${setup} is ${String(results[key]?.[setup])}`);
   }
-  assert.match(output, /\| metric +\| +one instance, in memory \| +one instance, Redis \| +two instances, Redis \|/, 'the table is printed');
+  assert.match(
+    output,
+    /\| metric +\| +one instance, in memory \| +one instance, Redis \| +two instances, Redis \|/,
+    'the table is printed',
+  );
 });

@@ -27,7 +27,14 @@ export function format(value: number): string {
 }
 
 /** A collapsed markdown block of list items. */
-export const details = (summary: string, items: string[]) => [`<details><summary>${summary}</summary>`, '', ...items.map((item) => `- ${item}`), '', '</details>', ''];
+export const details = (summary: string, items: string[]) => [
+  `<details><summary>${summary}</summary>`,
+  '',
+  ...items.map((item) => `- ${item}`),
+  '',
+  '</details>',
+  '',
+];
 
 /** A ratio of this server's figure to the baseline's, > 1 when this server does worse. */
 export function ratioOf(metric: Metric, server: number, baseline: number): number {
@@ -52,7 +59,8 @@ export function table(profile: Profile, results: Results, names: { server: strin
       rows.push([scenario, metric.label, format(r.server), format(r.baseline), `${r.ratio.toFixed(2)}x`, target]);
     }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] as string).length))) ?? [];
-  const line = (row: string[]) => `| ${row.map((cell, i) => (i >= 2 && i <= 4 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
+  const line = (row: string[]) =>
+    `| ${row.map((cell, i) => (i >= 2 && i <= 4 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
   const rule = `|${widths.map((w, i) => (i >= 2 && i <= 4 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
   return [line(rows[0] as string[]), rule, ...rows.slice(1).map(line)].join('\n');
 }
@@ -63,7 +71,7 @@ export function describe(p: Profile): string[] {
   return [
     '- certificates: the bare relay always serves RSA-2048 (the baseline); this server serves ECDSA P-256 (the recommended certificate) except in connectRsa.',
     `- connect: ${c.counts.join(' then ')} TLS WebSocket connections, ${c.concurrency} at a time, left idle; CPU over the ramps, RSS once settled minus RSS before.`,
-    '- connectRsa: connect again with this server on RSA-2048 too, so the certificate choice and the server\'s own connection path show apart (CPU only).',
+    "- connectRsa: connect again with this server on RSA-2048 too, so the certificate choice and the server's own connection path show apart (CPU only).",
     `- reconnect: ${c.counts[0]} clients connect, close, and connect again; CPU over the second round. This server's clients offer the TLS session ticket of their first ` +
       "connection (as browsers do, and socket.io-client with a shared https.Agent); the relay's do not (socket.io-client's default), so theirs is a full RSA handshake.",
     `- relay: ${r.pairs} broadcaster/player pairs exchanging messagePeer in turn (an offer and an answer of about 4.5 KB, eight candidates of about 300 B); ` +

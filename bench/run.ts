@@ -84,7 +84,15 @@ async function main() {
           const running = await startTarget(ctx, target, runId, scenario === 'connectRsa' ? { keyType: 'rsa' } : {});
           let result: Outcome | undefined;
           try {
-            const job: Job = { scenario, profile, url: running.url, token: ctx.token, ca: ctx.cert.ca, pid: running.pid, loopDelayFile: running.loopDelayFile };
+            const job: Job = {
+              scenario,
+              profile,
+              url: running.url,
+              token: ctx.token,
+              ca: ctx.cert.ca,
+              pid: running.pid,
+              loopDelayFile: running.loopDelayFile,
+            };
             // This server's clients resume their TLS sessions; the relay's reconnect as socket.io-client does by default.
             if (scenario === 'reconnect') job.resume = target === 'server';
             // Others' work on the server's core, which the medians cannot fully hide.
@@ -94,11 +102,16 @@ async function main() {
               throw running.failed(err);
             });
             const others = coreBusyMs(core) - busy0 - (cpuMs(running.pid) - server0);
-            if (ctx.cores.server !== undefined) result.notes.othersOnServerCorePct = Math.max(0, (others / (performance.now() - wall0)) * 100);
+            if (ctx.cores.server !== undefined)
+              result.notes.othersOnServerCorePct = Math.max(0, (others / (performance.now() - wall0)) * 100);
             figures[scenario]?.[target].push(result.figures);
-            const shown = Object.entries(result.notes).map(([k, v]) => `${k} ${format(v)}`).join(', ');
+            const shown = Object.entries(result.notes)
+              .map(([k, v]) => `${k} ${format(v)}`)
+              .join(', ');
             notes.push(`${scenario} round ${r + 1} ${TARGET_NAME[target]}: ${shown}`);
-            log(`  ${scenario} round ${r + 1}/${profile.rounds} ${TARGET_NAME[target]}: ${((performance.now() - t0) / 1000).toFixed(1)} s${shown ? ` (${shown})` : ''}`);
+            log(
+              `  ${scenario} round ${r + 1}/${profile.rounds} ${TARGET_NAME[target]}: ${((performance.now() - t0) / 1000).toFixed(1)} s${shown ? ` (${shown})` : ''}`,
+            );
           } finally {
             const profileFile = await running.stop();
             if (profileFile && result) {
@@ -124,7 +137,9 @@ async function main() {
 
     const text = table(profile, results, TARGET_NAME);
     const seconds = Math.round((performance.now() - started) / 1000);
-    process.stdout.write(`\n${text}\n\nratio > 1: this server costs more (for rates: reaches less). Medians of ${profile.rounds} round(s); ${seconds} s.\n`);
+    process.stdout.write(
+      `\n${text}\n\nratio > 1: this server costs more (for rates: reaches less). Medians of ${profile.rounds} round(s); ${seconds} s.\n`,
+    );
     mkdirSync(dirname(options.out), { recursive: true });
     writeFileSync(options.out, `${JSON.stringify(results, null, 2)}\n`);
     if (options.out.endsWith('.json')) {

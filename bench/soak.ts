@@ -50,7 +50,13 @@ async function heapUsedMb(url: string): Promise<number> {
 }
 
 function client(url: string): Promise<Socket> {
-  const socket = io(url, { auth: { token: TOKEN }, transports: ['websocket'], reconnection: false, forceNew: true, rejectUnauthorized: false });
+  const socket = io(url, {
+    auth: { token: TOKEN },
+    transports: ['websocket'],
+    reconnection: false,
+    forceNew: true,
+    rejectUnauthorized: false,
+  });
   return new Promise((resolve, reject) => {
     socket.once('connect', () => resolve(socket));
     socket.once('connect_error', reject);
@@ -66,7 +72,8 @@ async function channelLife(url: string, name: string, stats: { sessions: number;
     broadcaster.emit('publish', `b-${name}`, name, { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 });
     await peers;
     broadcaster.on('message', (m: { type?: string; peerID?: string }) => {
-      if (m.type === 'peer') broadcaster.emit('messagePeer', { target: m.peerID, type: 'offer', content: { type: 'offer', sdp: 'v=0\r\n'.repeat(200) } });
+      if (m.type === 'peer')
+        broadcaster.emit('messagePeer', { target: m.peerID, type: 'offer', content: { type: 'offer', sdp: 'v=0\r\n'.repeat(200) } });
     });
     await Promise.all(
       viewers.map((viewer, i) => {
@@ -74,7 +81,12 @@ async function channelLife(url: string, name: string, stats: { sessions: number;
           viewer.on('message', (m: { type?: string; from?: string }) => {
             if (m.type !== 'offer') return;
             viewer.emit('messagePeer', { target: m.from, type: 'answer', content: { type: 'answer', sdp: 'v=0\r\n'.repeat(200) } });
-            for (let c = 0; c < 4; c++) viewer.emit('messagePeer', { target: m.from, type: 'candidate', candidate: { candidate: `candidate:${c} 1 udp 1 127.0.0.1 ${5000 + c} typ host` } });
+            for (let c = 0; c < 4; c++)
+              viewer.emit('messagePeer', {
+                target: m.from,
+                type: 'candidate',
+                candidate: { candidate: `candidate:${c} 1 udp 1 127.0.0.1 ${5000 + c} typ host` },
+              });
             stats.messages += 6;
             resolve();
           }),
@@ -92,11 +104,40 @@ async function channelLife(url: string, name: string, stats: { sessions: number;
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'vw-soak-'));
   const prefix = join(dir, 'localhost');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${prefix}.key`, '-out', `${prefix}.crt`], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-keyout',
+      `${prefix}.key`,
+      '-out',
+      `${prefix}.crt`,
+    ],
+    { stdio: 'ignore' },
+  );
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
   const port = 20000 + Math.floor(Math.random() * 20000);
   const server = spawn(process.execPath, [join(root, 'dist', 'main.js')], {
-    env: { ...process.env, NODE_ENV: 'production', PORT: String(port), HOST: '127.0.0.1', CERTIFICATE: prefix, STATIC_TOKEN: TOKEN, API_KEY, LOG_LEVEL: 'warn', RATE_EVENTS_PER_SECOND: '10000', DOTENV_CONFIG_PATH: '/dev/null' },
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      CERTIFICATE: prefix,
+      STATIC_TOKEN: TOKEN,
+      API_KEY,
+      LOG_LEVEL: 'warn',
+      RATE_EVENTS_PER_SECOND: '10000',
+      DOTENV_CONFIG_PATH: '/dev/null',
+    },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const stop = () => {
@@ -117,7 +158,8 @@ async function main() {
       const deadline = performance.now() + seconds * 1000;
       return Promise.all(
         Array.from({ length: CHANNELS }, async (_, c) => {
-          for (let round = 0; performance.now() < deadline; round++) await channelLife(url, `${label}-${c}-${round}`, stats).catch(() => undefined);
+          for (let round = 0; performance.now() < deadline; round++)
+            await channelLife(url, `${label}-${c}-${round}`, stats).catch(() => undefined);
         }),
       );
     };
@@ -131,7 +173,10 @@ async function main() {
     const started = performance.now();
     stats.sessions = 0;
     stats.messages = 0;
-    const sampler = setInterval(() => samples.push({ second: Math.round((performance.now() - started) / 1000), rssMb: rssKb(pid) / 1024, sessions: stats.sessions }), Math.max(1000, (SECONDS * 1000) / 24));
+    const sampler = setInterval(
+      () => samples.push({ second: Math.round((performance.now() - started) / 1000), rssMb: rssKb(pid) / 1024, sessions: stats.sessions }),
+      Math.max(1000, (SECONDS * 1000) / 24),
+    );
     await churn(SECONDS, 'soak');
     clearInterval(sampler);
     // Every client is gone: the registry must be empty.
@@ -163,9 +208,12 @@ async function main() {
     };
     console.log(`soak: ${SECONDS} s, ${CHANNELS} channels x (1 broadcaster + ${VIEWERS} viewers), churning`);
     console.log('second  rss MB  sessions');
-    for (const s of result.samples) console.log(`${String(s.second).padStart(6)}  ${s.rssMb.toFixed(1).padStart(6)}  ${String(s.sessions).padStart(8)}`);
+    for (const s of result.samples)
+      console.log(`${String(s.second).padStart(6)}  ${s.rssMb.toFixed(1).padStart(6)}  ${String(s.sessions).padStart(8)}`);
     console.log(`sessions ${result.sessions}, relayed ${result.relayedMessages}; registry drained: ${drained ? 'yes' : 'NO'}`);
-    console.log(`RSS baseline ${result.rssMb.baseline} MB, peak ${result.rssMb.peak} MB, end ${result.rssMb.end} MB (${((result.endVsBaseline - 1) * 100).toFixed(1)}% vs baseline)`);
+    console.log(
+      `RSS baseline ${result.rssMb.baseline} MB, peak ${result.rssMb.peak} MB, end ${result.rssMb.end} MB (${((result.endVsBaseline - 1) * 100).toFixed(1)}% vs baseline)`,
+    );
     console.log(`V8 heap used: baseline ${result.heapUsedMb.baseline} MB, end ${result.heapUsedMb.end} MB`);
     mkdirSync(join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(join(root, 'bench', 'results', 'soak.json'), `${JSON.stringify(result, null, 2)}\n`);

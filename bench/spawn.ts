@@ -152,11 +152,15 @@ export async function startTarget(
   const profiling = ctx.options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const out = openSync(logFile, 'w');
   // The working directory is the bench's own, so no .env of the checkout is read.
-  const child = spawnPinned(extra.cores ?? ctx.cores.server, [process.execPath, ...profiling, '--require', join(COMPILED, 'server-preload.js'), script], {
-    cwd: ctx.dir,
-    env,
-    stdio: ['ignore', out, out, 'ipc'],
-  });
+  const child = spawnPinned(
+    extra.cores ?? ctx.cores.server,
+    [process.execPath, ...profiling, '--require', join(COMPILED, 'server-preload.js'), script],
+    {
+      cwd: ctx.dir,
+      env,
+      stdio: ['ignore', out, out, 'ipc'],
+    },
+  );
   closeSync(out);
   child.on('message', () => undefined); // the server's pm2-style 'ready'
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
@@ -184,19 +188,25 @@ export async function startTarget(
       await stop();
       throw failure(`did not answer GET ${probe} within 20 s`);
     }
-    const ok = await get(`${url}${probe}`, ctx.cert.ca).then((r) => r.status === 200, () => false);
+    const ok = await get(`${url}${probe}`, ctx.cert.ca).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) break;
     await sleep(100);
   }
   if (target === 'server' && ctx.options.accounts) {
-    const reloaded = await get(`${url}/update-accounts?apikey=${API_KEY}`, ctx.cert.ca).then((r) => JSON.parse(r.body) as { outcome?: string });
+    const reloaded = await get(`${url}/update-accounts?apikey=${API_KEY}`, ctx.cert.ca).then(
+      (r) => JSON.parse(r.body) as { outcome?: string },
+    );
     if (reloaded.outcome !== 'reloaded') {
       await stop();
       throw failure(`could not load the accounts (${JSON.stringify(reloaded)})`);
     }
   }
   const failed = (err: unknown) => {
-    const state = child.exitCode !== null || child.signalCode !== null ? `had exited (${child.exitCode ?? child.signalCode})` : 'was still running';
+    const state =
+      child.exitCode !== null || child.signalCode !== null ? `had exited (${child.exitCode ?? child.signalCode})` : 'was still running';
     return failure(`${state} when the job failed: ${err instanceof Error ? err.message : String(err)}`);
   };
   return { pid: child.pid as number, url, loopDelayFile, stop, failed };

@@ -122,7 +122,18 @@ export function serverStatus(snapshot: RegistrySnapshot) {
   return { connections: snapshot.connections.length, stats: Object.fromEntries(snapshot.stats), webrtc };
 }
 
-export function createApi({ config, registry, rooms, accounts, metrics, readiness, version, log, failedAuth, clock }: ApiDeps): express.Router {
+export function createApi({
+  config,
+  registry,
+  rooms,
+  accounts,
+  metrics,
+  readiness,
+  version,
+  log,
+  failedAuth,
+  clock,
+}: ApiDeps): express.Router {
   const router = express.Router();
   // Wrong keys and wrong account tokens count per address with failed handshakes: one guesser, one limit.
   const blocked = refuseBlocked(failedAuth, log, clock);

@@ -115,7 +115,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       log,
       refreshMs: config.accountsRefreshMs,
     });
-  const redisTarget = config.redisUrl || config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : undefined;
+  const redisTarget =
+    config.redisUrl || config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : undefined;
   const cluster = redisTarget
     ? createCluster({ redis: redisTarget, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock })
     : undefined;
@@ -131,7 +132,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   // One failed-attempt count per address: handshakes, /status tokens and API keys alike,
   // and, in a cluster, on every instance alike.
-  const sharedFailedAuth = cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute, (address, ms) => control.announceBlocked(address, ms));
+  const sharedFailedAuth = cluster?.failedAuthLimiter(config.rateFailedAuthPerMinute, (address, ms) =>
+    control.announceBlocked(address, ms),
+  );
   const failedAuth = sharedFailedAuth ?? createFailedAuthLimiter({ perMinute: config.rateFailedAuthPerMinute });
   const events = createServerEvents({ log, clock });
   const report = createSignalingReport(events);
@@ -196,8 +199,25 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   app.use(cors({ origin: corsOrigin }));
   // The REST API reloads the accounts of the whole cluster.
   const clusterAccounts: AccountStore = { ...accounts, reload: () => control.reloadAccounts() };
-  app.use(createApi({ config: { ...config, secure }, registry, rooms: roomStore, accounts: clusterAccounts, metrics, readiness, version, log, failedAuth, clock }));
-  const storage = config.database ? mysqlStorage(config.database, clock) : config.accountsFile ? fileStorage(config.accountsFile) : undefined;
+  app.use(
+    createApi({
+      config: { ...config, secure },
+      registry,
+      rooms: roomStore,
+      accounts: clusterAccounts,
+      metrics,
+      readiness,
+      version,
+      log,
+      failedAuth,
+      clock,
+    }),
+  );
+  const storage = config.database
+    ? mysqlStorage(config.database, clock)
+    : config.accountsFile
+      ? fileStorage(config.accountsFile)
+      : undefined;
   const accountManager =
     storage &&
     createAccountManager({
@@ -269,7 +289,12 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
       accounts,
       manager: accountManager,
       activity,
-      config: { apiKey: config.apiKey, production: config.production, sampleMs: config.adminSampleMs, failedAuthPerMinute: config.rateFailedAuthPerMinute },
+      config: {
+        apiKey: config.apiKey,
+        production: config.production,
+        sampleMs: config.adminSampleMs,
+        failedAuthPerMinute: config.rateFailedAuthPerMinute,
+      },
       webhooks,
       instances: async () =>
         cluster
@@ -376,11 +401,14 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     },
     departures: [(socket) => signaling.leaveChannel(socket), (socket) => rooms.leaveAll(socket)],
     parts: [
-      ['console', async () => {
-        accountLimits.close();
-        admin?.close();
-        activity?.close();
-      }],
+      [
+        'console',
+        async () => {
+          accountLimits.close();
+          admin?.close();
+          activity?.close();
+        },
+      ],
       ['webhooks', () => webhooks.close()],
       ['account manager', async () => accountManager?.close()],
       ['accounts', () => accounts.close()],

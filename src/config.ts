@@ -32,7 +32,10 @@ const envSchema = z.object({
   API_KEY: optionalText,
   COTURN_SERVER: z.preprocess(
     blankToUndefined,
-    z.string().regex(/^[^\s:/?]+(:\d{1,5})?$/, { message: 'must be host:port' }).optional(),
+    z
+      .string()
+      .regex(/^[^\s:/?]+(:\d{1,5})?$/, { message: 'must be host:port' })
+      .optional(),
   ),
   COTURN_USER: optionalText,
   COTURN_PASSWORD: optionalText,
@@ -62,22 +65,41 @@ const envSchema = z.object({
   PING_TIMEOUT_MS: integer(20_000, 100, 600_000),
   REDIS_URL: z.preprocess(
     blankToUndefined,
-    z.string().regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' }).optional(),
+    z
+      .string()
+      .regex(/^rediss?:\/\//, { message: 'must be a redis:// or rediss:// URL' })
+      .optional(),
   ),
   REDIS_CLUSTER_NODES: z.preprocess(
     blankToUndefined,
     z
       .string()
-      .transform((list) => list.split(',').map((node) => node.trim()).filter(Boolean))
+      .transform((list) =>
+        list
+          .split(',')
+          .map((node) => node.trim())
+          .filter(Boolean),
+      )
       .pipe(
         z
-          .array(z.string().regex(/^(rediss?:\/\/\S+|[^\s/:]+:\d{1,5})$/, { message: 'each node must be host:port or a redis:// or rediss:// URL' }))
+          .array(
+            z
+              .string()
+              .regex(/^(rediss?:\/\/\S+|[^\s/:]+:\d{1,5})$/, { message: 'each node must be host:port or a redis:// or rediss:// URL' }),
+          )
           .min(1),
       )
       .optional(),
   ),
   // Braces would become a Redis Cluster hash tag and pull every key into one slot.
-  REDIS_PREFIX: z.preprocess(blankToUndefined, z.string().max(64).regex(/^[^{}]*$/, { message: 'must not contain { or }' }).default('vw:')),
+  REDIS_PREFIX: z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .max(64)
+      .regex(/^[^{}]*$/, { message: 'must not contain { or }' })
+      .default('vw:'),
+  ),
   CLUSTER_TIMEOUT_MS: integer(15_000, 1000, 600_000),
   RATE_EVENTS_PER_SECOND: integer(100, 1, 100_000),
   RATE_FAILED_AUTH_PER_MINUTE: integer(30, 1, 100_000),
@@ -220,7 +242,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.ACCOUNTS_FILE && !existsSync(e.ACCOUNTS_FILE)) throw new ConfigError(`ACCOUNTS_FILE: ${e.ACCOUNTS_FILE} does not exist`);
   if (e.COTURN_SERVER && !e.COTURN_SECRET && !(e.COTURN_USER && e.COTURN_PASSWORD))
     throw new ConfigError('COTURN_SERVER needs COTURN_SECRET or both COTURN_USER and COTURN_PASSWORD');
-  const trustProxy = e.TRUST_PROXY.split(',').map((a) => a.trim()).filter((a) => a && a !== 'none');
+  const trustProxy = e.TRUST_PROXY.split(',')
+    .map((a) => a.trim())
+    .filter((a) => a && a !== 'none');
   try {
     proxyaddr.compile(trustProxy);
   } catch (err) {
@@ -234,7 +258,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     staticToken = DEV_STATIC_TOKEN;
   }
   if ((e.STATIC_ACCOUNT || e.STATIC_LOGIN) && !staticToken)
-    throw new ConfigError('STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN (the static account\'s token)');
+    throw new ConfigError("STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN (the static account's token)");
   return {
     production,
     port: e.PORT,

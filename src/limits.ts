@@ -17,15 +17,7 @@ export type Plan = z.output<typeof planSchema>;
 export const UNLIMITED: Plan = planSchema.parse({});
 
 /** Issue names in the order the client shows them. */
-export type Issue =
-  | 'width'
-  | 'height'
-  | 'portrait'
-  | 'bitrate'
-  | 'frameRate'
-  | 'audioBitrate'
-  | 'totalBitrate'
-  | 'connections';
+export type Issue = 'width' | 'height' | 'portrait' | 'bitrate' | 'frameRate' | 'audioBitrate' | 'totalBitrate' | 'connections';
 
 const over = (value: number, limit: number) => limit > 0 && value > limit;
 

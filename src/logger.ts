@@ -6,10 +6,7 @@ import pretty from 'pino-pretty';
 
 export const SECRET_PATHS = ['token', 'apiKey', 'apikey', 'secret', 'password', 'credential', 'auth.token', '*.token', '*.credential'];
 
-export function createLogger(
-  options: { production: boolean; level: string },
-  destination?: DestinationStream,
-): Logger {
+export function createLogger(options: { production: boolean; level: string }, destination?: DestinationStream): Logger {
   const stream =
     destination ??
     (!options.production

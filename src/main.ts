@@ -16,8 +16,7 @@ function startupLine(config: Config, port: number, server: SignalingServerHandle
   const host = (server.certificate && publicName(server.certificate)) ?? (config.host || 'localhost');
   const url = `${server.secure ? 'wss' : 'ws'}://${host}:${port}/`;
   const mode = config.production ? 'production' : 'development';
-  const token =
-    config.staticToken === DEV_STATIC_TOKEN ? `, static token "${DEV_STATIC_TOKEN}"; set STATIC_TOKEN to change it` : '';
+  const token = config.staticToken === DEV_STATIC_TOKEN ? `, static token "${DEV_STATIC_TOKEN}"; set STATIC_TOKEN to change it` : '';
   const cert = server.certificate
     ? `; certificate for ${server.certificate.names.join(', ')}, expires ${server.certificate.notAfter.toISOString().slice(0, 10)}`
     : '';
@@ -86,7 +85,12 @@ async function main() {
   });
   if (!server.secure && config.production) log.warn('CERTIFICATE is not set: serving plain HTTP/WS (use it locally or behind a TLS proxy)');
   // pm2 cluster mode sets NODE_APP_INSTANCE in every process: without Redis they would not share state.
-  if (process.env.NODE_APP_INSTANCE !== undefined && process.env.exec_mode === 'cluster_mode' && !config.redisUrl && !config.redisClusterNodes)
+  if (
+    process.env.NODE_APP_INSTANCE !== undefined &&
+    process.env.exec_mode === 'cluster_mode' &&
+    !config.redisUrl &&
+    !config.redisClusterNodes
+  )
     log.warn('pm2 cluster mode without REDIS_URL or REDIS_CLUSTER_NODES: each process has its own channels and limits');
   if (config.production && !config.apiKey) log.warn('API_KEY is not set: the REST API refuses every keyed request');
   const certificate = server.certificate;

@@ -145,10 +145,20 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
     rooms: new Gauge({ name: 'videowhisper_rooms', help: 'Rooms with at least one participant', registers: [shared] }),
     roomParticipants: new Gauge({ name: 'videowhisper_room_participants', help: 'Participants in rooms', registers: [shared] }),
     accountConnections: perAccount
-      ? new Gauge({ name: 'videowhisper_account_connections', help: 'Live sockets per account', labelNames: ['account'], registers: [shared] })
+      ? new Gauge({
+          name: 'videowhisper_account_connections',
+          help: 'Live sockets per account',
+          labelNames: ['account'],
+          registers: [shared],
+        })
       : undefined,
     accountBitrate: perAccount
-      ? new Gauge({ name: 'videowhisper_account_bitrate_kbps', help: 'Plan bitrate usage per account (video + audio)', labelNames: ['account'], registers: [shared] })
+      ? new Gauge({
+          name: 'videowhisper_account_bitrate_kbps',
+          help: 'Plan bitrate usage per account (video + audio)',
+          labelNames: ['account'],
+          registers: [shared],
+        })
       : undefined,
   };
   if (certificate)

@@ -56,7 +56,10 @@ export function createOriginCheck(deps: OriginDeps) {
     if (admits(account.allowedOrigins, origin)) return next();
     deps.releaseConnection(s);
     telemetry.refused('origin');
-    log.warn({ socket: socket.id, account: account.name, origin: origin?.slice(0, 200) }, 'connection refused: origin not allowed for the account');
+    log.warn(
+      { socket: socket.id, account: account.name, origin: origin?.slice(0, 200) },
+      'connection refused: origin not allowed for the account',
+    );
     deps.registry
       .countRefusal(account.name, 'connect', ['origin'])
       .catch((err: unknown) => void recordFailure('counting a refusal', { socket: socket.id, account: account.name }, err))

@@ -50,10 +50,7 @@ export interface NameLimits {
 
 /** A number or a numeric string (forms often hand strings over), never NaN, negative or over `max`. */
 export const numeric = (max: number) =>
-  z.preprocess(
-    (value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value),
-    z.number().finite().min(0).max(max),
-  );
+  z.preprocess((value) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value), z.number().finite().min(0).max(max));
 
 /**
  * The numbers a publish states about its stream (pixels, frames per second,

@@ -67,7 +67,10 @@ export function capSdp(text: string, caps: SdpCaps): CappedSdp {
 /** Lowers (or, in a media section, adds) the section's b=AS and b=TIAS lines, in place. */
 function capBandwidth(section: string[], kbps: number, add = true) {
   if (kbps <= 0) return;
-  for (const [type, limit] of [['AS', kbps], ['TIAS', kbps * 1000]] as const) {
+  for (const [type, limit] of [
+    ['AS', kbps],
+    ['TIAS', kbps * 1000],
+  ] as const) {
     const at = section.findIndex((line) => line.startsWith(`b=${type}:`));
     if (at < 0) {
       if (!add) continue;

@@ -30,7 +30,11 @@ export function describeCertificate(info: CertificateInfo) {
   return { names: info.names, expires: info.notAfter.toISOString(), serial: info.serial };
 }
 
-export function serveCertificate(server: Server, first: Certificate, { log, ticketSecret, ticketRotateMs, now }: ServeOptions): ServedCertificate {
+export function serveCertificate(
+  server: Server,
+  first: Certificate,
+  { log, ticketSecret, ticketRotateMs, now }: ServeOptions,
+): ServedCertificate {
   let certificate = first;
   function reload(): boolean {
     try {

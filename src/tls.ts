@@ -115,7 +115,13 @@ function readOne(files: CertificateFiles): OneCertificate {
   } catch (err) {
     throw new CertificateError(`CERTIFICATE: ${files.cert}: ${(err as Error).message.split('\n')[0]}`);
   }
-  return { key, cert, ...(options.ca ? { ca: options.ca as Buffer } : {}), keyType: privateKey.asymmetricKeyType ?? 'unknown', info: describe(x509) };
+  return {
+    key,
+    cert,
+    ...(options.ca ? { ca: options.ca as Buffer } : {}),
+    keyType: privateKey.asymmetricKeyType ?? 'unknown',
+    info: describe(x509),
+  };
 }
 
 /** Reads and checks every certificate; throws a CertificateError with a one-line message. */
@@ -125,11 +131,10 @@ export function readCertificate(files: CertificateFiles | CertificateFiles[]): C
   // OpenSSL keeps one certificate per key type: a second of the same type would silently replace the first.
   const types = read.map((c) => c.keyType);
   const twice = types.find((type, i) => types.indexOf(type) !== i);
-  if (twice) throw new CertificateError(`CERTIFICATE: two ${twice.toUpperCase()} certificates; give at most one per key type (ECDSA and RSA)`);
+  if (twice)
+    throw new CertificateError(`CERTIFICATE: two ${twice.toUpperCase()} certificates; give at most one per key type (ECDSA and RSA)`);
   const options: SecureContextOptions =
-    read.length === 1
-      ? { key: read[0]!.key, cert: read[0]!.cert }
-      : { key: read.map((c) => c.key), cert: read.map((c) => c.cert) };
+    read.length === 1 ? { key: read[0]!.key, cert: read[0]!.cert } : { key: read.map((c) => c.key), cert: read.map((c) => c.cert) };
   const chains = read.flatMap((c) => (c.ca ? [c.ca] : []));
   if (chains.length) options.ca = chains.length === 1 ? chains[0] : chains;
   if (read.length > 1)

@@ -40,7 +40,11 @@ async function main(): Promise<number> {
     console.error(`--ttl ${ttl} is over TOKEN_MAX_TTL_SECONDS (${config.tokenMaxTtlSeconds}): the server would refuse it`);
     return 2;
   }
-  const source = config.database ? mysqlAccountSource(config.database) : config.accountsFile ? fileAccountSource(config.accountsFile) : undefined;
+  const source = config.database
+    ? mysqlAccountSource(config.database)
+    : config.accountsFile
+      ? fileAccountSource(config.accountsFile)
+      : undefined;
   const accounts = createAccountStore({
     staticToken: config.staticToken,
     staticAccount: config.staticAccount,

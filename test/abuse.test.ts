@@ -162,7 +162,11 @@ test('a burst of 2,000 connects and disconnects: each gets an answer, and the re
     // As the shipped client does, a connection the machine drops (a full
     // accept queue resets it) is tried again; no client-side connect timeout:
     // on a busy machine the answer comes late, not never.
-    const socket = connectClient(url, { token: TOKEN }, { timeout: false, reconnection: true, reconnectionAttempts: 20, reconnectionDelay: 100, reconnectionDelayMax: 2000 });
+    const socket = connectClient(
+      url,
+      { token: TOKEN },
+      { timeout: false, reconnection: true, reconnectionAttempts: 20, reconnectionDelay: 100, reconnectionDelayMax: 2000 },
+    );
     sockets.push(socket);
     socket.once('connect', () => {
       answers.push('connected');
@@ -180,7 +184,11 @@ test('a burst of 2,000 connects and disconnects: each gets an answer, and the re
   t.diagnostic(`connections reset and tried again: ${resets}`);
   assert.deepEqual(failures, [], 'every connect attempt gets an answer from the server');
   // Nothing in the burst is over a limit: every one of them is let in.
-  assert.equal(answers.filter((a) => a === 'connected').length, COUNT, `answers: ${JSON.stringify(answers.filter((a) => a !== 'connected').slice(0, 3))}`);
+  assert.equal(
+    answers.filter((a) => a === 'connected').length,
+    COUNT,
+    `answers: ${JSON.stringify(answers.filter((a) => a !== 'connected').slice(0, 3))}`,
+  );
   for (const socket of sockets) socket.disconnect();
   await drained(server);
   const health = await get(url, '/health');

@@ -80,7 +80,11 @@ test('bad plans and accounts are refused with a clear 400 and nothing written', 
   const planId = await db.addPlan('Kept', { width: 640 });
   await db.addAccount('Kept Site', 'keptToken', {}, planId);
   const { url, api } = await serverOn(t, db);
-  for (const [method, path] of [['GET', '/accounts'], ['POST', '/plans'], ['DELETE', '/accounts/1']] as const)
+  for (const [method, path] of [
+    ['GET', '/accounts'],
+    ['POST', '/plans'],
+    ['DELETE', '/accounts/1'],
+  ] as const)
     assert.equal((await send(url, method, path, method === 'POST' ? {} : undefined)).status, 401, `${method} ${path} without the API key`);
   const before = { plans: await rows(db, 'plans'), accounts: await rows(db, 'accounts') };
 
@@ -89,7 +93,11 @@ test('bad plans and accounts are refused with a clear 400 and nothing written', 
   refusedWith(await api.call('POST', '/plans', { properties: {} }), 400, /^Invalid plan: name/);
   refusedWith(await api.call('PATCH', `/plans/${planId}`, { properties: { height: -360 } }), 400, /^Invalid plan: height/);
   refusedWith(await api.call('POST', '/accounts', { name: 'No Plan', planId: 999 }), 400, /plan 999 does not exist/);
-  refusedWith(await api.call('POST', '/accounts', { name: 'Bad Hook', properties: { webhookURL: 'javascript:alert(1)' } }), 400, /webhookURL/);
+  refusedWith(
+    await api.call('POST', '/accounts', { name: 'Bad Hook', properties: { webhookURL: 'javascript:alert(1)' } }),
+    400,
+    /webhookURL/,
+  );
   refusedWith(await api.call('POST', '/accounts', { name: 'Kept Site' }), 409, /exists/);
   refusedWith(await api.call('POST', '/accounts', { name: 'Typo', plan: 1 }), 400, /Unrecognized key/);
   refusedWith(await api.call('PATCH', '/accounts/1', { planId: 999, name: 'Renamed' }), 400, /plan 999 does not exist/);
@@ -164,5 +172,8 @@ test('with an accounts file, changes are written to the file and applied', timel
   refusedWith(await api.call('PATCH', '/plans/1', { properties: { width: 'wide' } }), 400, /Invalid plan: width/);
   const saved = JSON.parse(readFileSync(file, 'utf8')) as { plans: unknown[]; accounts: { name: string; token: string }[] };
   assert.deepEqual(saved.plans, [{ id: 1, name: 'Small', properties: { width: 640 } }]);
-  assert.deepEqual(saved.accounts.map((a) => [a.name, a.token]), [['File Site', created.token]]);
+  assert.deepEqual(
+    saved.accounts.map((a) => [a.name, a.token]),
+    [['File Site', created.token]],
+  );
 });

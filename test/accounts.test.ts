@@ -61,8 +61,7 @@ const api = async <T>(url: string, path: string) => {
   return response.json<T>();
 };
 const updateAccounts = (url: string) => api<Record<string, unknown>>(url, '/update-accounts');
-const statsOf = async (url: string, account: string) =>
-  new Map(await api<[string, AccountUsage][]>(url, '/stats')).get(account);
+const statsOf = async (url: string, account: string) => new Map(await api<[string, AccountUsage][]>(url, '/stats')).get(account);
 /** The refusal counters of the actions a plan limit can refuse. */
 const refusals = (stats: AccountUsage | undefined) =>
   stats && { connect: stats.refused.connect, publish: stats.refused.publish, subscribe: stats.refused.subscribe };
@@ -125,8 +124,7 @@ async function tryConnect(t: TestContext, url: string, token: string): Promise<s
 async function openConnections(t: TestContext, url: string, token: string, count: number): Promise<Socket[]> {
   const managers = Array.from(
     { length: count },
-    () =>
-      new Manager(url, { transports: ['websocket'], reconnection: false, autoConnect: false, ca: testCertificate().ca.toString() }),
+    () => new Manager(url, { transports: ['websocket'], reconnection: false, autoConnect: false, ca: testCertificate().ca.toString() }),
   );
   t.after(() => managers.forEach((m) => m.engine?.close()));
   let settled = 0;
@@ -192,10 +190,7 @@ test('portrait: a 360x640 stream fits a 640x360 plan; 361 wide or 641 high is re
   assert.equal(await publish(broadcaster, 'Studio', 'show', portrait), 'published');
   assert.equal(await publish(broadcaster, 'Studio', 'show', { ...portrait, width: 361 }), 'Unfit: width, portrait.');
   assert.equal(await publish(broadcaster, 'Studio', 'show', { ...portrait, height: 641 }), 'Unfit: height, portrait.');
-  assert.equal(
-    await publish(broadcaster, 'Studio', 'show', { ...portrait, width: 361, height: 641 }),
-    'Unfit: width, height, portrait.',
-  );
+  assert.equal(await publish(broadcaster, 'Studio', 'show', { ...portrait, width: 361, height: 641 }), 'Unfit: width, height, portrait.');
   // Landscape over the width is not a portrait issue.
   assert.equal(await publish(broadcaster, 'Studio', 'show', { ...atLimits, width: 641 }), 'Unfit: width.');
 });
@@ -205,10 +200,7 @@ test('a stream over every limit names each issue in order, and /stats counts the
   if (!started) return;
   const broadcaster = await connect(t, started.url, 'testToken');
   const over = { width: 641, height: 361, bitrate: 501, frameRate: 16, audioBitrate: 33 };
-  assert.equal(
-    await publish(broadcaster, 'Studio', 'show', over),
-    'Unfit: width, height, bitrate, frameRate, audioBitrate.',
-  );
+  assert.equal(await publish(broadcaster, 'Studio', 'show', over), 'Unfit: width, height, bitrate, frameRate, audioBitrate.');
   assert.equal(await publish(broadcaster, 'Studio', 'show', { ...atLimits, width: 641 }), 'Unfit: width.');
   const stats = await statsOf(started.url, 'Test Account');
   assert.deepEqual(stats?.issues, { width: 2, height: 1, bitrate: 1, frameRate: 1, audioBitrate: 1 });
@@ -238,7 +230,10 @@ test('totalBitrate with the sample plan: 1064 fits one 500+32 stream and one pla
 test('totalBitrate with connections unlimited: a second player\'s subscribe is refused with "Unfit: totalBitrate."', async (t) => {
   const site = await openSite(t);
   if (!site) return;
-  const { url, sockets: [broadcaster, first, second] } = site;
+  const {
+    url,
+    sockets: [broadcaster, first, second],
+  } = site;
   assert.equal(await publish(broadcaster, 'Studio', 'show', atLimits), 'published');
   assert.equal(await subscribe(first, 'Viewer1', 'show', broadcaster), 'subscribed');
   assert.equal(await subscribe(second, 'Viewer2', 'show', broadcaster), 'Unfit: totalBitrate.');
@@ -257,10 +252,13 @@ test('totalBitrate with connections unlimited: a second player\'s subscribe is r
   assert.equal(await subscribe(second, 'Viewer2', 'show', broadcaster), 'subscribed');
 });
 
-test('totalBitrate on publish: a stream that would push the channel\'s players over the limit is refused', async (t) => {
+test("totalBitrate on publish: a stream that would push the channel's players over the limit is refused", async (t) => {
   const site = await openSite(t);
   if (!site) return;
-  const { url, sockets: [broadcaster, first, second] } = site;
+  const {
+    url,
+    sockets: [broadcaster, first, second],
+  } = site;
   // Players wait in the channel before the stream starts: they cost nothing yet.
   first.emit('subscribe', 'Viewer1', 'show');
   second.emit('subscribe', 'Viewer2', 'show');
@@ -471,7 +469,7 @@ test('a wrong database password: the reload fails, the response says so, and the
 
 // --- isolation ---------------------------------------------------------------
 
-test('two accounts using the same channel name never see each other\'s peers, messages or close events', async (t) => {
+test("two accounts using the same channel name never see each other's peers, messages or close events", async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.addAccount('Site A', 'tokenA', {}, null);
@@ -497,7 +495,10 @@ test('two accounts using the same channel name never see each other\'s peers, me
   viewerA.emit('message', { type: 'chat', text: 'for A' });
   await chat;
   // Each viewer's answer to "Studio" reaches its own account's Studio.
-  for (const [viewer, studio, name] of [[viewerA, studioA, 'ViewerA'], [viewerB, studioB, 'ViewerB']] as const) {
+  for (const [viewer, studio, name] of [
+    [viewerA, studioA, 'ViewerA'],
+    [viewerB, studioB, 'ViewerB'],
+  ] as const) {
     const answer = nextMessage(studio, 'answer');
     viewer.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
     assert.equal((await answer).from, name);
@@ -506,13 +507,17 @@ test('two accounts using the same channel name never see each other\'s peers, me
   // Each list shows the channel name as sent, once per account.
   const connections = await api<[string, Record<string, Peer>][]>(url, '/connections');
   const lobbies = connections.filter(([name]) => name === 'lobby').map(([, peers]) => Object.values(peers));
-  assert.deepEqual(
-    lobbies.map((peers) => peers.map((p) => `${p.peerID}@${p.account}`).sort()).sort(),
-    [['Studio@Site A', 'ViewerA@Site A'], ['Studio@Site B', 'ViewerB@Site B'], ['Studio@_static']],
-  );
+  assert.deepEqual(lobbies.map((peers) => peers.map((p) => `${p.peerID}@${p.account}`).sort()).sort(), [
+    ['Studio@Site A', 'ViewerA@Site A'],
+    ['Studio@Site B', 'ViewerB@Site B'],
+    ['Studio@_static'],
+  ]);
   const channels = await api<[string, { account: string; peers: number }][]>(url, '/channels');
   assert.deepEqual(
-    channels.filter(([name]) => name === 'lobby').map(([, c]) => `${c.account}:${c.peers}`).sort(),
+    channels
+      .filter(([name]) => name === 'lobby')
+      .map(([, c]) => `${c.account}:${c.peers}`)
+      .sort(),
     ['Site A:2', 'Site B:2', '_static:1'],
   );
   const stats = new Map(await api<[string, AccountUsage][]>(url, '/stats'));
@@ -542,11 +547,14 @@ test('two accounts using the same channel name never see each other\'s peers, me
     studioA.messages.filter((m) => m.type !== 'peers').map((m) => `${String(m.type)}:${String(m.from)}`),
     ['peer:ViewerA', 'chat:ViewerA', 'answer:ViewerA'],
   );
-  assert.deepEqual(viewerB.messages.map((m) => `${String(m.type)}:${String(m.from)}`), ['marker:Studio']);
+  assert.deepEqual(
+    viewerB.messages.map((m) => `${String(m.type)}:${String(m.from)}`),
+    ['marker:Studio'],
+  );
   assert.ok(!studioStatic.messages.some((m) => m.type !== 'peers'), 'the static account heard nothing');
 });
 
-test('two sites registered under the same account name are still isolated, and the static name stays the static token\'s', async (t) => {
+test("two sites registered under the same account name are still isolated, and the static name stays the static token's", async (t) => {
   const db = await testDatabase(t);
   if (!db) return;
   await db.addAccount('My Site', 'firstToken', {}, null);

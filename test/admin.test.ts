@@ -52,7 +52,10 @@ async function statsConnections(url: string, account: string) {
 }
 
 const cellText = (page: Page, account: string) =>
-  page.locator(`#accounts tr[data-account="${account}"] td.connections .value`).textContent({ timeout: 1000 }).catch(() => null);
+  page
+    .locator(`#accounts tr[data-account="${account}"] td.connections .value`)
+    .textContent({ timeout: 1000 })
+    .catch(() => null);
 
 test('the console signs in, follows connections live, charts them, and suspends an account', { timeout: 90_000 }, async (t) => {
   if (!requireService(t, 'Chromium', existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is not installed`, ['apt-get install chromium']))
@@ -130,7 +133,8 @@ test('the console signs in, follows connections live, charts them, and suspends 
   // The charts have points.
   await page.waitForFunction(() => (globalThis as unknown as { admin: { points(): number } }).admin.points() >= 5);
   await page.waitForFunction(() => {
-    const chart = (globalThis as unknown as { document: { getElementById(id: string): { dataset: Record<string, string> } | null } }).document;
+    const chart = (globalThis as unknown as { document: { getElementById(id: string): { dataset: Record<string, string> } | null } })
+      .document;
     return Number(chart.getElementById('chart-usage')?.dataset.points) >= 5;
   });
   assert.ok((await page.locator('#chart-usage canvas').count()) > 0);
@@ -160,7 +164,12 @@ test('ADMIN=false serves no console', async (t) => {
 
 test('the console namespace refuses a wrong key', async (t) => {
   const { url } = await startServer(t, {});
-  const socket = io(`${url}/admin`, { auth: { key: 'wrong' }, transports: ['websocket'], reconnection: false, ca: testCertificate().ca.toString() });
+  const socket = io(`${url}/admin`, {
+    auth: { key: 'wrong' },
+    transports: ['websocket'],
+    reconnection: false,
+    ca: testCertificate().ca.toString(),
+  });
   t.after(() => socket.close());
   const message = await new Promise<string>((resolve) => {
     socket.on('connect', () => resolve('connected'));
@@ -191,55 +200,71 @@ async function consoleSocket(t: TestContext, url: string, key = API_KEY) {
   return { socket, history, view, act, nextView };
 }
 
-test('console actions on two instances: instances with heartbeats, a peer disconnected on the other instance, plan and token changed', { timeout: 60_000 }, async (t) => {
-  const redis = await testRedis(t);
-  if (!redis) return;
-  const dir = mkdtempSync(join(tmpdir(), 'vw-admin-cluster-'));
-  const file = join(dir, 'accounts.json');
-  writeFileSync(
-    file,
-    JSON.stringify({
-      plans: [{ id: 1, name: 'Small', properties: { connections: 5 } }, { id: 2, name: 'One', properties: { connections: 1 } }],
-      accounts: [{ id: 1, name: 'Site A', token: SITE_TOKEN, planId: 1, properties: {} }],
-    }),
-  );
-  const env = { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: '3000', ACCOUNTS_FILE: file, ADMIN_SAMPLE_MS: '200' };
-  const one = await startServer(undefined, env);
-  redis.onCleanup(() => one.close());
-  const two = await startServer(undefined, env);
-  redis.onCleanup(() => two.close());
-  await Promise.all([one.server.accounts.reload(), two.server.accounts.reload()]);
+test(
+  'console actions on two instances: instances with heartbeats, a peer disconnected on the other instance, plan and token changed',
+  { timeout: 60_000 },
+  async (t) => {
+    const redis = await testRedis(t);
+    if (!redis) return;
+    const dir = mkdtempSync(join(tmpdir(), 'vw-admin-cluster-'));
+    const file = join(dir, 'accounts.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        plans: [
+          { id: 1, name: 'Small', properties: { connections: 5 } },
+          { id: 2, name: 'One', properties: { connections: 1 } },
+        ],
+        accounts: [{ id: 1, name: 'Site A', token: SITE_TOKEN, planId: 1, properties: {} }],
+      }),
+    );
+    const env = {
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: redis.prefix,
+      CLUSTER_TIMEOUT_MS: '3000',
+      ACCOUNTS_FILE: file,
+      ADMIN_SAMPLE_MS: '200',
+    };
+    const one = await startServer(undefined, env);
+    redis.onCleanup(() => one.close());
+    const two = await startServer(undefined, env);
+    redis.onCleanup(() => two.close());
+    await Promise.all([one.server.accounts.reload(), two.server.accounts.reload()]);
 
-  const admin = await consoleSocket(t, one.url);
-  const both = await admin.nextView((v) => v.instances.length === 2);
-  assert.equal(both.instances.filter((i) => i.self).length, 1);
-  assert.ok(both.instances.every((i) => i.heartbeatAgeMs !== null && i.heartbeatAgeMs < 3000), JSON.stringify(both.instances));
+    const admin = await consoleSocket(t, one.url);
+    const both = await admin.nextView((v) => v.instances.length === 2);
+    assert.equal(both.instances.filter((i) => i.self).length, 1);
+    assert.ok(
+      both.instances.every((i) => i.heartbeatAgeMs !== null && i.heartbeatAgeMs < 3000),
+      JSON.stringify(both.instances),
+    );
 
-  // A peer on the other instance, disconnected from this one's console.
-  const far = await connect(t, two.url, SITE_TOKEN);
-  far.emit('publish', 'Far Studio', 'far', STREAM);
-  await nextMessage(far, 'peers');
-  const seen = await admin.nextView((v) => v.channels.some((c) => c.channel === 'far'));
-  const peer = seen.channels.find((c) => c.channel === 'far')?.peers[0];
-  assert.equal(peer?.peerID, 'Far Studio');
-  const gone = new Promise<string>((resolve) => far.once('disconnect', resolve));
-  assert.deepEqual(await admin.act({ action: 'disconnect', socketId: peer.socketId }), { ok: true });
-  assert.equal(await gone, 'io server disconnect');
+    // A peer on the other instance, disconnected from this one's console.
+    const far = await connect(t, two.url, SITE_TOKEN);
+    far.emit('publish', 'Far Studio', 'far', STREAM);
+    await nextMessage(far, 'peers');
+    const seen = await admin.nextView((v) => v.channels.some((c) => c.channel === 'far'));
+    const peer = seen.channels.find((c) => c.channel === 'far')?.peers[0];
+    assert.equal(peer?.peerID, 'Far Studio');
+    const gone = new Promise<string>((resolve) => far.once('disconnect', resolve));
+    assert.deepEqual(await admin.act({ action: 'disconnect', socketId: peer.socketId }), { ok: true });
+    assert.equal(await gone, 'io server disconnect');
 
-  // Plan change and token rotation, each logged.
-  assert.deepEqual(await admin.act({ action: 'plan', id: 1, planId: 2 }), { ok: true });
-  await connect(t, one.url, SITE_TOKEN);
-  assert.equal(await refusal(one.url, { token: SITE_TOKEN }), 'ERROR: Connection limit exceeded');
-  const rotated = await admin.act({ action: 'rotate', id: 1 });
-  assert.ok(rotated.ok && rotated.token && rotated.token !== SITE_TOKEN);
-  assert.equal(await refusal(one.url, { token: SITE_TOKEN }), 'ERROR: Authentication error');
-  assert.deepEqual(
-    one.logs.filter((l) => String(l.msg).startsWith('admin action')).map((l) => l.action),
-    ['disconnect', 'plan', 'rotate'],
-  );
-  assert.ok(!JSON.stringify(one.logs).includes(String(rotated.token)), 'the new token is not logged');
+    // Plan change and token rotation, each logged.
+    assert.deepEqual(await admin.act({ action: 'plan', id: 1, planId: 2 }), { ok: true });
+    await connect(t, one.url, SITE_TOKEN);
+    assert.equal(await refusal(one.url, { token: SITE_TOKEN }), 'ERROR: Connection limit exceeded');
+    const rotated = await admin.act({ action: 'rotate', id: 1 });
+    assert.ok(rotated.ok && rotated.token && rotated.token !== SITE_TOKEN);
+    assert.equal(await refusal(one.url, { token: SITE_TOKEN }), 'ERROR: Authentication error');
+    assert.deepEqual(
+      one.logs.filter((l) => String(l.msg).startsWith('admin action')).map((l) => l.action),
+      ['disconnect', 'plan', 'rotate'],
+    );
+    assert.ok(!JSON.stringify(one.logs).includes(String(rotated.token)), 'the new token is not logged');
 
-  // Malformed actions are refused, not thrown.
-  assert.deepEqual(await admin.act({ action: 'rotate', id: -1 } as AdminAction), { ok: false, error: 'Invalid action' });
-  assert.deepEqual(await admin.act({ action: 'suspend', id: 99, suspended: true }), { ok: false, error: 'No account 99' });
-});
+    // Malformed actions are refused, not thrown.
+    assert.deepEqual(await admin.act({ action: 'rotate', id: -1 } as AdminAction), { ok: false, error: 'Invalid action' });
+    assert.deepEqual(await admin.act({ action: 'suspend', id: 99, suspended: true }), { ok: false, error: 'No account 99' });
+  },
+);

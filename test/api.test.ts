@@ -39,8 +39,7 @@ test('production without API_KEY refuses every keyed request', async (t) => {
 
 test('development mode needs no key', async (t) => {
   const { url } = await startServer(t, { NODE_ENV: 'development', API_KEY: undefined });
-  for (const path of ['/connections', '/channels', '/stats', '/update-accounts'])
-    assert.equal((await get(url, path)).status, 200, path);
+  for (const path of ['/connections', '/channels', '/stats', '/update-accounts']) assert.equal((await get(url, path)).status, 200, path);
 });
 
 test('/connections, /channels and /stats show a broadcaster with one player in the original shapes', async (t) => {

@@ -45,11 +45,16 @@ const demoStats = (page: Page) => page.evaluate(() => (globalThis as unknown as 
 /** Frames decoded from each of the other participants, once every one is above `above[peer]`. */
 function decodedFromOthers(page: Page, user: string, above: Record<string, number> = {}) {
   const others = users.filter((u) => u !== user);
-  return until(`${user} to decode video from ${others.join(' and ')}`, async () => {
-    const incoming = (await demoStats(page)).filter((l) => l.direction === 'in');
-    const frames = Object.fromEntries(others.map((peer) => [peer, incoming.find((l) => l.peer === peer)?.framesDecoded ?? 0]));
-    return others.every((peer) => (frames[peer] ?? 0) > (above[peer] ?? 0)) ? frames : undefined;
-  }, WAIT_MS, 100);
+  return until(
+    `${user} to decode video from ${others.join(' and ')}`,
+    async () => {
+      const incoming = (await demoStats(page)).filter((l) => l.direction === 'in');
+      const frames = Object.fromEntries(others.map((peer) => [peer, incoming.find((l) => l.peer === peer)?.framesDecoded ?? 0]));
+      return others.every((peer) => (frames[peer] ?? 0) > (above[peer] ?? 0)) ? frames : undefined;
+    },
+    WAIT_MS,
+    100,
+  );
 }
 
 function skipOrFail(t: TestContext, why: string) {
@@ -59,7 +64,7 @@ function skipOrFail(t: TestContext, why: string) {
   t.skip(message);
 }
 
-test('demo room: three tabs see each other\'s cameras and chat', { timeout: 150_000 }, async (t) => {
+test("demo room: three tabs see each other's cameras and chat", { timeout: 150_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) return skipOrFail(t, `${CHROMIUM} is missing (apt install chromium)`);
   const unavailable = loopbackNetworkUnavailable();
   if (unavailable) return skipOrFail(t, unavailable);
@@ -104,18 +109,23 @@ test('demo room: three tabs see each other\'s cameras and chat', { timeout: 150_
     await sender.page.getByLabel('Chat message').fill(line);
     await sender.page.getByRole('button', { name: 'Send' }).click();
     for (const { page } of [sender, ...receivers]) await page.locator('#chat li', { hasText: line }).waitFor({ timeout: 10_000 });
-    for (const { page } of receivers) assert.match(await page.locator('#chat li').last().innerText(), new RegExp(`^${sender.user}\\s*${line}$`));
+    for (const { page } of receivers)
+      assert.match(await page.locator('#chat li').last().innerText(), new RegExp(`^${sender.user}\\s*${line}$`));
 
     mkdirSync(artifacts, { recursive: true });
     await sender.page.screenshot({ path: join(artifacts, 'demo-room.png'), fullPage: true });
   } catch (err) {
     // What each tab showed and measured, for the failure's story.
     for (const { user, page } of pages) {
-      const seen = await Promise.all([page.locator('#status').innerText(), page.locator('#error').innerText(), demoStats(page)]).catch(String);
+      const seen = await Promise.all([page.locator('#status').innerText(), page.locator('#error').innerText(), demoStats(page)]).catch(
+        String,
+      );
       console.error(`${user}:`, JSON.stringify(seen));
     }
     mkdirSync(artifacts, { recursive: true });
-    await Promise.allSettled(pages.map(({ user, page }) => page.screenshot({ path: join(artifacts, `failed-room-${user}.png`), timeout: 5000 })));
+    await Promise.allSettled(
+      pages.map(({ user, page }) => page.screenshot({ path: join(artifacts, `failed-room-${user}.png`), timeout: 5000 })),
+    );
     throw err;
   }
 });

@@ -51,10 +51,15 @@ async function startDemo(context: BrowserContext, url: string, token: string, mo
 
 /** The viewer's decoded frames, once its connection to the broadcaster carries video. */
 async function framesDecoded(page: Page, name: string, above = 0) {
-  return until(`${name} to decode more than ${above} frames`, async () => {
-    const [link] = await demoStats(page);
-    return link && link.framesDecoded > above ? link : undefined;
-  }, WAIT_MS, 100);
+  return until(
+    `${name} to decode more than ${above} frames`,
+    async () => {
+      const [link] = await demoStats(page);
+      return link && link.framesDecoded > above ? link : undefined;
+    },
+    WAIT_MS,
+    100,
+  );
 }
 
 function skipOrFail(t: TestContext, why: string) {
@@ -95,7 +100,12 @@ test('demo page: a broadcast reaches two viewers, who then see it end', async (t
     // One viewer waits before the broadcast (the broadcaster offers from its
     // `peers` list), the other joins during it (the `peer` notice).
     const viewer1 = await open('watch', 'Viewer-1');
-    await until('Viewer-1 to wait for a broadcast', async () => ((await demoState(viewer1)) === 'waiting' ? true : undefined), WAIT_MS, 100);
+    await until(
+      'Viewer-1 to wait for a broadcast',
+      async () => ((await demoState(viewer1)) === 'waiting' ? true : undefined),
+      WAIT_MS,
+      100,
+    );
     const broadcastStarted = performance.now();
     const broadcaster = await open('broadcast', 'Studio');
     const viewers = [viewer1, await open('watch', 'Viewer-2')];
@@ -125,9 +135,17 @@ test('demo page: a broadcast reaches two viewers, who then see it end', async (t
     await viewers[0]!.screenshot({ path: join(artifacts, 'demo-viewer.png'), fullPage: true });
 
     await broadcaster.close();
-    tabs.splice(tabs.findIndex((tab) => tab.page === broadcaster), 1);
+    tabs.splice(
+      tabs.findIndex((tab) => tab.page === broadcaster),
+      1,
+    );
     for (const viewer of viewers) {
-      await until('a viewer to see the broadcast end', async () => ((await demoState(viewer)) === 'ended' ? true : undefined), WAIT_MS, 100);
+      await until(
+        'a viewer to see the broadcast end',
+        async () => ((await demoState(viewer)) === 'ended' ? true : undefined),
+        WAIT_MS,
+        100,
+      );
       assert.match(await viewer.locator('#status').innerText(), /The broadcast ended/);
       assert.equal(await viewer.locator('#placeholder').isVisible(), true, 'the video is cleared');
       assert.deepEqual(await demoStats(viewer), []);
@@ -135,9 +153,7 @@ test('demo page: a broadcast reaches two viewers, who then see it end', async (t
     t.diagnostic(`test took ${Math.round(performance.now() - started)} ms`);
   } catch (err) {
     mkdirSync(artifacts, { recursive: true });
-    await Promise.allSettled(
-      tabs.map(({ name, page }) => page.screenshot({ path: join(artifacts, `failed-${name}.png`), timeout: 5000 })),
-    );
+    await Promise.allSettled(tabs.map(({ name, page }) => page.screenshot({ path: join(artifacts, `failed-${name}.png`), timeout: 5000 })));
     console.error(`screenshots of ${tabs.map((tab) => tab.name).join(', ')} saved in ${artifacts}`);
     throw err;
   }

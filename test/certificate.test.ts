@@ -30,8 +30,22 @@ function makeCertificate(key: string, cert: string, name = 'localhost', days = 3
   const newKey = keyType === 'ecdsa' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'] : ['-newkey', 'rsa:2048'];
   execFileSync(
     'openssl',
-    ['req', '-x509', ...newKey, '-nodes', '-days', String(days),
-      '-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name},IP:127.0.0.1`, '-keyout', key, '-out', cert],
+    [
+      'req',
+      '-x509',
+      ...newKey,
+      '-nodes',
+      '-days',
+      String(days),
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      `subjectAltName=DNS:${name},IP:127.0.0.1`,
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
     { stdio: 'ignore' },
   );
   return new X509Certificate(readFileSync(cert)).serialNumber;
@@ -48,10 +62,13 @@ function servedSerial(url: string, accepts?: 'ecdsa' | 'rsa'): Promise<string> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const sigalgs = accepts && { sigalgs: ONLY[accepts] };
-    const socket = tls.connect({ host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false, ...sigalgs }, () => {
-      resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
-      socket.end();
-    });
+    const socket = tls.connect(
+      { host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false, ...sigalgs },
+      () => {
+        resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
+        socket.end();
+      },
+    );
     socket.on('error', reject);
   });
 }
@@ -78,7 +95,13 @@ function getUntrusted(url: string, path: string): Promise<string> {
 function handshake(url: string, session?: Buffer): Promise<{ resumed: boolean; session: Buffer | undefined }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false, ...(session && { session }) });
+    const socket = tls.connect({
+      host: hostname,
+      port: Number(port),
+      servername: 'localhost',
+      rejectUnauthorized: false,
+      ...(session && { session }),
+    });
     const done = (resumed: boolean, next: Buffer | undefined) => {
       resolve({ resumed, session: next });
       socket.end();
@@ -197,7 +220,11 @@ test('a reconnect resumes its TLS session; with TLS_TICKET_SECRET on another ins
   const other = await startServer(t, { CERTIFICATE: prefix, TLS_TICKET_SECRET: `${secret}, another` });
   const alone = await startServer(t, { CERTIFICATE: prefix });
   // The same secret, but its clock already in the next rotation period.
-  const later = await startServer(t, { CERTIFICATE: prefix, TLS_TICKET_SECRET: secret, TLS_TICKET_ROTATE_HOURS: '12' }, { clock: { now: () => Date.now() + 12 * 3_600_000, monotonic: () => performance.now() } });
+  const later = await startServer(
+    t,
+    { CERTIFICATE: prefix, TLS_TICKET_SECRET: secret, TLS_TICKET_ROTATE_HOURS: '12' },
+    { clock: { now: () => Date.now() + 12 * 3_600_000, monotonic: () => performance.now() } },
+  );
 
   const first = await handshake(a.url);
   assert.equal(first.resumed, false);
@@ -207,7 +234,7 @@ test('a reconnect resumes its TLS session; with TLS_TICKET_SECRET on another ins
   assert.equal((await handshake(later.url, first.session)).resumed, false, 'a ticket of the previous period, after a rotation');
   const own = await handshake(alone.url);
   assert.equal((await handshake(alone.url, own.session)).resumed, true, 'without a secret, on the instance that issued it');
-  assert.equal((await handshake(a.url, own.session)).resumed, false, "without a secret, not on another instance");
+  assert.equal((await handshake(a.url, own.session)).resumed, false, 'without a secret, not on another instance');
 
   // The key stays across a certificate reload.
   makeCertificate(`${prefix}.key`, `${prefix}.crt`);
@@ -275,7 +302,14 @@ for (const [what, breakIt, message] of [
     makeCertificate(`${prefix}.key`, `${prefix}.crt`);
     breakIt(prefix, dir);
     const failed = await run(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'src', 'main.ts')], {
-      env: { ...process.env, NODE_ENV: 'production', CERTIFICATE: prefix, STATIC_TOKEN: TOKEN, PORT: '0', DOTENV_CONFIG_PATH: '/nonexistent' },
+      env: {
+        ...process.env,
+        NODE_ENV: 'production',
+        CERTIFICATE: prefix,
+        STATIC_TOKEN: TOKEN,
+        PORT: '0',
+        DOTENV_CONFIG_PATH: '/nonexistent',
+      },
     }).then(
       () => assert.fail('the server started'),
       (err: { code: number; stderr: string }) => err,

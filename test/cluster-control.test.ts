@@ -35,7 +35,10 @@ function accountsFile(t: TestContext) {
   const write = (tokens: string[]) =>
     writeFileSync(
       file,
-      JSON.stringify({ plans: [{ id: 1, name: 'Plan', properties: {} }], accounts: tokens.map((token) => ({ name: token, token, planId: 1 })) }),
+      JSON.stringify({
+        plans: [{ id: 1, name: 'Plan', properties: {} }],
+        accounts: tokens.map((token) => ({ name: token, token, planId: 1 })),
+      }),
     );
   return { file, write };
 }

@@ -30,11 +30,7 @@ const isClose = (from: string) => (m: Record<string, unknown>) =>
 
 /** One instance of the cluster, in this process; closed before the test's keys are deleted. */
 async function instance(redis: TestRedis, env: Record<string, string> = {}, deps: Parameters<typeof startServer>[2] = {}) {
-  const server = await startServer(
-    undefined,
-    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env },
-    deps,
-  );
+  const server = await startServer(undefined, { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env }, deps);
   redis.onCleanup(() => server.close());
   // As a load balancer would: no traffic before /ready says Redis answers.
   await eventually('the instance is ready', async () => (await get(server.url, '/ready')).status === 200);
@@ -74,7 +70,10 @@ function either<T>(socket: Client, ok: [string, (payload: T) => boolean], fail: 
 async function attempt(url: string, token: string, ms?: number) {
   const socket = connectClient(url, { token });
   try {
-    return await either(socket, ['connect', () => true], 'connect_error', ms).then(() => 'connected', (e: Error) => e.message);
+    return await either(socket, ['connect', () => true], 'connect_error', ms).then(
+      () => 'connected',
+      (e: Error) => e.message,
+    );
   } finally {
     socket.close();
   }
@@ -281,7 +280,12 @@ test('50 sockets of an account limited to 5 connections, over two instances: exa
   const sockets = Array.from({ length: 50 }, (_, i) => connectClient((i % 2 ? two : one).url, { token: 'limited-token' }));
   t.after(() => sockets.forEach((s) => s.close()));
   const outcomes = await Promise.all(
-    sockets.map((s) => either(s, ['connect', () => true], 'connect_error', 20_000).then(() => 'connected', (e: Error) => e.message)),
+    sockets.map((s) =>
+      either(s, ['connect', () => true], 'connect_error', 20_000).then(
+        () => 'connected',
+        (e: Error) => e.message,
+      ),
+    ),
   );
   assert.equal(outcomes.filter((o) => o === 'connected').length, 5);
   assert.equal(outcomes.filter((o) => o === 'ERROR: Connection limit exceeded').length, 45);
@@ -331,7 +335,7 @@ test('a close message crosses instances, and every instance shows the same clust
   const [name, summary] = view?.channels[0] ?? [];
   assert.equal(name, 'view');
   const fields = ['width', 'height', 'bitrate', 'frameRate', 'audioBitrate', 'publisher', 'time', 'peers', 'account'];
-  assert.deepEqual(Object.keys(summary ?? {}), fields, 'the in-memory registry\'s shape');
+  assert.deepEqual(Object.keys(summary ?? {}), fields, "the in-memory registry's shape");
   assert.equal(summary?.peers, 3);
   assert.equal(summary?.publisher, 'Studio');
   const stats = view?.stats[0]?.[1];
@@ -354,10 +358,7 @@ test(killedTitle, async (t) => {
   if (!redis) return;
   const survivor = await instance(redis);
   // Killed, should it still run, before the test's keys are deleted.
-  const doomed = await spawnServer(
-    { after: redis.onCleanup },
-    { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) },
-  );
+  const doomed = await spawnServer({ after: redis.onCleanup }, { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) });
   assert.equal((await get(doomed.url, '/')).status, 200);
 
   const { broadcaster } = await broadcastAndWatch(t, doomed.url, TOKEN, { channel: 'killed', player: 'Remote' });
@@ -378,7 +379,10 @@ test(killedTitle, async (t) => {
   lateness.disable();
   const late = lateness.max / 1e6;
   t.diagnostic(`peers closed ${Math.round(elapsed)} ms after the kill; timers ran up to ${Math.round(late)} ms late`);
-  assert.ok(elapsed <= TIMEOUT_MS + late, `peers closed after ${Math.round(elapsed)} ms (CLUSTER_TIMEOUT_MS ${TIMEOUT_MS}, timers up to ${Math.round(late)} ms late)`);
+  assert.ok(
+    elapsed <= TIMEOUT_MS + late,
+    `peers closed after ${Math.round(elapsed)} ms (CLUSTER_TIMEOUT_MS ${TIMEOUT_MS}, timers up to ${Math.round(late)} ms late)`,
+  );
   assert.deepEqual(messages[0], { from: 'Studio', target: 'all', payload: { action: 'close', message: 'Studio left @killed' } });
 
   const [[, usage] = ['', undefined]] = await api<Stats>(survivor, '/stats');
@@ -387,7 +391,10 @@ test(killedTitle, async (t) => {
     { connections: 1, players: 1, broadcasters: 0, bitrate: 0 },
   );
   const connections = await api<[string, Record<string, unknown>][]>(survivor, '/connections');
-  assert.deepEqual(connections.map(([name, peers]) => [name, Object.keys(peers)]), [['killed', ['Local']]]);
+  assert.deepEqual(
+    connections.map(([name, peers]) => [name, Object.keys(peers)]),
+    [['killed', ['Local']]],
+  );
   assert.equal((await api<unknown[]>(survivor, '/channels')).length, 0);
   // The name the dead instance held is free again.
   const again = await connect(t, survivor.url, TOKEN);
@@ -418,7 +425,11 @@ test(restartTitle, async (t) => {
 
   await server.start();
   // Joins work again once the instances have reconnected.
-  const accepted = () => publish(broadcaster, 'Studio', 'restart', 1000).then(() => true, () => false);
+  const accepted = () =>
+    publish(broadcaster, 'Studio', 'restart', 1000).then(
+      () => true,
+      () => false,
+    );
   await eventually('publish accepted again', accepted, 15_000);
   for (const s of [one, two]) {
     await eventually('/ready answers 200 again', async () => (await get(s.url, '/ready')).status === 200);

@@ -50,7 +50,11 @@ test('blank values (as in a copied .env.example) count as unset', () => {
 });
 
 test('TLS_TICKET_SECRET is long enough to derive keys from, or unset', () => {
-  assert.throws(() => loadConfig({ TLS_TICKET_SECRET: 'too short' }), { message: 'TLS_TICKET_SECRET must be at least 32 characters' }, 'the secret is not quoted');
+  assert.throws(
+    () => loadConfig({ TLS_TICKET_SECRET: 'too short' }),
+    { message: 'TLS_TICKET_SECRET must be at least 32 characters' },
+    'the secret is not quoted',
+  );
   assert.equal(loadConfig({ TLS_TICKET_SECRET: '' }).tlsTicketSecret, undefined);
   assert.equal(loadConfig({}).tlsTicketRotateMs, 12 * 3_600_000);
   assert.equal(loadConfig({ TLS_TICKET_ROTATE_HOURS: '1' }).tlsTicketRotateMs, 3_600_000);
@@ -138,7 +142,10 @@ test('sign-in settings: STATIC_ACCOUNT, STATIC_LOGIN, EXTRA_SECURITY, LOGIN_*, T
   assert.equal(set.tokenMaxTtlSeconds, 3600);
   assert.throws(() => loadConfig({ STATIC_TOKEN: 't', STATIC_LOGIN: 'ftp://my.site/' }), /^Error: STATIC_LOGIN must be an http\(s\) URL/);
   assert.throws(() => loadConfig({ STATIC_LOGIN: 'not a url' }), /STATIC_LOGIN must be an http\(s\) URL/);
-  assert.throws(() => loadConfig({ NODE_ENV: 'production', DB_HOST: 'db', DB_NAME: 'vw', STATIC_ACCOUNT: 'x' }), /STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN/);
+  assert.throws(
+    () => loadConfig({ NODE_ENV: 'production', DB_HOST: 'db', DB_NAME: 'vw', STATIC_ACCOUNT: 'x' }),
+    /STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN/,
+  );
   assert.throws(() => loadConfig({ EXTRA_SECURITY: 'yes' }), /EXTRA_SECURITY must be true or false/);
 });
 

@@ -30,7 +30,8 @@ function faultyRegistry() {
 /** `videowhisper_event_failures_total` by cause, as scraped. */
 async function failures(url: string) {
   const text = (await get(url, `/metrics?apikey=${API_KEY}`)).text;
-  const count = (cause: string) => Number(new RegExp(`^videowhisper_event_failures_total\\{cause="${cause}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  const count = (cause: string) =>
+    Number(new RegExp(`^videowhisper_event_failures_total\\{cause="${cause}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
   return { registryUnavailable: count('registryUnavailable'), bug: count('bug') };
 }
 

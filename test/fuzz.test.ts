@@ -19,7 +19,12 @@ const names = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 40 }),
   fc.string({ minLength: 120, maxLength: 140 }),
 );
-const numbers = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(0, -1, 1e9, 1e10, Number.MAX_SAFE_INTEGER), fc.string({ maxLength: 8 }));
+const numbers = fc.oneof(
+  fc.integer(),
+  fc.double(),
+  fc.constantFrom(0, -1, 1e9, 1e10, Number.MAX_SAFE_INTEGER),
+  fc.string({ maxLength: 8 }),
+);
 const streams = fc.record(
   { width: numbers, height: numbers, bitrate: numbers, frameRate: numbers, framerate: numbers, audioBitrate: numbers },
   { requiredKeys: [] },
@@ -31,7 +36,12 @@ const pollution = fc.constantFrom(
   JSON.parse('{"target":"__proto__","type":"offer","__proto__":{"polluted":true}}') as unknown,
 );
 const peerMessages = fc.record(
-  { target: fc.oneof(names, anything), type: fc.oneof(fc.constantFrom('offer', 'answer', 'candidate'), anything), from: names, content: anything },
+  {
+    target: fc.oneof(names, anything),
+    type: fc.oneof(fc.constantFrom('offer', 'answer', 'candidate'), anything),
+    from: names,
+    content: anything,
+  },
   { requiredKeys: [] },
 );
 const events = fc.oneof(
@@ -41,7 +51,10 @@ const events = fc.oneof(
   fc.tuple(fc.constant('subscribe'), fc.tuple(names, names)),
   fc.tuple(fc.constant('messagePeer'), fc.array(fc.oneof(peerMessages, pollution, anything), { maxLength: 2 })),
   fc.tuple(fc.constant('message'), fc.array(fc.oneof(peerMessages, pollution, anything), { maxLength: 2 })),
-  fc.tuple(fc.oneof(fc.constantFrom('disconnect', 'connect', 'error', 'newListener'), fc.string({ maxLength: 12 })), fc.array(anything, { maxLength: 2 })),
+  fc.tuple(
+    fc.oneof(fc.constantFrom('disconnect', 'connect', 'error', 'newListener'), fc.string({ maxLength: 12 })),
+    fc.array(anything, { maxLength: 2 }),
+  ),
 );
 const auths = fc.oneof(
   anything,

@@ -62,7 +62,11 @@ function world(options: { registry?: ChannelRegistry; plan?: Partial<typeof UNLI
   const refused: RefusalReason[] = [];
   const failed: FailureCause[] = [];
   const relayed: unknown[] = [];
-  const telemetry = { refused: (r: RefusalReason) => void refused.push(r), relayed: (t: unknown) => void relayed.push(t), failed: (c: FailureCause) => void failed.push(c) };
+  const telemetry = {
+    refused: (r: RefusalReason) => void refused.push(r),
+    relayed: (t: unknown) => void relayed.push(t),
+    failed: (c: FailureCause) => void failed.push(c),
+  };
   const delivered: { to: string[]; event: string; payload: Record<string, unknown> }[] = [];
   const delivery: Delivery = {
     toSocket: (to, event, ...payload) => void delivered.push({ to: [to], event, payload: payload[0] as Record<string, unknown> }),
@@ -124,7 +128,9 @@ test('subscribe tells the broadcaster of its new player once; a taken peerID get
   await w.handlers.publish(studio.socket, ['Studio', 'Lobby', STREAM]);
   await w.handlers.subscribe(viewer.socket, ['Viewer', 'Lobby']);
   await w.handlers.subscribe(viewer.socket, ['Viewer', 'Lobby']);
-  assert.deepEqual(w.delivered, [{ to: ['s1'], event: 'message', payload: { type: 'peer', from: 'Viewer', target: 'Studio', peerID: 'Viewer' } }]);
+  assert.deepEqual(w.delivered, [
+    { to: ['s1'], event: 'message', payload: { type: 'peer', from: 'Viewer', target: 'Studio', peerID: 'Viewer' } },
+  ]);
   const impostor = w.socket('s3');
   await w.handlers.subscribe(impostor.socket, ['Viewer', 'Lobby']);
   assert.deepEqual(impostor.last('uniquenessError'), { from: '_server_', to: 'Viewer', message: 'Viewer is already connected to @Lobby.' });
@@ -138,7 +144,9 @@ test('messagePeer reaches the target in the sender channel with `from` stamped; 
   await w.handlers.subscribe(viewer.socket, ['Viewer', 'Lobby']);
   w.delivered.length = 0;
   await w.handlers.messagePeer(viewer.socket, [{ target: 'Studio', type: 'offer', from: 'Someone else', content: { sdp: 'v=0' } }]);
-  assert.deepEqual(w.delivered, [{ to: ['s1'], event: 'message', payload: { target: 'Studio', type: 'offer', from: 'Viewer', content: { sdp: 'v=0' } } }]);
+  assert.deepEqual(w.delivered, [
+    { to: ['s1'], event: 'message', payload: { target: 'Studio', type: 'offer', from: 'Viewer', content: { sdp: 'v=0' } } },
+  ]);
   assert.deepEqual(w.relayed, ['offer']);
   await w.handlers.messagePeer(viewer.socket, [{ target: 'Nobody', type: 'candidate' }]);
   assert.equal(w.delivered.length, 1, 'nothing sent for a peer not in the channel');

@@ -79,7 +79,11 @@ async function until(check: () => boolean, what: string, ms = 10_000) {
 }
 
 /** An HTTPS request to the server with the test CA; resolves with status and body. */
-function request(url: string, path: string, { method = 'GET', body, headers = {} }: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
+function request(
+  url: string,
+  path: string,
+  { method = 'GET', body, headers = {} }: { method?: string; body?: string; headers?: Record<string, string> } = {},
+) {
   return new Promise<{ status: number; text: string }>((resolve, reject) => {
     const req = https.request(new URL(path, url), { method, ca: testCertificate().ca, headers }, (res) => {
       let text = '';
@@ -117,70 +121,97 @@ async function flood(broadcaster: Client, target: string) {
   for (let i = 0; i < FLOOD_MESSAGES; i++) broadcaster.emit('messagePeer', { target, type: 'candidate', n: i, padding });
 }
 
-
 /** A server whose accounts (ACCOUNTS_FILE) have loaded: until then their tokens get `ERROR: Server unavailable`. */
-async function withAccounts<T extends { server: { accounts: { reload(): Promise<{ outcome: string }> } } }>(starting: Promise<T>): Promise<T> {
+async function withAccounts<T extends { server: { accounts: { reload(): Promise<{ outcome: string }> } } }>(
+  starting: Promise<T>,
+): Promise<T> {
   const started = await starting;
   assert.equal((await started.server.accounts.reload()).outcome, 'reloaded');
   return started;
 }
 
-test('a WebSocket client that stops reading is disconnected once 1 MiB waits for it; the server stays within its memory bound', { timeout: 90_000 }, async (t) => {
-  const server = await spawnServer(t, { RATE_EVENTS_PER_SECOND: '100000' });
-  const pid = server.child.pid as number;
-  const broadcaster = await connect(t, server.url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'slow-ws', STREAM);
-  await nextMessage(broadcaster, 'peers');
-  const sink = await rawWebSocket(server.url, TOKEN);
-  t.after(() => sink.ws.terminate());
-  const noticed = nextMessage(broadcaster, 'peer');
-  sink.emit('subscribe', 'Sink', 'slow-ws');
-  await noticed;
-  // From here the client reads nothing, and answers no ping.
-  (sink.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-  const baseline = rssOf(pid);
+test(
+  'a WebSocket client that stops reading is disconnected once 1 MiB waits for it; the server stays within its memory bound',
+  { timeout: 90_000 },
+  async (t) => {
+    const server = await spawnServer(t, { RATE_EVENTS_PER_SECOND: '100000' });
+    const pid = server.child.pid as number;
+    const broadcaster = await connect(t, server.url, TOKEN);
+    broadcaster.emit('publish', 'Studio', 'slow-ws', STREAM);
+    await nextMessage(broadcaster, 'peers');
+    const sink = await rawWebSocket(server.url, TOKEN);
+    t.after(() => sink.ws.terminate());
+    const noticed = nextMessage(broadcaster, 'peer');
+    sink.emit('subscribe', 'Sink', 'slow-ws');
+    await noticed;
+    // From here the client reads nothing, and answers no ping.
+    (sink.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const baseline = rssOf(pid);
 
-  const left = next(broadcaster, 'message', (m) => (m.payload as { message?: string } | undefined)?.message === 'Sink left @slow-ws', 60_000);
-  await flood(broadcaster, 'Sink');
-  const peak = await peakRss(pid, left);
-  await left;
-  t.diagnostic(`server RSS ${Math.round(baseline / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB while ${Math.round((FLOOD_MESSAGES * FLOOD_MESSAGE_BYTES) / MiB)} MiB were sent toward the client`);
-  assert.ok(peak - baseline < RSS_GROWTH_BOUND, `RSS grew by ${Math.round((peak - baseline) / MiB)} MiB (bound ${RSS_GROWTH_BOUND / MiB} MiB)`);
-  assert.equal((await metrics(server.url)).get('videowhisper_disconnects_total{reason="slowReader"}'), 1);
-  // The broadcaster is untouched and still relays.
-  assert.equal(broadcaster.connected, true);
-});
+    const left = next(
+      broadcaster,
+      'message',
+      (m) => (m.payload as { message?: string } | undefined)?.message === 'Sink left @slow-ws',
+      60_000,
+    );
+    await flood(broadcaster, 'Sink');
+    const peak = await peakRss(pid, left);
+    await left;
+    t.diagnostic(
+      `server RSS ${Math.round(baseline / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB while ${Math.round((FLOOD_MESSAGES * FLOOD_MESSAGE_BYTES) / MiB)} MiB were sent toward the client`,
+    );
+    assert.ok(
+      peak - baseline < RSS_GROWTH_BOUND,
+      `RSS grew by ${Math.round((peak - baseline) / MiB)} MiB (bound ${RSS_GROWTH_BOUND / MiB} MiB)`,
+    );
+    assert.equal((await metrics(server.url)).get('videowhisper_disconnects_total{reason="slowReader"}'), 1);
+    // The broadcaster is untouched and still relays.
+    assert.equal(broadcaster.connected, true);
+  },
+);
 
-test('a long-polling client that never fetches is disconnected once 1 MiB waits for it; the server stays within its memory bound', { timeout: 90_000 }, async (t) => {
-  const server = await spawnServer(t, { RATE_EVENTS_PER_SECOND: '100000' });
-  const pid = server.child.pid as number;
-  const broadcaster = await connect(t, server.url, TOKEN);
-  broadcaster.emit('publish', 'Studio', 'slow-poll', STREAM);
-  await nextMessage(broadcaster, 'peers');
+test(
+  'a long-polling client that never fetches is disconnected once 1 MiB waits for it; the server stays within its memory bound',
+  { timeout: 90_000 },
+  async (t) => {
+    const server = await spawnServer(t, { RATE_EVENTS_PER_SECOND: '100000' });
+    const pid = server.child.pid as number;
+    const broadcaster = await connect(t, server.url, TOKEN);
+    broadcaster.emit('publish', 'Studio', 'slow-poll', STREAM);
+    await nextMessage(broadcaster, 'peers');
 
-  // Engine.IO long-polling by hand: open, connect, read the acknowledgement once, subscribe.
-  const polling = '/socket.io/?EIO=4&transport=polling';
-  const open = await request(server.url, polling);
-  const sid = (JSON.parse(open.text.slice(1)) as { sid: string }).sid;
-  const session = `${polling}&sid=${sid}`;
-  assert.equal((await request(server.url, session, { method: 'POST', body: `40${JSON.stringify({ token: TOKEN })}` })).text, 'ok');
-  assert.match((await request(server.url, session)).text, /^40\{/);
-  const noticed = nextMessage(broadcaster, 'peer');
-  await request(server.url, session, { method: 'POST', body: `42${JSON.stringify(['subscribe', 'Sink', 'slow-poll'])}` });
-  await noticed;
-  const baseline = rssOf(pid);
+    // Engine.IO long-polling by hand: open, connect, read the acknowledgement once, subscribe.
+    const polling = '/socket.io/?EIO=4&transport=polling';
+    const open = await request(server.url, polling);
+    const sid = (JSON.parse(open.text.slice(1)) as { sid: string }).sid;
+    const session = `${polling}&sid=${sid}`;
+    assert.equal((await request(server.url, session, { method: 'POST', body: `40${JSON.stringify({ token: TOKEN })}` })).text, 'ok');
+    assert.match((await request(server.url, session)).text, /^40\{/);
+    const noticed = nextMessage(broadcaster, 'peer');
+    await request(server.url, session, { method: 'POST', body: `42${JSON.stringify(['subscribe', 'Sink', 'slow-poll'])}` });
+    await noticed;
+    const baseline = rssOf(pid);
 
-  // No GET from here on: everything for the client queues in the server.
-  const left = next(broadcaster, 'message', (m) => (m.payload as { message?: string } | undefined)?.message === 'Sink left @slow-poll', 60_000);
-  await flood(broadcaster, 'Sink');
-  const peak = await peakRss(pid, left);
-  await left;
-  t.diagnostic(`server RSS ${Math.round(baseline / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB`);
-  assert.ok(peak - baseline < RSS_GROWTH_BOUND, `RSS grew by ${Math.round((peak - baseline) / MiB)} MiB (bound ${RSS_GROWTH_BOUND / MiB} MiB)`);
-  assert.equal((await metrics(server.url)).get('videowhisper_disconnects_total{reason="slowReader"}'), 1);
-  // The session is gone.
-  assert.equal((await request(server.url, session)).status, 400);
-});
+    // No GET from here on: everything for the client queues in the server.
+    const left = next(
+      broadcaster,
+      'message',
+      (m) => (m.payload as { message?: string } | undefined)?.message === 'Sink left @slow-poll',
+      60_000,
+    );
+    await flood(broadcaster, 'Sink');
+    const peak = await peakRss(pid, left);
+    await left;
+    t.diagnostic(`server RSS ${Math.round(baseline / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB`);
+    assert.ok(
+      peak - baseline < RSS_GROWTH_BOUND,
+      `RSS grew by ${Math.round((peak - baseline) / MiB)} MiB (bound ${RSS_GROWTH_BOUND / MiB} MiB)`,
+    );
+    assert.equal((await metrics(server.url)).get('videowhisper_disconnects_total{reason="slowReader"}'), 1);
+    // The session is gone.
+    assert.equal((await request(server.url, session)).status, 400);
+  },
+);
 
 test('errors echo a peerID cut to MAX_NAME_LENGTH, never the 60 KB a client sent', async (t) => {
   const { url } = await startServer(t);
@@ -336,9 +367,13 @@ test('a burst of 90 candidates within the rate limit is delivered whole, in orde
   const refused: unknown[] = [];
   broadcaster.on('messageError', (e: unknown) => refused.push(e));
   const last = next(player, 'message', (m) => m.n === 89);
-  for (let n = 0; n < 90; n++) broadcaster.emit('messagePeer', { target: 'Viewer', type: 'candidate', n, candidate: { candidate: `candidate:${n}` } });
+  for (let n = 0; n < 90; n++)
+    broadcaster.emit('messagePeer', { target: 'Viewer', type: 'candidate', n, candidate: { candidate: `candidate:${n}` } });
   await last;
-  assert.deepEqual(player.messages.filter((m) => m.type === 'candidate').map((m) => m.n), Array.from({ length: 90 }, (_, n) => n));
+  assert.deepEqual(
+    player.messages.filter((m) => m.type === 'candidate').map((m) => m.n),
+    Array.from({ length: 90 }, (_, n) => n),
+  );
   assert.deepEqual(refused, []);
 });
 
@@ -370,7 +405,10 @@ test('an event dropped because the registry fell behind gets an error event the 
   release();
   const last = next(player, 'message', (m) => m.n === 19);
   await last;
-  assert.deepEqual(player.messages.filter((m) => m.type === 'candidate').map((m) => m.n), Array.from({ length: 20 }, (_, n) => n));
+  assert.deepEqual(
+    player.messages.filter((m) => m.type === 'candidate').map((m) => m.n),
+    Array.from({ length: 20 }, (_, n) => n),
+  );
 });
 
 // --- 6. Names in code points --------------------------------------------------
@@ -408,7 +446,11 @@ test('peers cannot relay the server-only `peers` and `peer` messages (a forged p
   const { url } = await startServer(t);
   const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'forged' });
   const forged = { iceServers: [{ urls: 'turn:evil.example:3478', username: 'x', credential: 'y' }] };
-  for (const [event, type] of [['messagePeer', 'peers'], ['messagePeer', 'peer'], ['message', 'peers']] as const) {
+  for (const [event, type] of [
+    ['messagePeer', 'peers'],
+    ['messagePeer', 'peer'],
+    ['message', 'peers'],
+  ] as const) {
     const refused = next<{ message: string; to: string }>(player, 'messageError');
     player.emit(event, { target: 'Studio', type, peerConfig: forged, peers: [] });
     const error = await refused;
@@ -419,7 +461,10 @@ test('peers cannot relay the server-only `peers` and `peer` messages (a forged p
   const honest = next(broadcaster, 'message', (m) => m.type === 'answer');
   player.emit('messagePeer', { target: 'Studio', type: 'answer' });
   await honest;
-  assert.deepEqual(broadcaster.messages.filter((m) => m.type === 'peers' && m.from !== '_channel_'), []);
+  assert.deepEqual(
+    broadcaster.messages.filter((m) => m.type === 'peers' && m.from !== '_channel_'),
+    [],
+  );
 });
 
 test('a flood of dropped events writes a few log lines a second, and counts the rest', async (t) => {

@@ -22,20 +22,76 @@ const LONG_NAME = 'p'.repeat(10_000);
 
 /** [description, event, args, its own outcome] */
 const malformed: [string, string, unknown[], Outcome][] = [
-  ['publish with no arguments', 'publish', [], publishError('', 'argument 0: Invalid input: expected string, received undefined; argument 1: Invalid input: expected string, received undefined')],
-  ['publish with nulls', 'publish', [null, null, null], publishError('', 'argument 0: Invalid input: expected string, received null; argument 1: Invalid input: expected string, received null')],
-  ['publish with a numeric peerID', 'publish', [123, 'ch'], publishError('', 'argument 0: Invalid input: expected string, received number')],
-  ['publish with an object channel', 'publish', ['p', { $gt: '' }], publishError('p', 'argument 1: Invalid input: expected string, received object')],
+  [
+    'publish with no arguments',
+    'publish',
+    [],
+    publishError(
+      '',
+      'argument 0: Invalid input: expected string, received undefined; argument 1: Invalid input: expected string, received undefined',
+    ),
+  ],
+  [
+    'publish with nulls',
+    'publish',
+    [null, null, null],
+    publishError(
+      '',
+      'argument 0: Invalid input: expected string, received null; argument 1: Invalid input: expected string, received null',
+    ),
+  ],
+  [
+    'publish with a numeric peerID',
+    'publish',
+    [123, 'ch'],
+    publishError('', 'argument 0: Invalid input: expected string, received number'),
+  ],
+  [
+    'publish with an object channel',
+    'publish',
+    ['p', { $gt: '' }],
+    publishError('p', 'argument 1: Invalid input: expected string, received object'),
+  ],
   ['publish with string params', 'publish', ['p', 'ch', 'not-an-object'], publishError('p', 'argument 2: Invalid input')],
-  ['publish with a non-numeric width', 'publish', ['p', 'ch', { ...STREAM, width: 'wide' }], publishError('p', 'argument 2: Invalid input')],
+  [
+    'publish with a non-numeric width',
+    'publish',
+    ['p', 'ch', { ...STREAM, width: 'wide' }],
+    publishError('p', 'argument 2: Invalid input'),
+  ],
   ['publish with a negative bitrate', 'publish', ['p', 'ch', { ...STREAM, bitrate: -5 }], publishError('p', 'argument 2: Invalid input')],
-  ['publish with an absurd frame rate', 'publish', ['p', 'ch', { ...STREAM, frameRate: 1e12 }], publishError('p', 'argument 2: Invalid input')],
-  ['publish with an empty peerID', 'publish', ['', 'ch', STREAM], publishError('', 'argument 0: Too small: expected string to have >=1 characters')],
-  ['publish with a 10 KB peerID', 'publish', [LONG_NAME, 'ch', STREAM], publishError(LONG_NAME.slice(0, 128), 'argument 0: Too big: expected string to have <=128 characters')],
+  [
+    'publish with an absurd frame rate',
+    'publish',
+    ['p', 'ch', { ...STREAM, frameRate: 1e12 }],
+    publishError('p', 'argument 2: Invalid input'),
+  ],
+  [
+    'publish with an empty peerID',
+    'publish',
+    ['', 'ch', STREAM],
+    publishError('', 'argument 0: Too small: expected string to have >=1 characters'),
+  ],
+  [
+    'publish with a 10 KB peerID',
+    'publish',
+    [LONG_NAME, 'ch', STREAM],
+    publishError(LONG_NAME.slice(0, 128), 'argument 0: Too big: expected string to have <=128 characters'),
+  ],
   ['publish with 1,000 extra arguments', 'publish', ['Attacker', 'honest', STREAM, ...Array.from({ length: 1000 }, (_, i) => i)], 'peers'],
-  ['publish with a binary peerID', 'publish', [Buffer.from('peer'), 'ch'], publishError('', 'argument 0: Invalid input: expected string, received Buffer')],
+  [
+    'publish with a binary peerID',
+    'publish',
+    [Buffer.from('peer'), 'ch'],
+    publishError('', 'argument 0: Invalid input: expected string, received Buffer'),
+  ],
   ['subscribe with no arguments', 'subscribe', [], subscribeError('', 'argument 0: Invalid input: expected string, received undefined')],
-  ['subscribe with an object peerID', 'subscribe', [{ toString: 'x' }, 'ch'], subscribeError('', 'argument 0: Invalid input: expected string, received object')],
+  [
+    'subscribe with an object peerID',
+    'subscribe',
+    [{ toString: 'x' }, 'ch'],
+    subscribeError('', 'argument 0: Invalid input: expected string, received object'),
+  ],
   ['subscribe with an array channel', 'subscribe', ['p', ['a', 'b']], subscribeError('p', 'argument 1: Invalid input')],
   ['subscribe with null', 'subscribe', [null], subscribeError('', 'argument 0: Invalid input: expected string, received null')],
   ['messagePeer with no arguments', 'messagePeer', [], null],
@@ -44,11 +100,21 @@ const malformed: [string, string, unknown[], Outcome][] = [
   ['messagePeer without target', 'messagePeer', [{ type: 'offer' }], null],
   ['messagePeer with a numeric target', 'messagePeer', [{ type: 'offer', target: 7 }], null],
   ['messagePeer to an unknown peer', 'messagePeer', [{ type: 'offer', target: 'nobody' }], null],
-  ['messagePeer with a prototype-pollution key', 'messagePeer', [JSON.parse('{"target":"Viewer","type":"x","__proto__":{"polluted":true}}')], null],
+  [
+    'messagePeer with a prototype-pollution key',
+    'messagePeer',
+    [JSON.parse('{"target":"Viewer","type":"x","__proto__":{"polluted":true}}')],
+    null,
+  ],
   ['messagePeer with 2,000 levels of nesting', 'messagePeer', [{ target: 'Viewer', type: 'deep', content: deep(2000) }], null],
   ['message with null', 'message', [null], null],
   ['message with a number', 'message', [42], null],
-  ['message with a prototype-pollution key', 'message', [JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}')], null],
+  [
+    'message with a prototype-pollution key',
+    'message',
+    [JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}')],
+    null,
+  ],
   ['an unknown event', 'shutdown', ['now'], null],
 ];
 
@@ -78,7 +144,11 @@ test(`${malformed.length} malformed events each get their own answer, or none, a
     await answered;
     attacker.offAny(record);
     const want =
-      expected === null ? [] : expected === 'peers' ? [['message', 'peers']] : [[expected[0], { from: '_server_', to: expected[1], message: expected[2] }]];
+      expected === null
+        ? []
+        : expected === 'peers'
+          ? [['message', 'peers']]
+          : [[expected[0], { from: '_server_', to: expected[1], message: expected[2] }]];
     assert.deepEqual(got, want, description);
   }
   assert.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype is untouched');
@@ -123,9 +193,10 @@ test('names like __proto__ and constructor are just names', async (t) => {
   broadcaster.emit('messagePeer', { target: 'hasOwnProperty', type: 'offer', content: { sdp: 'v=0' } });
   assert.equal((await offered).from, '__proto__');
   const connections = (await get(url, '/connections?apikey=test-api-key')).json<[string, Record<string, unknown>][]>();
-  assert.deepEqual(connections.map(([name, peers]) => [name, Object.keys(peers).sort()]), [
-    ['constructor', ['__proto__', 'hasOwnProperty']],
-  ]);
+  assert.deepEqual(
+    connections.map(([name, peers]) => [name, Object.keys(peers).sort()]),
+    [['constructor', ['__proto__', 'hasOwnProperty']]],
+  );
 });
 
 test('an oversized (2 MB) message disconnects only its sender', async (t) => {

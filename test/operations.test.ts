@@ -91,7 +91,10 @@ test('SIGHUP reloads accounts, like /update-accounts', async (t) => {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'accounts.json');
   const accounts = (tokens: string[]) =>
-    JSON.stringify({ plans: [{ id: 1, name: 'Plan', properties: {} }], accounts: tokens.map((token) => ({ name: token, token, planId: 1 })) });
+    JSON.stringify({
+      plans: [{ id: 1, name: 'Plan', properties: {} }],
+      accounts: tokens.map((token) => ({ name: token, token, planId: 1 })),
+    });
   writeFileSync(file, accounts(['first-token']));
   // Accounts from the file only: no static token.
   const spawned = await spawnServer(t, { STATIC_TOKEN: undefined, ACCOUNTS_FILE: file });
@@ -114,7 +117,10 @@ test('ACCOUNTS_REFRESH_SECONDS reloads the accounts on its own, with no request 
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'accounts.json');
   const accounts = (tokens: string[]) =>
-    JSON.stringify({ plans: [{ id: 1, name: 'Plan', properties: {} }], accounts: tokens.map((token) => ({ name: token, token, planId: 1 })) });
+    JSON.stringify({
+      plans: [{ id: 1, name: 'Plan', properties: {} }],
+      accounts: tokens.map((token) => ({ name: token, token, planId: 1 })),
+    });
   writeFileSync(file, accounts(['first-token']));
   const { url, logs, server } = await startServer(t, { STATIC_TOKEN: '', ACCOUNTS_FILE: file, ACCOUNTS_REFRESH_SECONDS: '1' });
   // The file is read after the port opens: on a busy machine a handshake could come first.

@@ -44,7 +44,12 @@ async function pm2Session(t: TestContext, settings: Record<string, string> = {})
   const port = await freePort();
   const envFile = join(home, 'site.env');
   const writeEnv = (values: Record<string, string>) =>
-    writeFileSync(envFile, Object.entries(values).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+    writeFileSync(
+      envFile,
+      Object.entries(values)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n') + '\n',
+    );
   writeEnv({
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -113,146 +118,166 @@ async function processOf(session: Session, socket: Client): Promise<number> {
   return Number(line.pid);
 }
 
-test('fork mode: pm2 starts the server, `pm2 restart` applies an edited .env, pm2 keeps no secret, and stops it cleanly', { timeout: 120_000 }, async (t) => {
-  const session = await pm2Session(t, { API_KEY: 'first-api-key' });
-  const { pm2, url, list } = session;
-  // wait_ready: pm2 returns once the server has said it listens.
-  await pm2('start', 'ecosystem.config.js', '--env', 'production');
-  const res = await get(url, '/');
-  assert.equal(res.status, 200);
-  assert.equal(res.json<{ server: string }>().server, 'VideoWhisper WebRTC');
-  assert.equal((await get(url, '/stats')).status, 401, 'production mode from --env production');
-  assert.equal((await get(url, '/stats?apikey=first-api-key')).status, 200);
-  const [started] = await list();
-  assert.deepEqual([started?.name, started?.pm2_env.exec_mode], [APP, 'fork_mode']);
-  assert.ok((started?.pm2_env.kill_timeout ?? 0) > 5000, 'pm2 waits longer than the shutdown may take');
+test(
+  'fork mode: pm2 starts the server, `pm2 restart` applies an edited .env, pm2 keeps no secret, and stops it cleanly',
+  { timeout: 120_000 },
+  async (t) => {
+    const session = await pm2Session(t, { API_KEY: 'first-api-key' });
+    const { pm2, url, list } = session;
+    // wait_ready: pm2 returns once the server has said it listens.
+    await pm2('start', 'ecosystem.config.js', '--env', 'production');
+    const res = await get(url, '/');
+    assert.equal(res.status, 200);
+    assert.equal(res.json<{ server: string }>().server, 'VideoWhisper WebRTC');
+    assert.equal((await get(url, '/stats')).status, 401, 'production mode from --env production');
+    assert.equal((await get(url, '/stats?apikey=first-api-key')).status, 200);
+    const [started] = await list();
+    assert.deepEqual([started?.name, started?.pm2_env.exec_mode], [APP, 'fork_mode']);
+    assert.ok((started?.pm2_env.kill_timeout ?? 0) > 5000, 'pm2 waits longer than the shutdown may take');
 
-  // The site owner edits .env (a new API key) and restarts.
-  session.writeEnv({
-    PORT: new URL(url).port,
-    HOST: '127.0.0.1',
-    CERTIFICATE: testCertificate().prefix,
-    STATIC_TOKEN: TOKEN,
-    API_KEY: 'second-api-key',
-  });
-  await pm2('restart', APP);
-  assert.equal((await get(url, '/stats?apikey=second-api-key')).status, 200, 'the edited .env applies');
-  assert.equal((await get(url, '/stats?apikey=first-api-key')).status, 401);
+    // The site owner edits .env (a new API key) and restarts.
+    session.writeEnv({
+      PORT: new URL(url).port,
+      HOST: '127.0.0.1',
+      CERTIFICATE: testCertificate().prefix,
+      STATIC_TOKEN: TOKEN,
+      API_KEY: 'second-api-key',
+    });
+    await pm2('restart', APP);
+    assert.equal((await get(url, '/stats?apikey=second-api-key')).status, 200, 'the edited .env applies');
+    assert.equal((await get(url, '/stats?apikey=first-api-key')).status, 401);
 
-  await pm2('save');
-  const dump = readFileSync(join(session.home, 'dump.pm2'), 'utf8');
-  for (const secret of ['first-api-key', 'second-api-key', TOKEN]) assert.ok(!dump.includes(secret), `${secret} is not in dump.pm2`);
+    await pm2('save');
+    const dump = readFileSync(join(session.home, 'dump.pm2'), 'utf8');
+    for (const secret of ['first-api-key', 'second-api-key', TOKEN]) assert.ok(!dump.includes(secret), `${secret} is not in dump.pm2`);
 
-  await pm2('stop', APP);
-  const [app] = await list();
-  assert.equal(app?.pm2_env.status, 'stopped');
-  assert.equal(app?.pm2_env.restart_time, 1, 'restarted once, never crashed');
-  await assert.rejects(get(url, '/'), 'the port is closed');
-  const stopped = session.lines().filter((l) => l.msg === 'shutting down');
-  assert.deepEqual(stopped.map((l) => l.signal), ['SIGINT', 'SIGINT'], 'pm2 stops with SIGINT, which shuts down cleanly');
-  assert.equal(session.lines().filter((l) => l.msg === 'server closed').length, 2);
-  assert.ok(stopped.every((l) => l.level === 'info' && typeof l.time === 'string' && !Number.isNaN(Date.parse(String(l.time)))));
-  const text = readdirSync(join(session.home, 'logs')).map((f) => readFileSync(join(session.home, 'logs', f), 'utf8')).join('');
-  assert.doesNotMatch(text, new RegExp(`${TOKEN}|api-key`), 'no secret reaches production logs');
-});
+    await pm2('stop', APP);
+    const [app] = await list();
+    assert.equal(app?.pm2_env.status, 'stopped');
+    assert.equal(app?.pm2_env.restart_time, 1, 'restarted once, never crashed');
+    await assert.rejects(get(url, '/'), 'the port is closed');
+    const stopped = session.lines().filter((l) => l.msg === 'shutting down');
+    assert.deepEqual(
+      stopped.map((l) => l.signal),
+      ['SIGINT', 'SIGINT'],
+      'pm2 stops with SIGINT, which shuts down cleanly',
+    );
+    assert.equal(session.lines().filter((l) => l.msg === 'server closed').length, 2);
+    assert.ok(stopped.every((l) => l.level === 'info' && typeof l.time === 'string' && !Number.isNaN(Date.parse(String(l.time)))));
+    const text = readdirSync(join(session.home, 'logs'))
+      .map((f) => readFileSync(join(session.home, 'logs', f), 'utf8'))
+      .join('');
+    assert.doesNotMatch(text, new RegExp(`${TOKEN}|api-key`), 'no secret reaches production logs');
+  },
+);
 
-test('cluster mode, two workers on Redis: one server across processes; accounts reload everywhere; pm2 reload keeps calls', { timeout: 300_000 }, async (t) => {
-  const redis = await testRedis(t);
-  if (!redis) return;
-  const db = await testDatabase(t);
-  if (!db) return;
-  await db.loadSample();
-  const session = await pm2Session(t, {
-    REDIS_URL: redis.url,
-    REDIS_PREFIX: redis.prefix,
-    PM2_INSTANCES: '2',
-    ...db.env,
-    LOG_LEVEL: 'debug',
-    DRAIN_TIMEOUT_MS: '120000',
-  });
-  const { pm2, url, list } = session;
-  redis.onCleanup(() => pm2('kill').catch(() => undefined));
-  await pm2('start', 'ecosystem.config.js', '--env', 'production');
-  const started = await list();
-  assert.equal(started.length, 2);
-  assert.ok(started.every((p) => p.pm2_env.exec_mode === 'cluster_mode' && p.pm2_env.status === 'online'));
-  assert.ok(started.every((p) => p.pm2_env.kill_timeout > 120_000), 'pm2 waits for a drain to end');
+test(
+  'cluster mode, two workers on Redis: one server across processes; accounts reload everywhere; pm2 reload keeps calls',
+  { timeout: 300_000 },
+  async (t) => {
+    const redis = await testRedis(t);
+    if (!redis) return;
+    const db = await testDatabase(t);
+    if (!db) return;
+    await db.loadSample();
+    const session = await pm2Session(t, {
+      REDIS_URL: redis.url,
+      REDIS_PREFIX: redis.prefix,
+      PM2_INSTANCES: '2',
+      ...db.env,
+      LOG_LEVEL: 'debug',
+      DRAIN_TIMEOUT_MS: '120000',
+    });
+    const { pm2, url, list } = session;
+    redis.onCleanup(() => pm2('kill').catch(() => undefined));
+    await pm2('start', 'ecosystem.config.js', '--env', 'production');
+    const started = await list();
+    assert.equal(started.length, 2);
+    assert.ok(started.every((p) => p.pm2_env.exec_mode === 'cluster_mode' && p.pm2_env.status === 'online'));
+    assert.ok(
+      started.every((p) => p.pm2_env.kill_timeout > 120_000),
+      'pm2 waits for a drain to end',
+    );
 
-  // A broadcaster on one process and a player on the other complete a handshake.
-  const broadcaster = await connect(t, url, TOKEN);
-  const broadcasterPid = await processOf(session, broadcaster);
-  let player: Client | undefined;
-  let playerPid = broadcasterPid;
-  for (let i = 0; i < 10 && !player; i++) {
-    const candidate = await connect(t, url, TOKEN);
-    playerPid = await processOf(session, candidate);
-    if (playerPid !== broadcasterPid) player = candidate;
-    else candidate.close();
-  }
-  assert.ok(player, 'pm2 spreads connections over both processes');
-  const published = nextMessage(broadcaster, 'peers');
-  broadcaster.emit('publish', 'Studio', 'across', { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 });
-  await published;
-  const noticed = nextMessage(broadcaster, 'peer');
-  player.emit('subscribe', 'Viewer', 'across');
-  await noticed;
-  const call = async () => {
-    const offered = nextMessage(player, 'offer');
-    broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
-    await offered;
-    const answered = nextMessage(broadcaster, 'answer');
-    player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
-    await answered;
-  };
-  await call();
+    // A broadcaster on one process and a player on the other complete a handshake.
+    const broadcaster = await connect(t, url, TOKEN);
+    const broadcasterPid = await processOf(session, broadcaster);
+    let player: Client | undefined;
+    let playerPid = broadcasterPid;
+    for (let i = 0; i < 10 && !player; i++) {
+      const candidate = await connect(t, url, TOKEN);
+      playerPid = await processOf(session, candidate);
+      if (playerPid !== broadcasterPid) player = candidate;
+      else candidate.close();
+    }
+    assert.ok(player, 'pm2 spreads connections over both processes');
+    const published = nextMessage(broadcaster, 'peers');
+    broadcaster.emit('publish', 'Studio', 'across', { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 });
+    await published;
+    const noticed = nextMessage(broadcaster, 'peer');
+    player.emit('subscribe', 'Viewer', 'across');
+    await noticed;
+    const call = async () => {
+      const offered = nextMessage(player, 'offer');
+      broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
+      await offered;
+      const answered = nextMessage(broadcaster, 'answer');
+      player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
+      await answered;
+    };
+    await call();
 
-  // An account added to MySQL, then one /update-accounts: every process knows it.
-  await db.addAccount('Added Site', 'addedToken', {}, null);
-  const reload = await get(url, `/update-accounts?apikey=${API_KEY}`);
-  assert.equal(reload.status, 200);
-  assert.deepEqual(reload.json<{ outcome: string; instances: unknown }>().instances, { reloaded: 2, total: 2 });
-  const accepted: number[] = [];
-  for (let i = 0; i < 20; i++) {
+    // An account added to MySQL, then one /update-accounts: every process knows it.
+    await db.addAccount('Added Site', 'addedToken', {}, null);
+    const reload = await get(url, `/update-accounts?apikey=${API_KEY}`);
+    assert.equal(reload.status, 200);
+    assert.deepEqual(reload.json<{ outcome: string; instances: unknown }>().instances, { reloaded: 2, total: 2 });
+    const accepted: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const socket = await connect(t, url, 'addedToken');
+      accepted.push(await processOf(session, socket));
+      socket.close();
+    }
+    assert.equal(accepted.length, 20, '20 of 20 accepted');
+    assert.equal(new Set(accepted).size, 2, 'on both processes');
+
+    // Whichever process answers, /metrics shows every process's series, each once.
+    for (let i = 0; i < 3; i++) {
+      const text = (await get(url, `/metrics?apikey=${API_KEY}`)).text;
+      const instances = new Set([...text.matchAll(/^process_cpu_user_seconds_total\{instance="([^"]+)"\}/gm)].map((m) => m[1]));
+      assert.equal(instances.size, 2, text.slice(0, 300));
+      const gauge = text.split('\n').filter((l) => l.startsWith('videowhisper_connections'));
+      assert.equal(gauge.length, 1, 'cluster-wide gauges once');
+      assert.match(gauge[0] ?? '', /^videowhisper_connections \d+$/, 'without an instance label');
+    }
+
+    // pm2 reload: each process hands over to a new one; the call goes on, new connections succeed throughout.
+    const reloading = spawn(pm2Bin, ['reload', APP], { cwd: root, env: { ...process.env, PM2_HOME: session.home }, stdio: 'ignore' });
+    const reloaded = new Promise<number | null>((resolve) => reloading.once('exit', resolve));
+    t.after(() => void reloading.kill());
+    const draining = await session.waitForLog((l) => String(l.msg).startsWith('draining'), 60_000);
+    assert.ok([broadcasterPid, playerPid].includes(Number(draining.pid)), 'a process of the call drains');
+    for (let i = 0; i < 6; i++) {
+      const socket = await connect(t, url, TOKEN);
+      socket.close();
+    }
+    assert.equal((await get(url, '/ready')).status, 200, 'another process answers /ready');
+    await call();
+    assert.ok(broadcaster.connected && player.connected, 'the call kept its sockets');
+    assert.equal(broadcaster.messages.filter((m) => (m.payload as { action?: string })?.action === 'close').length, 0);
+    // The call ends; the old processes then finish and the reload completes.
+    broadcaster.close();
+    player.close();
+    assert.equal(await reloaded, 0);
+    const after = await list();
+    assert.equal(after.length, 2);
+    assert.ok(after.every((p) => p.pm2_env.status === 'online' && p.pm2_env.restart_time === 1));
+    assert.ok(
+      after.every((p) => !started.some((s) => s.pid === p.pid)),
+      'both processes were replaced',
+    );
     const socket = await connect(t, url, 'addedToken');
-    accepted.push(await processOf(session, socket));
     socket.close();
-  }
-  assert.equal(accepted.length, 20, '20 of 20 accepted');
-  assert.equal(new Set(accepted).size, 2, 'on both processes');
-
-  // Whichever process answers, /metrics shows every process's series, each once.
-  for (let i = 0; i < 3; i++) {
-    const text = (await get(url, `/metrics?apikey=${API_KEY}`)).text;
-    const instances = new Set([...text.matchAll(/^process_cpu_user_seconds_total\{instance="([^"]+)"\}/gm)].map((m) => m[1]));
-    assert.equal(instances.size, 2, text.slice(0, 300));
-    const gauge = text.split('\n').filter((l) => l.startsWith('videowhisper_connections'));
-    assert.equal(gauge.length, 1, 'cluster-wide gauges once');
-    assert.match(gauge[0] ?? '', /^videowhisper_connections \d+$/, 'without an instance label');
-  }
-
-  // pm2 reload: each process hands over to a new one; the call goes on, new connections succeed throughout.
-  const reloading = spawn(pm2Bin, ['reload', APP], { cwd: root, env: { ...process.env, PM2_HOME: session.home }, stdio: 'ignore' });
-  const reloaded = new Promise<number | null>((resolve) => reloading.once('exit', resolve));
-  t.after(() => void reloading.kill());
-  const draining = await session.waitForLog((l) => String(l.msg).startsWith('draining'), 60_000);
-  assert.ok([broadcasterPid, playerPid].includes(Number(draining.pid)), 'a process of the call drains');
-  for (let i = 0; i < 6; i++) {
-    const socket = await connect(t, url, TOKEN);
-    socket.close();
-  }
-  assert.equal((await get(url, '/ready')).status, 200, 'another process answers /ready');
-  await call();
-  assert.ok(broadcaster.connected && player.connected, 'the call kept its sockets');
-  assert.equal(broadcaster.messages.filter((m) => (m.payload as { action?: string })?.action === 'close').length, 0);
-  // The call ends; the old processes then finish and the reload completes.
-  broadcaster.close();
-  player.close();
-  assert.equal(await reloaded, 0);
-  const after = await list();
-  assert.equal(after.length, 2);
-  assert.ok(after.every((p) => p.pm2_env.status === 'online' && p.pm2_env.restart_time === 1));
-  assert.ok(after.every((p) => !started.some((s) => s.pid === p.pid)), 'both processes were replaced');
-  const socket = await connect(t, url, 'addedToken');
-  socket.close();
-  await pm2('stop', 'all');
-});
+    await pm2('stop', 'all');
+  },
+);

@@ -85,10 +85,16 @@ test('the master of an account is killed: its replica takes over, the instances 
   t.diagnostic(`during the failover: ${outcomes.map((o) => o.outcome).join(', ')}`);
 
   // Signaling goes on: the player (on the other instance) subscribes and gets an offer.
-  await eventually('/ready on both instances', async () => (await get(one.url, '/ready')).status === 200 && (await get(two.url, '/ready')).status === 200);
+  await eventually(
+    '/ready on both instances',
+    async () => (await get(one.url, '/ready')).status === 200 && (await get(two.url, '/ready')).status === 200,
+  );
   const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === 'Viewer', 15_000);
   const subscribed = async () => {
-    const refused = next(player, 'subscribeError', () => true, 2000).then(() => false, () => true);
+    const refused = next(player, 'subscribeError', () => true, 2000).then(
+      () => false,
+      () => true,
+    );
     player.emit('subscribe', 'Viewer', 'failover');
     return refused;
   };
@@ -113,7 +119,7 @@ test('the master of an account is killed: its replica takes over, the instances 
   assert.equal(more.filter((o) => o.outcome === 'ERROR: Connection limit exceeded').length, 10 - (LIMIT - before));
 });
 
-test('a channel\'s slot moves to another master while peers join and signal: no peer is lost', async (t) => {
+test("a channel's slot moves to another master while peers join and signal: no peer is lost", async (t) => {
   const redis = await testRedis(t);
   if (!redis?.cluster) return;
   const cluster = redis.cluster;
@@ -126,17 +132,32 @@ test('a channel\'s slot moves to another master while peers join and signal: no 
   /** A player on the other instance; joins refused while the slot is split are tried again, as a client would. */
   async function addPlayer() {
     let player: Client | undefined;
-    await eventually('a player connected', () => connect(t, two.url, TOKEN).then((p) => Boolean((player = p)), () => false), 20_000);
+    await eventually(
+      'a player connected',
+      () =>
+        connect(t, two.url, TOKEN).then(
+          (p) => Boolean((player = p)),
+          () => false,
+        ),
+      20_000,
+    );
     if (!player) throw new Error('not connected');
     const name = `Viewer${players.length}`;
     players.push(player);
     const joining = player;
     const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === name, 20_000);
-    await eventually(`${name} subscribed`, async () => {
-      const refused = next(joining, 'subscribeError', () => true, 2000).then(() => false, () => true);
-      joining.emit('subscribe', name, 'moving');
-      return refused;
-    }, 20_000);
+    await eventually(
+      `${name} subscribed`,
+      async () => {
+        const refused = next(joining, 'subscribeError', () => true, 2000).then(
+          () => false,
+          () => true,
+        );
+        joining.emit('subscribe', name, 'moving');
+        return refused;
+      },
+      20_000,
+    );
     await noticed;
   }
   await addPlayer();
@@ -151,7 +172,9 @@ test('a channel\'s slot moves to another master while peers join and signal: no 
     // Traffic while the slot's keys are on both masters: offers to the players, and newcomers,
     // whose joins wait (Redis answers TRYAGAIN) until the move is done.
     const offers = players.map((p) => nextMessage(p, 'offer', 10_000));
-    players.forEach((_, i) => broadcaster.emit('messagePeer', { from: 'Studio', target: `Viewer${i}`, type: 'offer', content: sdp('offer') }));
+    players.forEach((_, i) =>
+      broadcaster.emit('messagePeer', { from: 'Studio', target: `Viewer${i}`, type: 'offer', content: sdp('offer') }),
+    );
     await Promise.all(offers);
     if (batches <= 2) joining.push(addPlayer());
   });
@@ -166,7 +189,9 @@ test('a channel\'s slot moves to another master while peers join and signal: no 
     assert.deepEqual(names, ['Studio', ...players.map((_, i) => `Viewer${i}`)].sort());
   }
   const offers = players.map((p) => nextMessage(p, 'offer'));
-  players.forEach((_, i) => broadcaster.emit('messagePeer', { from: 'Studio', target: `Viewer${i}`, type: 'offer', content: sdp('offer') }));
+  players.forEach((_, i) =>
+    broadcaster.emit('messagePeer', { from: 'Studio', target: `Viewer${i}`, type: 'offer', content: sdp('offer') }),
+  );
   for (const offer of await Promise.all(offers)) assert.equal(offer.from, 'Studio');
   const closed = players.map((p) => next(p, 'message', (m) => (m.payload as { action?: string } | undefined)?.action === 'close'));
   broadcaster.disconnect();

@@ -68,9 +68,17 @@ test('a room across two instances: presence, cameras both ways, messagePeer, cha
   const aliceHearsBob = next(alice, 'message', isPeer('bob'));
   const joined = nextUpdate(alice, 'participantJoin');
   const snapshot = await joinRoom(bob, 'call');
-  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name).sort(), ['alice', 'bob']);
+  assert.deepEqual(
+    Object.values(snapshot.participants as object)
+      .map((p: { name: string }) => p.name)
+      .sort(),
+    ['alice', 'bob'],
+  );
   assert.deepEqual(Object.keys(snapshot.streams as object), ['alice-cam']);
-  assert.deepEqual((snapshot.messages as { text: string }[]).map((m) => m.text), Array.from({ length: 10 }, (_, i) => `early ${i + 2}`));
+  assert.deepEqual(
+    (snapshot.messages as { text: string }[]).map((m) => m.text),
+    Array.from({ length: 10 }, (_, i) => `early ${i + 2}`),
+  );
   assert.equal(((await joined).participantJoin as { name: string }).name, 'bob');
   assert.deepEqual(await aliceHearsBob, { type: 'peer', from: 'bob', target: 'alice', peerID: 'bob' });
 
@@ -81,7 +89,10 @@ test('a room across two instances: presence, cameras both ways, messagePeer, cha
   assert.equal(((await announced).streamNew as { user: string }).user, 'bob');
   await bobHearsAlice;
 
-  for (const [sender, receiver] of [[alice, bob], [bob, alice]] as const) {
+  for (const [sender, receiver] of [
+    [alice, bob],
+    [bob, alice],
+  ] as const) {
     const got = next(receiver, 'message', (m) => m.type === 'offer' && m.from === sender.user);
     sender.emit('messagePeer', { type: 'offer', target: receiver.user, content: { type: 'offer', sdp: 'v=0' } });
     await got;
@@ -93,7 +104,11 @@ test('a room across two instances: presence, cameras both ways, messagePeer, cha
 
   // bob unpublishes on B: alice on A hears the stream go and leaves its channel.
   const removed = nextUpdate(alice, 'streamRemove');
-  const closed = next(alice, 'message', (m) => m.from === 'bob' && (m.payload as { message?: string } | undefined)?.message === 'bob left @bob-cam');
+  const closed = next(
+    alice,
+    'message',
+    (m) => m.from === 'bob' && (m.payload as { message?: string } | undefined)?.message === 'bob left @bob-cam',
+  );
   bob.emit('roomUnpublish', { room: 'call', stream: 'bob-cam' });
   assert.equal((await removed).streamRemove, 'bob-cam');
   await closed;
@@ -124,7 +139,10 @@ test('bounds and accounts hold across instances', timely, async (t) => {
   // Site B's room of the same name is its own.
   const dave = await signIn(t, c.b.url, 'dave', SITE_B);
   const snapshot = await joinRoom(dave, 'one');
-  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name), ['dave']);
+  assert.deepEqual(
+    Object.values(snapshot.participants as object).map((p: { name: string }) => p.name),
+    ['dave'],
+  );
   const chat = nextUpdate(bob, 'messageNew');
   dave.emit('roomMessage', { room: 'one', message: { text: 'B only' } });
   alice.emit('roomMessage', { room: 'one', message: { text: 'A only' } });
@@ -136,8 +154,22 @@ test('bounds and accounts hold across instances', timely, async (t) => {
 test('Redis room store: 100 messages kept, the joiner gets what it asks, an empty room forgotten', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
-  const rooms = createRedisRoomStore({ client: redis.commands, buckets: redis.buckets, prefix: redis.prefix, instanceId: 'i1', log: pino({ level: 'silent' }) });
-  const join = { account: 'A', room: 'r', socketId: 's1', participant: { name: 'alice', joinedAt: 1 }, maxRooms: 0, maxParticipants: 0, history: 10 };
+  const rooms = createRedisRoomStore({
+    client: redis.commands,
+    buckets: redis.buckets,
+    prefix: redis.prefix,
+    instanceId: 'i1',
+    log: pino({ level: 'silent' }),
+  });
+  const join = {
+    account: 'A',
+    room: 'r',
+    socketId: 's1',
+    participant: { name: 'alice', joinedAt: 1 },
+    maxRooms: 0,
+    maxParticipants: 0,
+    history: 10,
+  };
   assert.ok((await rooms.join(join)).ok);
   for (let i = 1; i <= 105; i++) assert.ok(await rooms.addMessage('A', 'r', 's1', { text: `${i}`, user: 'alice', timestamp: i }, 100));
   assert.equal(await rooms.addMessage('A', 'r', 'stranger', { user: 'x', timestamp: 0 }, 100), false);
@@ -174,7 +206,12 @@ test('an instance killed with SIGKILL: its participants leave their rooms within
   const left = nextUpdate(alice, 'participantLeft', 3 * TIMEOUT_MS);
   const removed = nextUpdate(alice, 'streamRemove', 3 * TIMEOUT_MS);
   const closes = ['alice-cam', 'bob-cam'].map((channel) =>
-    next(alice, 'message', (m) => m.from === 'bob' && (m.payload as { message?: string } | undefined)?.message === `bob left @${channel}`, 3 * TIMEOUT_MS),
+    next(
+      alice,
+      'message',
+      (m) => m.from === 'bob' && (m.payload as { message?: string } | undefined)?.message === `bob left @${channel}`,
+      3 * TIMEOUT_MS,
+    ),
   );
   const killed = Date.now();
   doomed.child.kill('SIGKILL');
@@ -188,7 +225,12 @@ test('an instance killed with SIGKILL: its participants leave their rooms within
   // The user may come back, on the survivor.
   const again = await signIn(t, survivor.url, 'bob');
   const snapshot = await joinRoom(again, 'call');
-  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name).sort(), ['alice', 'bob']);
+  assert.deepEqual(
+    Object.values(snapshot.participants as object)
+      .map((p: { name: string }) => p.name)
+      .sort(),
+    ['alice', 'bob'],
+  );
 });
 
 test('Redis away: room events are answered "Rooms are unavailable", and work again once it is back', timely, async (t) => {
@@ -205,7 +247,10 @@ test('Redis away: room events are answered "Rooms are unavailable", and work aga
   const alice = await signIn(t, one.url, 'alice');
   await joinRoom(alice, 'call');
   await server.stop();
-  assert.deepEqual(await roomError(alice, 'roomMessage', { room: 'call', message: { text: 'lost' } }), { room: 'call', error: RoomError.unavailable });
+  assert.deepEqual(await roomError(alice, 'roomMessage', { room: 'call', message: { text: 'lost' } }), {
+    room: 'call',
+    error: RoomError.unavailable,
+  });
   assert.deepEqual(await roomError(alice, 'roomJoin', { room: 'other' }), { room: 'other', error: RoomError.unavailable });
   await server.start();
   await eventually('the instance is ready again', async () => (await get(one.url, '/ready')).status === 200);

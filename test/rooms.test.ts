@@ -46,13 +46,21 @@ test('roomJoin: the joiner gets the room, everyone hears participantJoin', timel
   assert.deepEqual(first.streams, {});
   assert.deepEqual(first.messages, []);
   assert.deepEqual(first.meta, {});
-  assert.deepEqual(Object.values(first.participants as object).map((p: { name: string }) => p.name), ['alice']);
+  assert.deepEqual(
+    Object.values(first.participants as object).map((p: { name: string }) => p.name),
+    ['alice'],
+  );
   assert.deepEqual(Object.keys(first.participants as object), [alice.id]);
 
   const bob = await signIn(t, url, 'bob');
   const heard = nextUpdate(alice, 'participantJoin');
   const second = await joinRoom(bob, 'lobby');
-  assert.deepEqual(Object.values(second.participants as object).map((p: { name: string }) => p.name).sort(), ['alice', 'bob']);
+  assert.deepEqual(
+    Object.values(second.participants as object)
+      .map((p: { name: string }) => p.name)
+      .sort(),
+    ['alice', 'bob'],
+  );
   const join = await heard;
   assert.equal(join.room, 'lobby');
   assert.equal(typeof join.timestamp, 'number');
@@ -76,12 +84,15 @@ test('a socket without a signed-in user is told rooms need one; a bad event gets
   assert.equal((await roomError(alice, 'roomLeave', { room: 'elsewhere' })).error, RoomError.notParticipant);
 });
 
-test('three in a room: each is subscribed to the others\' cameras and signals them over messagePeer', timely, async (t) => {
+test("three in a room: each is subscribed to the others' cameras and signals them over messagePeer", timely, async (t) => {
   const { url } = await roomServer(t);
   const [alice, bob, carol] = await people(t, url, ['alice', 'bob', 'carol']);
   await joinRoom(alice, 'call');
   const { peers, streamNew } = await publishIn(alice, 'call', 'alice-cam');
-  assert.deepEqual((peers.peers as { peerID: string }[]).map((p) => p.peerID), ['alice']);
+  assert.deepEqual(
+    (peers.peers as { peerID: string }[]).map((p) => p.peerID),
+    ['alice'],
+  );
   assert.equal(streamNew.user, 'alice');
   assert.equal(streamNew.channel, 'alice-cam');
   assert.equal(streamNew.type, 'webrtc');
@@ -106,7 +117,14 @@ test('three in a room: each is subscribed to the others\' cameras and signals th
   await Promise.all(carolCam);
 
   // messagePeer finds its target in whichever channel the two share, both ways; `from` is stamped.
-  for (const [sender, receiver] of [[alice, bob], [bob, alice], [carol, alice], [alice, carol], [bob, carol], [carol, bob]] as const) {
+  for (const [sender, receiver] of [
+    [alice, bob],
+    [bob, alice],
+    [carol, alice],
+    [alice, carol],
+    [bob, carol],
+    [carol, bob],
+  ] as const) {
     const got = next(receiver, 'message', (m) => m.type === 'offer' && m.from === sender.user);
     sender.emit('messagePeer', { type: 'offer', from: 'mallory', target: receiver.user, content: { type: 'offer', sdp: 'v=0' } });
     assert.deepEqual(await got, { type: 'offer', from: sender.user, target: receiver.user, content: { type: 'offer', sdp: 'v=0' } });
@@ -114,13 +132,21 @@ test('three in a room: each is subscribed to the others\' cameras and signals th
 
   // Each stream counts once per peer registered in its channel: three channels of three.
   const channels = (await (await get(url, `/channels?apikey=${API_KEY}`)).json<[string, { peers: number; account: string }][]>()).sort();
-  assert.deepEqual(channels.map(([name, c]) => [name, c.peers, c.account]), [
-    ['alice-cam', 3, 'Site A'],
-    ['bob-cam', 3, 'Site A'],
-    ['carol-cam', 3, 'Site A'],
-  ]);
-  const stats = (await get(url, `/stats?apikey=${API_KEY}`)).json<[string, { connections: number; bitrate: number; players: number; broadcasters: number }][]>();
-  assert.deepEqual(stats.map(([name, s]) => [name, s.connections, s.broadcasters, s.players, s.bitrate]), [['Site A', 3, 3, 6, 3 * 3 * 500]]);
+  assert.deepEqual(
+    channels.map(([name, c]) => [name, c.peers, c.account]),
+    [
+      ['alice-cam', 3, 'Site A'],
+      ['bob-cam', 3, 'Site A'],
+      ['carol-cam', 3, 'Site A'],
+    ],
+  );
+  const stats = (await get(url, `/stats?apikey=${API_KEY}`)).json<
+    [string, { connections: number; bitrate: number; players: number; broadcasters: number }][]
+  >();
+  assert.deepEqual(
+    stats.map(([name, s]) => [name, s.connections, s.broadcasters, s.players, s.bitrate]),
+    [['Site A', 3, 3, 6, 3 * 3 * 500]],
+  );
 });
 
 test('roomUnpublish: the publisher gets unpublish, the room streamRemove, the players a close', timely, async (t) => {
@@ -198,7 +224,10 @@ test('chat: stamped with the sender and the time, a spoofed user overwritten, re
   const marker = nextUpdate(bob, 'messageNew');
   alice.emit('roomMessage', { room: 'chat', message: { text: 'after' } });
   assert.equal(((await marker).messageNew as { text: string }).text, 'after');
-  assert.deepEqual(bob.updates.filter((u) => 'messageNew' in u).map((u) => (u.messageNew as { text: string }).text), ['after']);
+  assert.deepEqual(
+    bob.updates.filter((u) => 'messageNew' in u).map((u) => (u.messageNew as { text: string }).text),
+    ['after'],
+  );
 });
 
 test('late join: the joiner gets the last 10 messages, not the 11th-oldest', timely, async (t) => {
@@ -213,7 +242,10 @@ test('late join: the joiner gets the last 10 messages, not the 11th-oldest', tim
   const bob = await signIn(t, url, 'bob');
   const snapshot = await joinRoom(bob, 'history');
   const texts = (snapshot.messages as { text: string; user: string }[]).map((m) => m.text);
-  assert.deepEqual(texts, Array.from({ length: 10 }, (_, i) => `line ${i + 2}`));
+  assert.deepEqual(
+    texts,
+    Array.from({ length: 10 }, (_, i) => `line ${i + 2}`),
+  );
   assert.ok(!texts.includes('line 1'));
   assert.ok((snapshot.messages as { user: string }[]).every((m) => m.user === 'alice'));
 });
@@ -245,7 +277,10 @@ test('two accounts with one room name see nothing of each other', timely, async 
   await joinRoom(alice, 'lobby');
   await publishIn(alice, 'lobby', 'cam');
   const snapshot = await joinRoom(bob, 'lobby');
-  assert.deepEqual(Object.values(snapshot.participants as object).map((p: { name: string }) => p.name), ['bob']);
+  assert.deepEqual(
+    Object.values(snapshot.participants as object).map((p: { name: string }) => p.name),
+    ['bob'],
+  );
   assert.deepEqual(snapshot.streams, {});
   // Site B may publish a stream of the same name: another account, another channel.
   await publishIn(bob, 'lobby', 'cam');
@@ -254,7 +289,10 @@ test('two accounts with one room name see nothing of each other', timely, async 
   bob.emit('roomMessage', { room: 'lobby', message: { text: 'B only' } });
   assert.equal(((await mine).messageNew as { text: string }).text, 'B only');
   await seen(alice, 'roomUpdate', (u) => (u.messageNew as { text?: string } | undefined)?.text === 'A only');
-  for (const [socket, other] of [[alice, 'bob'], [bob, 'alice']] as const)
+  for (const [socket, other] of [
+    [alice, 'bob'],
+    [bob, 'alice'],
+  ] as const)
     assert.ok(!JSON.stringify(socket.updates).includes(`"${other}"`), `${socket.user} saw ${other}`);
   assert.ok(!alice.messages.some((m) => m.from === 'bob') && !bob.messages.some((m) => m.from === 'alice'));
   const rooms = (await get(url, `/rooms?apikey=${API_KEY}`)).json();
@@ -297,13 +335,28 @@ test('roomPublish: plan limits and rights as publish, one stream name per channe
   const tooFast = await roomError(alice, 'roomPublish', { room: 'call', stream: 'fast', parameters: { ...webrtc, bitrate: 501 } });
   assert.equal(tooFast.error, 'Unfit: bitrate.');
   assert.deepEqual(await publishError, { from: '_server_', to: 'alice', message: 'Unfit: bitrate.' });
-  assert.equal((await roomError(alice, 'roomPublish', { room: 'call', stream: 'r', parameters: { type: 'rtmp' } })).error, RoomError.streamType('rtmp'));
-  assert.equal((await roomError(alice, 'roomPublish', { room: 'call', stream: 'p', parameters: { ...webrtc, bitrate: -1 } })).error, RoomError.parameters);
+  assert.equal(
+    (await roomError(alice, 'roomPublish', { room: 'call', stream: 'r', parameters: { type: 'rtmp' } })).error,
+    RoomError.streamType('rtmp'),
+  );
+  assert.equal(
+    (await roomError(alice, 'roomPublish', { room: 'call', stream: 'p', parameters: { ...webrtc, bitrate: -1 } })).error,
+    RoomError.parameters,
+  );
   await publishIn(alice, 'call', 'cam');
-  assert.equal((await roomError(alice, 'roomPublish', { room: 'call', stream: 'cam', parameters: webrtc })).error, RoomError.streamExists('cam'));
-  assert.equal((await roomError(bob, 'roomPublish', { room: 'call', stream: 'cam', parameters: webrtc })).error, RoomError.streamExists('cam'));
+  assert.equal(
+    (await roomError(alice, 'roomPublish', { room: 'call', stream: 'cam', parameters: webrtc })).error,
+    RoomError.streamExists('cam'),
+  );
+  assert.equal(
+    (await roomError(bob, 'roomPublish', { room: 'call', stream: 'cam', parameters: webrtc })).error,
+    RoomError.streamExists('cam'),
+  );
   for (const stream of ['cam2', 'cam3', 'cam4']) await publishIn(alice, 'call', stream);
-  assert.equal((await roomError(alice, 'roomPublish', { room: 'call', stream: 'cam5', parameters: webrtc })).error, RoomError.streamsPerParticipant);
+  assert.equal(
+    (await roomError(alice, 'roomPublish', { room: 'call', stream: 'cam5', parameters: webrtc })).error,
+    RoomError.streamsPerParticipant,
+  );
 });
 
 test('metrics: rooms, participants and chat messages relayed', timely, async (t) => {
@@ -357,7 +410,16 @@ test('malformed room events are answered with an error; the room and the server 
   const [alice, bob] = await people(t, url, ['alice', 'bob']);
   await joinRoom(alice, 'call');
   await joinRoom(bob, 'call');
-  const junk: unknown[] = [undefined, null, 42, 'call', [], { room: ['call'] }, { room: { toString: 'call' } }, { room: 'x'.repeat(10_000) }];
+  const junk: unknown[] = [
+    undefined,
+    null,
+    42,
+    'call',
+    [],
+    { room: ['call'] },
+    { room: { toString: 'call' } },
+    { room: 'x'.repeat(10_000) },
+  ];
   const inRoom: [string, unknown][] = [
     ['roomPublish', { room: 'call', stream: 7, parameters: webrtc }],
     ['roomPublish', { room: 'call', stream: 's', parameters: 'webrtc' }],
@@ -399,8 +461,14 @@ test('room changes reach the webhook once each, signed, in the order the room he
   const story = ['room.joined', 'room.joined', 'room.stream.started', 'room.message', 'room.stream.ended', 'room.left'];
   await receiver.until('the room story', (r) => r.accepted().filter((e) => e.type.startsWith('room.')).length === story.length);
   const events = receiver.accepted().filter((e) => e.type.startsWith('room.'));
-  assert.ok(receiver.requests.every((r) => r.signed), 'every delivery is signed');
-  assert.deepEqual(events.map((e) => e.type), story);
+  assert.ok(
+    receiver.requests.every((r) => r.signed),
+    'every delivery is signed',
+  );
+  assert.deepEqual(
+    events.map((e) => e.type),
+    story,
+  );
   assert.ok(events.every((e) => e.account === SITE_A.name && (e.data as { room: string }).room === 'lobby'));
   const [joined, , started, message, ended, gone] = events.map((e) => e.data as Record<string, Record<string, unknown> | string>);
   assert.equal((joined?.participant as { name: string }).name, 'alice');

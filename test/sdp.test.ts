@@ -109,7 +109,11 @@ function assertOnlyCapsChanged(original: string, capped: string) {
   const cappedLines = capped.split('\r\n');
   const kept = new Set(cappedLines);
   const framing = /^(max-fs|max-fr|profile-level-id)=/;
-  const otherParams = (line: string) => line.replace(/^a=fmtp:\d+ /, '').split(';').filter((p) => !framing.test(p));
+  const otherParams = (line: string) =>
+    line
+      .replace(/^a=fmtp:\d+ /, '')
+      .split(';')
+      .filter((p) => !framing.test(p));
   for (const line of original.split('\r\n').filter((l) => l && !kept.has(l))) {
     if (/^b=(AS|TIAS):/.test(line)) continue;
     const payload = /^a=fmtp:(\d+) /.exec(line)?.[1];
@@ -122,9 +126,10 @@ function assertOnlyCapsChanged(original: string, capped: string) {
   assert.deepEqual(skeleton(capped), skeleton(original));
 }
 
-
 /** A server whose accounts (ACCOUNTS_FILE) have loaded: until then their tokens get `ERROR: Server unavailable`. */
-async function withAccounts<T extends { server: { accounts: { reload(): Promise<{ outcome: string }> } } }>(starting: Promise<T>): Promise<T> {
+async function withAccounts<T extends { server: { accounts: { reload(): Promise<{ outcome: string }> } } }>(
+  starting: Promise<T>,
+): Promise<T> {
   const started = await starting;
   assert.equal((await started.server.accounts.reload()).outcome, 'reloaded');
   return started;
@@ -136,11 +141,17 @@ test("Chromium's offer and answer, capped: bandwidth per section, frame limits p
   assert.ok('sdp' in capped.offer && 'sdp' in capped.answer);
   for (const [kind, result] of Object.entries(capped)) {
     const sdp = (result as { sdp: string }).sdp;
-    t.diagnostic(`${kind}: ${limitsOf(sdp).map((s) => `${s.type} b=AS:${s.bandwidth.AS} b=TIAS:${s.bandwidth.TIAS}`).join(', ')}`);
+    t.diagnostic(
+      `${kind}: ${limitsOf(sdp)
+        .map((s) => `${s.type} b=AS:${s.bandwidth.AS} b=TIAS:${s.bandwidth.TIAS}`)
+        .join(', ')}`,
+    );
     if (kind === 'offer') {
       const video = parse(sdp).media.find((m) => m.type === 'video');
       const h264 = video?.fmtp.filter((f) => /profile-level-id/.test(f.config)).map((f) => /profile-level-id=(\w+)/.exec(f.config)?.[1]);
-      t.diagnostic(`video codecs ${[...new Set(video?.rtp.map((r) => r.codec))].join(' ')}; H.264 profile-level-ids now ${[...new Set(h264)].join(' ')}`);
+      t.diagnostic(
+        `video codecs ${[...new Set(video?.rtp.map((r) => r.codec))].join(' ')}; H.264 profile-level-ids now ${[...new Set(h264)].join(' ')}`,
+      );
     }
     assertCapped(sdp);
     assertOnlyCapsChanged(sdps[kind as keyof ChromiumSdp], sdp);
@@ -178,7 +189,10 @@ function accountsFile(): string {
   const file = join(mkdtempSync(join(tmpdir(), 'vw-sdp-')), 'accounts.json');
   writeFileSync(
     file,
-    JSON.stringify({ plans: [{ id: 1, name: 'Limited', properties: PLAN }], accounts: [{ name: 'Site', token: 'site-token', planId: 1, properties: {} }] }),
+    JSON.stringify({
+      plans: [{ id: 1, name: 'Limited', properties: PLAN }],
+      accounts: [{ name: 'Site', token: 'site-token', planId: 1, properties: {} }],
+    }),
   );
   return file;
 }

@@ -25,7 +25,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     await closed;
     assert.equal(await spawned.exited, 0);
     assert.ok(spawned.lines.some((l) => l.msg === 'shutting down' && l.signal === signal));
-    assert.ok(spawned.lines.some((l) => l.msg === 'server closed'), 'the clean-up finished');
+    assert.ok(
+      spawned.lines.some((l) => l.msg === 'server closed'),
+      'the clean-up finished',
+    );
   });
 }
 
@@ -40,8 +43,10 @@ async function stuckPlayer(t: TestContext, port: number, channel: string, peerID
     ws.on('error', reject);
     ws.on('message', (data) => {
       const text = data.toString();
-      if (text.startsWith('0')) ws.send(`40${JSON.stringify({ token: TOKEN })}`); // Engine.IO open: Socket.IO connect
-      else if (text.startsWith('40')) resolve(); // connected
+      if (text.startsWith('0'))
+        ws.send(`40${JSON.stringify({ token: TOKEN })}`); // Engine.IO open: Socket.IO connect
+      else if (text.startsWith('40'))
+        resolve(); // connected
       else if (text === '2') ws.send('3'); // ping, pong
     });
   });
@@ -79,7 +84,10 @@ test('a client that stops reading cannot hold the shutdown: it is cut, the clean
   const took = performance.now() - started;
   assert.ok(took < shutdownTimeoutMs + 1000, `exited after ${Math.round(took)} ms`);
   assert.ok(spawned.lines.some((l) => l.msg === 'connections that did not close in time were cut'));
-  assert.ok(spawned.lines.some((l) => l.msg === 'server closed'), 'the clean-up finished');
+  assert.ok(
+    spawned.lines.some((l) => l.msg === 'server closed'),
+    'the clean-up finished',
+  );
 });
 
 test('a shutdown that cannot finish its clean-up exits non-zero within its bound', { timeout: 60_000 }, async (t) => {
@@ -107,30 +115,34 @@ test('a shutdown that cannot finish its clean-up exits non-zero within its bound
   assert.ok(!spawned.lines.some((l) => l.msg === 'server closed'));
 });
 
-test('with DRAIN_TIMEOUT_MS, a call in progress goes on after SIGTERM while the port is closed to new connections', { timeout: 60_000 }, async (t) => {
-  const spawned = await spawnServer(t, { DRAIN_TIMEOUT_MS: '120000' });
-  const { url } = spawned;
-  const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'drain' });
-  spawned.child.kill('SIGINT');
-  await spawned.waitForLog('draining: established sockets go on until they end');
-  assert.notEqual(await refusal(url, { token: TOKEN }), 'connected', 'no new connection here: another instance takes it');
-  await assert.rejects(get(url, '/health'), 'the port is closed');
+test(
+  'with DRAIN_TIMEOUT_MS, a call in progress goes on after SIGTERM while the port is closed to new connections',
+  { timeout: 60_000 },
+  async (t) => {
+    const spawned = await spawnServer(t, { DRAIN_TIMEOUT_MS: '120000' });
+    const { url } = spawned;
+    const { broadcaster, player } = await broadcastAndWatch(t, url, TOKEN, { channel: 'drain' });
+    spawned.child.kill('SIGINT');
+    await spawned.waitForLog('draining: established sockets go on until they end');
+    assert.notEqual(await refusal(url, { token: TOKEN }), 'connected', 'no new connection here: another instance takes it');
+    await assert.rejects(get(url, '/health'), 'the port is closed');
 
-  // The call's signaling still flows both ways.
-  const offered = nextMessage(player, 'offer');
-  broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
-  await offered;
-  const answered = nextMessage(broadcaster, 'answer');
-  player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
-  await answered;
-  assert.ok(broadcaster.connected && player.connected);
+    // The call's signaling still flows both ways.
+    const offered = nextMessage(player, 'offer');
+    broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
+    await offered;
+    const answered = nextMessage(broadcaster, 'answer');
+    player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
+    await answered;
+    assert.ok(broadcaster.connected && player.connected);
 
-  // Once the call ends, the process finishes at once.
-  broadcaster.close();
-  player.close();
-  assert.equal(await spawned.exited, 0);
-  await closedBy(spawned);
-});
+    // Once the call ends, the process finishes at once.
+    broadcaster.close();
+    player.close();
+    assert.equal(await spawned.exited, 0);
+    await closedBy(spawned);
+  },
+);
 
 test('a second signal ends a drain: the remaining peers hear their channel close', { timeout: 60_000 }, async (t) => {
   const spawned = await spawnServer(t, { DRAIN_TIMEOUT_MS: '120000' });

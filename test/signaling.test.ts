@@ -15,8 +15,7 @@ function actAsBroadcaster(socket: Client, name: string) {
     socket.emit('messagePeer', { from: name, target: player, type: 'candidate', candidate });
   };
   socket.on('message', (m: Record<string, unknown>) => {
-    if (m.type === 'peers')
-      for (const p of m.peers as { peerID: string; type: string }[]) if (p.peerID !== name) offerTo(p.peerID);
+    if (m.type === 'peers') for (const p of m.peers as { peerID: string; type: string }[]) if (p.peerID !== name) offerTo(p.peerID);
     if (m.type === 'peer') offerTo(m.peerID as string);
   });
 }

@@ -30,7 +30,13 @@ async function twoSites(t: TestContext, env: Record<string, string> = {}) {
   return started;
 }
 
-type AccountView = { account: string; status: string; stats?: Record<string, unknown>; webrtc?: Record<string, Record<string, unknown>>; plan: unknown };
+type AccountView = {
+  account: string;
+  status: string;
+  stats?: Record<string, unknown>;
+  webrtc?: Record<string, Record<string, unknown>>;
+  plan: unknown;
+};
 
 test("/status?token= shows the account's own view: status, stats, its channels under webrtc, its plan", async (t) => {
   const { url } = await twoSites(t);
@@ -67,7 +73,11 @@ test('/status with the API key shows the whole server, channels grouped by accou
   await broadcastAndWatch(t, url, 'tokenB', { channel: 'Lobby', broadcaster: 'OtherStudio', player: 'OtherViewer' });
   const response = await get(url, `/status?apikey=${API_KEY}`);
   assert.equal(response.status, 200);
-  const view = response.json<{ connections: number; stats: Record<string, { players: number }>; webrtc: Record<string, Record<string, { publisher: string }>> }>();
+  const view = response.json<{
+    connections: number;
+    stats: Record<string, { players: number }>;
+    webrtc: Record<string, Record<string, { publisher: string }>>;
+  }>();
   assert.equal(view.connections, 2);
   assert.deepEqual(Object.keys(view.stats).sort(), ['Site A', 'Site B']);
   assert.equal(view.stats['Site B']?.players, 1);

@@ -52,7 +52,11 @@ const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base
 
 async function outcome(socket: Client, event: 'publish' | 'subscribe', peerID: string, channel: string, publisher?: Client) {
   const done = Promise.race([
-    event === 'publish' ? nextMessage(socket, 'peers').then(() => 'peers') : publisher ? nextMessage(publisher, 'peer').then(() => 'peer') : new Promise<string>(() => undefined),
+    event === 'publish'
+      ? nextMessage(socket, 'peers').then(() => 'peers')
+      : publisher
+        ? nextMessage(publisher, 'peer').then(() => 'peer')
+        : new Promise<string>(() => undefined),
     next(socket, `${event}Error`).then((e) => String(e.message)),
     next(socket, 'uniquenessError').then((e) => String(e.message)),
   ]);
@@ -72,7 +76,10 @@ test('a valid signed token connects its user, who publishes only as itself; the 
   const bob = await connect(t, url, await mint({ iss: 'Site B', sub: 'bob' }, TOKEN_B));
   const peers = nextMessage(bob, 'peers');
   bob.emit('publish', 'bob', 'show', STREAM);
-  assert.deepEqual(((await peers).peers as { peerID: string }[]).map((p) => p.peerID), ['bob']);
+  assert.deepEqual(
+    ((await peers).peers as { peerID: string }[]).map((p) => p.peerID),
+    ['bob'],
+  );
 });
 
 test('every wrong token is refused on connect with a clear message', async (t) => {
@@ -88,7 +95,11 @@ test('every wrong token is refused on connect with a clear message', async (t) =
     ['alg none', `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: 'Site A', sub: 'alice', exp: now + 3600 })}.`, 'ERROR: Invalid token'],
     ['HS512 with the right key (the algorithm is pinned)', mint({}, TOKEN_A, 'HS512'), 'ERROR: Invalid token'],
     ['tampered claims', `${header}.${b64({ iss: 'Site A', sub: 'mallory', exp: now + 3600 })}.${signature}`, 'ERROR: Invalid token'],
-    ['no exp', new SignJWT({ iss: 'Site A', sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(TOKEN_A)), 'ERROR: Invalid token'],
+    [
+      'no exp',
+      new SignJWT({ iss: 'Site A', sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(TOKEN_A)),
+      'ERROR: Invalid token',
+    ],
     ['no sub', mint({ sub: undefined }, TOKEN_A), 'ERROR: Invalid token'],
     ['exp beyond TOKEN_MAX_TTL_SECONDS', mint({ exp: now + 2 * 86400 }, TOKEN_A), 'ERROR: Token lifetime too long'],
     ['channels not a list of names', mint({ channels: 'show' }, TOKEN_A), 'ERROR: Invalid token'],
@@ -151,7 +162,10 @@ test('npm run token prints a token the server accepts for that account and user'
     execFile(
       'npm',
       ['run', '-s', 'token', '--', '--account', 'Site A', '--user', 'carol', '--channel', 'show-*', '--ttl', '600'],
-      { cwd: join(__dirname, '..'), env: { ...process.env, ACCOUNTS_FILE: file, STATIC_TOKEN: '', DB_HOST: '', DOTENV_CONFIG_PATH: '/nonexistent' } },
+      {
+        cwd: join(__dirname, '..'),
+        env: { ...process.env, ACCOUNTS_FILE: file, STATIC_TOKEN: '', DB_HOST: '', DOTENV_CONFIG_PATH: '/nonexistent' },
+      },
       (err, stdout, stderr) => (err ? reject(new Error(`${err.message}: ${stderr}`)) : resolve(stdout.trim())),
     ),
   );
@@ -159,10 +173,15 @@ test('npm run token prints a token the server accepts for that account and user'
   assert.equal(await outcome(carol, 'publish', 'carol', 'lobby'), "Not allowed: channel lobby is not in this sign-in's channels.");
   assert.equal(await outcome(carol, 'publish', 'carol', 'show-9'), 'peers');
   const unknown = await new Promise<string>((resolve) =>
-    execFile('npm', ['run', '-s', 'token', '--', '--account', 'Nobody', '--user', 'x'], {
-      cwd: join(__dirname, '..'),
-      env: { ...process.env, ACCOUNTS_FILE: file, STATIC_TOKEN: '', DB_HOST: '', DOTENV_CONFIG_PATH: '/nonexistent' },
-    }, (err, _stdout, stderr) => resolve(`${err?.code} ${stderr.trim()}`)),
+    execFile(
+      'npm',
+      ['run', '-s', 'token', '--', '--account', 'Nobody', '--user', 'x'],
+      {
+        cwd: join(__dirname, '..'),
+        env: { ...process.env, ACCOUNTS_FILE: file, STATIC_TOKEN: '', DB_HOST: '', DOTENV_CONFIG_PATH: '/nonexistent' },
+      },
+      (err, _stdout, stderr) => resolve(`${err?.code} ${stderr.trim()}`),
+    ),
   );
   assert.equal(unknown, '1 no account named "Nobody"');
 });

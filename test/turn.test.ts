@@ -40,11 +40,24 @@ async function startCoturn(t: { after(fn: () => unknown): void }): Promise<numbe
   const port = await freeUdpPort();
   const dir = mkdtempSync(join(tmpdir(), 'vw-turn-'));
   const turn = spawn(turnserver ?? 'turnserver', [
-    '-n', '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=videowhisper',
-    '--listening-ip=127.0.0.1', `--listening-port=${port}`, '--relay-ip=127.0.0.1',
-    '--min-port=49200', '--max-port=49400', '--no-tls', '--no-dtls', '--no-cli',
-    '--allow-loopback-peers', '--no-multicast-peers', `--userdb=${join(dir, 'turndb')}`,
-    '--log-file=stdout', '--simple-log', `--pidfile=${join(dir, 'turn.pid')}`,
+    '-n',
+    '--use-auth-secret',
+    `--static-auth-secret=${SECRET}`,
+    '--realm=videowhisper',
+    '--listening-ip=127.0.0.1',
+    `--listening-port=${port}`,
+    '--relay-ip=127.0.0.1',
+    '--min-port=49200',
+    '--max-port=49400',
+    '--no-tls',
+    '--no-dtls',
+    '--no-cli',
+    '--allow-loopback-peers',
+    '--no-multicast-peers',
+    `--userdb=${join(dir, 'turndb')}`,
+    '--log-file=stdout',
+    '--simple-log',
+    `--pidfile=${join(dir, 'turn.pid')}`,
   ]);
   t.after(() => {
     turn.kill('SIGKILL');

@@ -100,7 +100,10 @@ test('a site gets its own events, each signed with its token; the global URL get
     assert.equal(r.headers['content-type'], 'application/json');
   }
   const siteEvents = site.accepted();
-  assert.ok(siteEvents.every((e) => e.account === 'Site A'), 'only Site A events reach its URL');
+  assert.ok(
+    siteEvents.every((e) => e.account === 'Site A'),
+    'only Site A events reach its URL',
+  );
   assert.deepEqual(perChannel(siteEvents).get('lobby'), [
     'peer.joined:Studio',
     'channel.started:',
@@ -132,7 +135,10 @@ test('a site gets its own events, each signed with its token; the global URL get
   }
   const globalEvents = global.accepted();
   assert.deepEqual(new Set(globalEvents.map((e) => e.account)), new Set(['Site A', '_static']));
-  assert.ok(siteEvents.every((e) => globalEvents.some((g) => g.id === e.id)), 'the global URL gets Site A events too');
+  assert.ok(
+    siteEvents.every((e) => globalEvents.some((g) => g.id === e.id)),
+    'the global URL gets Site A events too',
+  );
 });
 
 test('peer.left says why: a channel switch, a missed heartbeat, a server shutdown', timely, async (t) => {
@@ -252,7 +258,13 @@ test('two instances on Redis deliver each event once', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
   const receiver = await startReceiver(t, { secret: SECRET });
-  const env = { REDIS_URL: redis.url, REDIS_PREFIX: redis.prefix, CLUSTER_TIMEOUT_MS: '3000', WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET };
+  const env = {
+    REDIS_URL: redis.url,
+    REDIS_PREFIX: redis.prefix,
+    CLUSTER_TIMEOUT_MS: '3000',
+    WEBHOOK_URL: receiver.url,
+    WEBHOOK_SECRET: SECRET,
+  };
   const one = await startServer(undefined, env);
   redis.onCleanup(() => one.close());
   const two = await startServer(undefined, env);
@@ -330,7 +342,10 @@ test('a full queue drops new events, counts and logs them, and signaling goes on
 
 test('WEBHOOK_URL without WEBHOOK_SECRET stops the server at start', () => {
   assert.throws(() => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'https://example.com/hook' }), /WEBHOOK_URL needs WEBHOOK_SECRET/);
-  assert.throws(() => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'ftp://example.com/', WEBHOOK_SECRET: 's' }), /WEBHOOK_URL must be an http/);
+  assert.throws(
+    () => loadConfig({ STATIC_TOKEN: 'x', WEBHOOK_URL: 'ftp://example.com/', WEBHOOK_SECRET: 's' }),
+    /WEBHOOK_URL must be an http/,
+  );
 });
 
 test('an event still refused when its retry window is over is given up, counted and logged', timely, async (t) => {

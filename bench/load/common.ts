@@ -30,7 +30,9 @@ export async function until(done: () => boolean, ms: number, what: string, every
 /** Worst event-loop delay (ms) the server saw since the last call: signals it and reads its answer. */
 export async function loopDelay(job: Job): Promise<number> {
   const read = (): { seq: number; maxMs: number } =>
-    existsSync(job.loopDelayFile) ? (JSON.parse(readFileSync(job.loopDelayFile, 'utf8')) as { seq: number; maxMs: number }) : { seq: 0, maxMs: 0 };
+    existsSync(job.loopDelayFile)
+      ? (JSON.parse(readFileSync(job.loopDelayFile, 'utf8')) as { seq: number; maxMs: number })
+      : { seq: 0, maxMs: 0 };
   const before = read().seq;
   process.kill(job.pid, 'SIGUSR2');
   let answer = read();

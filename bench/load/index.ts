@@ -9,7 +9,15 @@ import { reconnect } from './reconnect';
 import { redisEvents } from './redis-events';
 import { relay } from './relay';
 
-const scenarios: Record<Job['scenario'], (job: Job) => Promise<Outcome>> = { connect, connectRsa: connect, reconnect, relay, join, massDisconnect, redisEvents };
+const scenarios: Record<Job['scenario'], (job: Job) => Promise<Outcome>> = {
+  connect,
+  connectRsa: connect,
+  reconnect,
+  relay,
+  join,
+  massDisconnect,
+  redisEvents,
+};
 
 async function run(job: Job): Promise<JobResult> {
   try {

@@ -36,7 +36,10 @@ export class Pair {
   ) {
     const [b, p] = [(this.bName = `join-${id}-b`), (this.pName = `join-${id}-p`)];
     this.offer = JSON.stringify(['messagePeer', { from: b, target: p, type: 'offer', content: { type: 'offer', sdp: sdp('offer', id) } }]);
-    this.answer = JSON.stringify(['messagePeer', { from: p, target: b, type: 'answer', content: { type: 'answer', sdp: sdp('answer', id) } }]);
+    this.answer = JSON.stringify([
+      'messagePeer',
+      { from: p, target: b, type: 'answer', content: { type: 'answer', sdp: sdp('answer', id) } },
+    ]);
     this.toPlayer = JSON.stringify(['messagePeer', { from: b, target: p, type: 'candidate', candidate: candidate(id) }]);
     this.toBroadcaster = JSON.stringify(['messagePeer', { from: p, target: b, type: 'candidate', candidate: candidate(id + 1) }]);
     broadcaster.onEvent = (text) => this.onBroadcaster(this.hear('b', text));
@@ -107,7 +110,10 @@ export const playerSide = (job: Job): Job => ({ ...job, url: job.playerUrl ?? jo
 /** `count` sockets; with a second instance, every other one is on it (so channels of two cross instances). */
 async function connectSpread(job: Job, count: number): Promise<Wire[]> {
   if (!job.playerUrl) return connectIdle(job, count, 64);
-  const [first, second] = await Promise.all([connectIdle(job, Math.ceil(count / 2), 32), connectIdle(playerSide(job), Math.floor(count / 2), 32)]);
+  const [first, second] = await Promise.all([
+    connectIdle(job, Math.ceil(count / 2), 32),
+    connectIdle(playerSide(job), Math.floor(count / 2), 32),
+  ]);
   return first.flatMap((w, i) => (second[i] ? [w, second[i]] : [w]));
 }
 

@@ -58,6 +58,10 @@ export async function reconnect(job: Job): Promise<Outcome> {
   return {
     figures: { cpuPerReconnectUs: ((cpu1.user + cpu1.system - cpu0.user - cpu0.system) * 1000) / clients },
     windows,
-    notes: { resumedPct: (resumed.count / clients) * 100, reconnectsPerSec: (clients * 1000) / ms, ticketsKeptPct: (sessions.filter(Boolean).length / clients) * 100 },
+    notes: {
+      resumedPct: (resumed.count / clients) * 100,
+      reconnectsPerSec: (clients * 1000) / ms,
+      ticketsKeptPct: (sessions.filter(Boolean).length / clients) * 100,
+    },
   };
 }

@@ -26,7 +26,11 @@ export interface RedisTotals {
 }
 
 /** The difference of two readings. */
-export const minus = (b: RedisTotals, a: RedisTotals): RedisTotals => ({ commands: b.commands - a.commands, cpuMs: b.cpuMs - a.cpuMs, at: b.at - a.at });
+export const minus = (b: RedisTotals, a: RedisTotals): RedisTotals => ({
+  commands: b.commands - a.commands,
+  cpuMs: b.cpuMs - a.cpuMs,
+  at: b.at - a.at,
+});
 
 /** Totals of one Redis, or summed over a Redis Cluster's masters (URLs comma-separated). */
 export class RedisCounters {
@@ -130,7 +134,9 @@ export class RedisTap {
     const seen = new Promise<Tally>((resolve) => (this.waiting = { token, resolve }));
     await this.control.sendCommand(['ECHO', token]);
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('MONITOR did not show the marker within 10 s')), 10_000)));
+    const late = new Promise<never>(
+      (_, reject) => (timer = setTimeout(() => reject(new Error('MONITOR did not show the marker within 10 s')), 10_000)),
+    );
     return Promise.race([seen, late]).finally(() => clearTimeout(timer));
   }
 

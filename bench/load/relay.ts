@@ -104,7 +104,9 @@ export async function relay(job: Job): Promise<Outcome> {
     stepStart = Number.POSITIVE_INFINITY;
     await sleep(200);
     if (process.env.BENCH_DEBUG)
-      console.error(`relay step ${rate}/s: sent ${sent}, received ${received}, p50 ${percentile(latencies, count, 50).toFixed(2)} ms, p99 ${percentile(latencies, count, 99).toFixed(2)} ms, server ${serverCpuMs} ms CPU (${((serverCpuMs / elapsed) * 100).toFixed(0)}%), load ${(((load.user + load.system) / 1000 / elapsed) * 100).toFixed(0)}%, loop delay ${loopDelayMs.toFixed(0)} ms${aborted ? ', aborted' : ''}`);
+      console.error(
+        `relay step ${rate}/s: sent ${sent}, received ${received}, p50 ${percentile(latencies, count, 50).toFixed(2)} ms, p99 ${percentile(latencies, count, 99).toFixed(2)} ms, server ${serverCpuMs} ms CPU (${((serverCpuMs / elapsed) * 100).toFixed(0)}%), load ${(((load.user + load.system) / 1000 / elapsed) * 100).toFixed(0)}%, loop delay ${loopDelayMs.toFixed(0)} ms${aborted ? ', aborted' : ''}`,
+      );
     return {
       rate,
       sent,

@@ -51,7 +51,10 @@ export const webhookUrlSchema = z.url({ protocol: /^https?$/, message: 'must be 
 // whole account: without a loginURL user/PIN sign-in is refused.
 const accountPropertiesSchema = z.looseObject({
   suspended: z.unknown().optional(),
-  loginURL: z.url({ protocol: /^https?$/ }).optional().catch(undefined),
+  loginURL: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .catch(undefined),
   restrictPublish: z.enum(RESTRICT_PUBLISH_MODES).optional().catch(undefined),
   // A list of origins, or one comma-separated string of them.
   allowedOrigins: z.union([z.array(z.string()), z.string()]).nullish(),

@@ -5,8 +5,7 @@ import { readFile } from 'node:fs/promises';
 import type { AccountRows } from './account';
 import type { AccountSource } from './store';
 
-const asText = (value: unknown): string | null =>
-  value == null ? null : typeof value === 'string' ? value : JSON.stringify(value);
+const asText = (value: unknown): string | null => (value == null ? null : typeof value === 'string' ? value : JSON.stringify(value));
 
 export function fileAccountSource(path: string): AccountSource {
   return {

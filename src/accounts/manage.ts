@@ -76,7 +76,8 @@ export function mysqlStorage(db: NonNullable<Config['database']>, clock: Pick<Cl
     deleteAccount: async (id) => void (await c.query('DELETE FROM accounts WHERE id = ?', [id])),
     insertPlan: async (r) =>
       (await c.query<ResultSetHeader>('INSERT INTO plans (name, properties) VALUES (?, ?)', [r.name, r.properties ?? '{}']))[0].insertId,
-    updatePlan: async (id, r) => void (await c.query('UPDATE plans SET name = ?, properties = ? WHERE id = ?', [r.name, r.properties ?? '{}', id])),
+    updatePlan: async (id, r) =>
+      void (await c.query('UPDATE plans SET name = ?, properties = ? WHERE id = ?', [r.name, r.properties ?? '{}', id])),
     deletePlan: async (id) => void (await c.query('DELETE FROM plans WHERE id = ?', [id])),
   });
   return {
@@ -107,7 +108,10 @@ export function fileStorage(path: string): AccountStorage {
     description: `file ${path}`,
     transaction(change) {
       const run = async () => {
-        const data = JSON.parse(await readFile(path, 'utf8')) as { accounts?: Record<string, unknown>[]; plans?: Record<string, unknown>[] };
+        const data = JSON.parse(await readFile(path, 'utf8')) as {
+          accounts?: Record<string, unknown>[];
+          plans?: Record<string, unknown>[];
+        };
         const text = (v: unknown) => (v == null ? null : typeof v === 'string' ? v : JSON.stringify(v));
         let accounts: AccountRow[] = (data.accounts ?? []).map((a, i) => ({
           id: a.id == null ? i + 1 : Number(a.id),
@@ -116,7 +120,11 @@ export function fileStorage(path: string): AccountStorage {
           properties: text(a.properties),
           planId: a.planId == null ? null : Number(a.planId),
         }));
-        let plans: PlanRow[] = (data.plans ?? []).map((p) => ({ id: Number(p.id), name: String(p.name ?? p.id), properties: text(p.properties) }));
+        let plans: PlanRow[] = (data.plans ?? []).map((p) => ({
+          id: Number(p.id),
+          name: String(p.name ?? p.id),
+          properties: text(p.properties),
+        }));
         const nextId = (rows: { id?: number | null }[]) => rows.reduce((max, r) => Math.max(max, Number(r.id) || 0), 0) + 1;
         const tables: Tables = {
           accounts: async () => accounts.map((a) => ({ ...a })),
@@ -243,7 +251,13 @@ export interface PlanView {
 const suspendedIn = (p: Record<string, unknown>) => p.suspended === true || p.suspended === 1 || p.suspended === 'true';
 const accountView = (row: AccountRow): AccountView => {
   const properties = propertiesOf(row.properties);
-  return { id: Number(row.id), name: row.name, planId: row.planId == null ? null : Number(row.planId), suspended: suspendedIn(properties), properties };
+  return {
+    id: Number(row.id),
+    name: row.name,
+    planId: row.planId == null ? null : Number(row.planId),
+    suspended: suspendedIn(properties),
+    properties,
+  };
 };
 const planView = (row: PlanRow, accounts: AccountRow[]): PlanView => ({
   id: Number(row.id),
@@ -271,10 +285,12 @@ export function createAccountManager({ storage, apply, tokenOf = newToken }: Man
     return row;
   };
   const checkPlanId = (plans: PlanRow[], planId: number | null) => {
-    if (planId != null && !plans.some((p) => Number(p.id) === planId)) throw new ManageError(400, `Invalid account: plan ${planId} does not exist`);
+    if (planId != null && !plans.some((p) => Number(p.id) === planId))
+      throw new ManageError(400, `Invalid account: plan ${planId} does not exist`);
   };
   const checkNameFree = (accounts: AccountRow[], wanted: string, except?: number) => {
-    if (accounts.some((a) => a.name === wanted && Number(a.id) !== except)) throw new ManageError(409, `An account named "${wanted}" exists`);
+    if (accounts.some((a) => a.name === wanted && Number(a.id) !== except))
+      throw new ManageError(409, `An account named "${wanted}" exists`);
   };
   /** Writes, then applies; a failed apply is reported, the write stays (the next reload picks it up). */
   const change = async <T>(run: (tables: Tables) => Promise<T>): Promise<T> => {

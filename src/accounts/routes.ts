@@ -32,8 +32,14 @@ export function createAccountRoutes({ manager, keyed, log }: AccountRoutesDeps):
     };
 
   router.use(['/accounts', '/plans'], keyed, json);
-  router.get('/accounts', handle(async () => ({ body: await manager.listAccounts() })));
-  router.get('/accounts/:id', handle(async (req) => ({ body: await manager.getAccount(parseId(req.params.id)) })));
+  router.get(
+    '/accounts',
+    handle(async () => ({ body: await manager.listAccounts() })),
+  );
+  router.get(
+    '/accounts/:id',
+    handle(async (req) => ({ body: await manager.getAccount(parseId(req.params.id)) })),
+  );
   router.post(
     '/accounts',
     handle(async (req) => {
@@ -57,8 +63,14 @@ export function createAccountRoutes({ manager, keyed, log }: AccountRoutesDeps):
       return { logged: { action: 'account deleted', id: accountId } };
     }),
   );
-  router.get('/plans', handle(async () => ({ body: await manager.listPlans() })));
-  router.get('/plans/:id', handle(async (req) => ({ body: await manager.getPlan(parseId(req.params.id)) })));
+  router.get(
+    '/plans',
+    handle(async () => ({ body: await manager.listPlans() })),
+  );
+  router.get(
+    '/plans/:id',
+    handle(async (req) => ({ body: await manager.getPlan(parseId(req.params.id)) })),
+  );
   router.post(
     '/plans',
     handle(async (req) => {
@@ -84,7 +96,9 @@ export function createAccountRoutes({ manager, keyed, log }: AccountRoutesDeps):
   // A body that is not JSON, or too large, is the client's mistake.
   router.use(['/accounts', '/plans'], (err: { type?: unknown; status?: unknown }, _req: Request, res: Response, next: NextFunction) => {
     if (typeof err?.type === 'string' && err.type.startsWith('entity.') && typeof err.status === 'number')
-      return void res.status(err.status).json({ error: `Invalid body: ${err.type === 'entity.too.large' ? 'larger than 64 KB' : 'not JSON'}` });
+      return void res
+        .status(err.status)
+        .json({ error: `Invalid body: ${err.type === 'entity.too.large' ? 'larger than 64 KB' : 'not JSON'}` });
     next(err);
   });
   return router;

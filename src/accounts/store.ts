@@ -55,7 +55,6 @@ export interface AccountStoreOptions {
   refreshMs?: number;
 }
 
-
 export function createAccountStore(options: AccountStoreOptions): AccountStore {
   const { source, log } = options;
   const staticToken = options.staticToken ? Buffer.from(options.staticToken) : undefined;

@@ -253,9 +253,16 @@ export function createAdmin(deps: AdminDeps) {
     }
     if (!manager) return { ok: false, error: 'Accounts cannot be changed here: set DB_HOST or ACCOUNTS_FILE' };
     const change =
-      action.action === 'suspend' ? { suspended: action.suspended } : action.action === 'plan' ? { planId: action.planId } : { rotateToken: true };
+      action.action === 'suspend'
+        ? { suspended: action.suspended }
+        : action.action === 'plan'
+          ? { planId: action.planId }
+          : { rotateToken: true };
     const changed = await manager.updateAccount(action.id, change);
-    log.info({ ...by, action: action.action, account: changed.name, id: changed.id, change: action.action === 'rotate' ? undefined : change }, 'admin action');
+    log.info(
+      { ...by, action: action.action, account: changed.name, id: changed.id, change: action.action === 'rotate' ? undefined : change },
+      'admin action',
+    );
     await refreshAccounts(true);
     void tick();
     return changed.token ? { ok: true, token: changed.token } : { ok: true };

@@ -3,7 +3,14 @@
 // peer, and each account's usage is kept up to date instead of recounted.
 import { connectRefusal, fitsTotalBitrate, streamCost } from '../limits';
 import { streamFields, ZERO_STREAM, type Peer, type Stream } from '../protocol';
-import { channelSummary, type AccountUsage, type ChannelRegistry, type JoinRequest, type JoinResult, type RegistrySnapshot } from './registry';
+import {
+  channelSummary,
+  type AccountUsage,
+  type ChannelRegistry,
+  type JoinRequest,
+  type JoinResult,
+  type RegistrySnapshot,
+} from './registry';
 import { systemClock, type Clock } from '../clock';
 
 interface PublishedStream extends Stream {
@@ -49,7 +56,11 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
   // bounded by what is live (refusal counters are kept: they are the stats).
   const forgetIfIdle = (name: string, state: AccountState) => {
     const u = state.usage;
-    if (state.channels.size === 0 && u.connections === 0 && u.refused.connect + u.refused.publish + u.refused.subscribe + u.refused.message === 0)
+    if (
+      state.channels.size === 0 &&
+      u.connections === 0 &&
+      u.refused.connect + u.refused.publish + u.refused.subscribe + u.refused.message === 0
+    )
       accounts.delete(name);
   };
 
@@ -77,8 +88,7 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
     let newStream: PublishedStream | undefined = oldStream;
     if (req.role === 'broadcaster') {
       newStream = { ...streamFields(req.stream ?? ZERO_STREAM), publisher: req.peerID, time: clock.now() };
-    }
-    else if (oldStream?.publisher === req.peerID) newStream = undefined;
+    } else if (oldStream?.publisher === req.peerID) newStream = undefined;
 
     const used = state.usage.bitrate + state.usage.audioBitrate;
     if (!fitsTotalBitrate(req.plan, used, after * streamCost(newStream) - before * streamCost(oldStream))) {

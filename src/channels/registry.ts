@@ -41,11 +41,7 @@ export interface ChannelSummary extends Stream {
 }
 
 /** A published channel as `/channels` shows it: the stream, then who and how many. */
-export function channelSummary(
-  stream: Stream & { publisher: string; time: number },
-  peers: number,
-  account: string,
-): ChannelSummary {
+export function channelSummary(stream: Stream & { publisher: string; time: number }, peers: number, account: string): ChannelSummary {
   return { ...streamFields(stream), publisher: stream.publisher, time: stream.time, peers, account };
 }
 

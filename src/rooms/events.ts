@@ -135,7 +135,9 @@ export function createRooms(deps: RoomDeps) {
   const handlers: Record<RoomEvent, (socket: SignalingSocket, args: Args) => Promise<void>> = {
     roomJoin: parsed('roomJoin', parse.roomJoin, (socket, { room }) => roomJoin(socket, room)),
     roomLeave: parsed('roomLeave', parse.roomLeave, (socket, { room }) => roomLeave(socket, room)),
-    roomPublish: parsed('roomPublish', parse.roomPublish, (socket, { room, stream, parameters }) => roomPublish(socket, room, stream, parameters)),
+    roomPublish: parsed('roomPublish', parse.roomPublish, (socket, { room, stream, parameters }) =>
+      roomPublish(socket, room, stream, parameters),
+    ),
     roomUnpublish: parsed('roomUnpublish', parse.roomUnpublish, (socket, { room, stream }) => roomUnpublish(socket, room, stream)),
     roomMessage: parsed('roomMessage', parse.roomMessage, (socket, { room, message }) => roomMessage(socket, room, message)),
   };

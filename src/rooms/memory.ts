@@ -1,12 +1,5 @@
 // Rooms of one process.
-import {
-  bySummary,
-  type RoomMessage,
-  type RoomParticipant,
-  type RoomStore,
-  type RoomStream,
-  type RoomSummary,
-} from './store';
+import { bySummary, type RoomMessage, type RoomParticipant, type RoomStore, type RoomStream, type RoomSummary } from './store';
 
 interface RoomState {
   participants: Map<string, RoomParticipant>;
@@ -87,7 +80,8 @@ export function createMemoryRoomStore(): RoomStore {
     async list() {
       const result: RoomSummary[] = [];
       for (const [account, rooms] of accounts)
-        for (const [room, state] of rooms) result.push({ account, room, participants: state.participants.size, streams: state.streams.size });
+        for (const [room, state] of rooms)
+          result.push({ account, room, participants: state.participants.size, streams: state.streams.size });
       return result.sort(bySummary);
     },
 

@@ -248,9 +248,7 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
   const bucket = (account: string) => keys.bucketOf(encode(account));
 
   const streamsOf = (flat: unknown) =>
-    Object.fromEntries(
-      pairs(flat).map(([field, value]) => [decode(field), JSON.parse(after(value, 1)) as RoomStream] as const),
-    );
+    Object.fromEntries(pairs(flat).map(([field, value]) => [decode(field), JSON.parse(after(value, 1)) as RoomStream] as const));
 
   return {
     async join({ account, room, socketId, participant, maxRooms, maxParticipants, history }): Promise<RoomJoinResult> {
@@ -318,7 +316,13 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
     },
 
     async addMessage(account, room, socketId, message, keep) {
-      const reply = await run(messageScript, bucket(account), [encode(account), encode(room), encode(socketId), JSON.stringify(message), String(keep)]);
+      const reply = await run(messageScript, bucket(account), [
+        encode(account),
+        encode(room),
+        encode(socketId),
+        JSON.stringify(message),
+        String(keep),
+      ]);
       return reply === 1;
     },
 
@@ -335,21 +339,23 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
       const departures: RoomDeparture[] = [];
       // The channel registry's live instances: those with seats that are not among them are dead.
       const live = list(await send(['SMEMBERS', keys.instances], keys.instances)).map(String);
-      for (const base of keys.buckets) for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-        const [more, entries] = list(await run(sweepScript, base, [instanceId, String(SWEEP_BATCH), ...live]));
-        for (const entry of list(entries)) {
-          const [a, r, s, participant, streams] = list(entry);
-          departures.push({
-            account: decode(String(a)),
-            room: decode(String(r)),
-            socketId: decode(String(s)),
-            participant: JSON.parse(String(participant)) as RoomParticipant,
-            streams: list(streams).map((v) => JSON.parse(String(v)) as RoomStream),
-          });
+      for (const base of keys.buckets)
+        for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
+          const [more, entries] = list(await run(sweepScript, base, [instanceId, String(SWEEP_BATCH), ...live]));
+          for (const entry of list(entries)) {
+            const [a, r, s, participant, streams] = list(entry);
+            departures.push({
+              account: decode(String(a)),
+              room: decode(String(r)),
+              socketId: decode(String(s)),
+              participant: JSON.parse(String(participant)) as RoomParticipant,
+              streams: list(streams).map((v) => JSON.parse(String(v)) as RoomStream),
+            });
+          }
+          if (more !== 1) break;
         }
-        if (more !== 1) break;
-      }
-      if (departures.length) log.warn({ participants: departures.length }, 'participants of an instance that stopped answering left their rooms');
+      if (departures.length)
+        log.warn({ participants: departures.length }, 'participants of an instance that stopped answering left their rooms');
       return departures;
     },
 

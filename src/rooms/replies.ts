@@ -45,7 +45,17 @@ export interface RoomReplies {
   signedIn(socket: SignalingSocket, room: string): NonNullable<SignalingSocket['data']['identity']> | undefined;
 }
 
-export function createRoomReplies({ io, log, events, clock }: { io: SignalingServer; log: Logger; events?: ServerEvents | undefined; clock: Pick<Clock, 'now'> }): RoomReplies {
+export function createRoomReplies({
+  io,
+  log,
+  events,
+  clock,
+}: {
+  io: SignalingServer;
+  log: Logger;
+  events?: ServerEvents | undefined;
+  clock: Pick<Clock, 'now'>;
+}): RoomReplies {
   function refuse(socket: SignalingSocket, room: string, error: string, why: string) {
     socket.emit('roomUpdate', { room, error });
     log.info({ ...bindings(socket), room, why }, 'room event refused');

@@ -75,7 +75,12 @@ export function createSeats(deps: SeatsDeps) {
     const user = socket.data.identity?.user;
     if (!user || holds(socket, channel)) return;
     const remaining = await registry.leave(socket.data.account.name, channel, user, socket.id);
-    if (remaining) deps.announceLeave(user, channel, remaining.map((p) => p.socketId));
+    if (remaining)
+      deps.announceLeave(
+        user,
+        channel,
+        remaining.map((p) => p.socketId),
+      );
   }
 
   /** Makes the socket a player of `channel` (another participant's stream); its publisher gets the usual `peer`. */

@@ -54,7 +54,12 @@ export function createDepartures({ registry, delivery, replies, recordFailure, r
     // A room holds the same registration: it stays until the room lets it go.
     if (socket.data.rooms && roomChannels(socket.data).has(channel)) return;
     const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
-    if (remaining) announceLeave(peerID, channel, remaining.map((p) => p.socketId));
+    if (remaining)
+      announceLeave(
+        peerID,
+        channel,
+        remaining.map((p) => p.socketId),
+      );
     if (remaining) report?.left(socket, registration, remaining.length);
     replies.debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
   }

@@ -55,7 +55,9 @@ export function createHandshake(deps: HandshakeDeps) {
     const { data } = socket;
     if (data.released) return;
     data.released = true;
-    registry.disconnect(data.account.name).catch((err: unknown) => void recordFailure('releasing a connection', { account: data.account.name }, err));
+    registry
+      .disconnect(data.account.name)
+      .catch((err: unknown) => void recordFailure('releasing a connection', { account: data.account.name }, err));
   }
 
   async function authenticate(socket: SignalingSocket): Promise<Refusal | null> {

@@ -29,7 +29,9 @@ const sizeOf = (data: unknown) => {
 
 /** Bytes a WebSocket holds that the client has not taken yet (0 for polling: a response is written at once). */
 const transportBuffered = (conn: EngineSocket) =>
-  conn.transport.name === 'websocket' ? ((conn.transport as unknown as { socket?: { bufferedAmount?: number } }).socket?.bufferedAmount ?? 0) : 0;
+  conn.transport.name === 'websocket'
+    ? ((conn.transport as unknown as { socket?: { bufferedAmount?: number } }).socket?.bufferedAmount ?? 0)
+    : 0;
 
 export function watchOutgoing(io: SignalingServer, { maxBytes, log, telemetry }: OutgoingDeps) {
   // Per connection, without a closure each: the listeners are shared and get the connection as `this`.

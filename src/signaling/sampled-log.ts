@@ -9,7 +9,12 @@ import type { SocketData } from './session';
 
 export function createSampledLog(log: Logger, clock: Clock, perSecond = 50) {
   const server = { tokens: perSecond, refilledAt: clock.monotonic() };
-  return (socket: { data: Pick<SocketData, 'loggedAt' | 'unlogged'> }, level: 'info' | 'warn', fields: () => Record<string, unknown>, msg: string): void => {
+  return (
+    socket: { data: Pick<SocketData, 'loggedAt' | 'unlogged'> },
+    level: 'info' | 'warn',
+    fields: () => Record<string, unknown>,
+    msg: string,
+  ): void => {
     if (!log.isLevelEnabled(level)) return;
     const data = socket.data;
     const now = clock.monotonic();

@@ -75,11 +75,14 @@ export function createLanes<J extends Job>(options: LaneOptions<J>): Lanes<J> {
     if (closed || at >= timerAt) return;
     clearTimeout(timer);
     timerAt = at;
-    timer = setTimeout(() => {
-      timer = undefined;
-      timerAt = Infinity;
-      pump();
-    }, Math.max(0, at - now()));
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        timerAt = Infinity;
+        pump();
+      },
+      Math.max(0, at - now()),
+    );
     timer.unref();
   }
 

@@ -195,7 +195,20 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
   return {
     push(item) {
       if (!client.isReady()) return drops.drop('Redis unavailable');
-      const fields = ['target', item.target, 'account', item.account ?? '', 'key', item.key, 'eventId', item.eventId, 'body', item.body, 'firstAt', String(item.firstAt)];
+      const fields = [
+        'target',
+        item.target,
+        'account',
+        item.account ?? '',
+        'key',
+        item.key,
+        'eventId',
+        item.eventId,
+        'body',
+        item.body,
+        'firstAt',
+        String(item.firstAt),
+      ];
       client
         .send(['EVAL', ADD_SCRIPT, '1', stream, String(options.maxQueued), ...fields], stream)
         .then((id) => {
@@ -220,8 +233,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
       await lanes.close();
       await connecting;
       // Let another instance take over at once rather than after the lease runs out.
-      if (wasHolding && client.isReady())
-        await client.send(['EVAL', RELEASE_SCRIPT, '1', leaseKey, me], leaseKey).catch(() => undefined);
+      if (wasHolding && client.isReady()) await client.send(['EVAL', RELEASE_SCRIPT, '1', leaseKey, me], leaseKey).catch(() => undefined);
       // The reader may sit in a blocking read: drop its connection.
       reader.destroy();
       await reading?.catch(() => undefined);

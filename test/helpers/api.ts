@@ -14,7 +14,13 @@ export function get(base: string, path: string, headers: Record<string, string> 
 }
 
 /** Any method with an optional JSON body. */
-export function send(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+export function send(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const req = https.request(
@@ -28,9 +34,7 @@ export function send(base: string, method: string, path: string, body?: unknown,
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, text, headers: res.headers, json: <T>() => JSON.parse(text) as T }),
-        );
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers, json: <T>() => JSON.parse(text) as T }));
       },
     );
     req.on('error', reject);

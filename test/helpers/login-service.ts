@@ -58,7 +58,8 @@ function serve() {
       if (user === 'banned') return answer(403, 'application/json', JSON.stringify({ login: false, message: 'Banned' }));
       if (user === 'quiet') return answer(200, 'application/json', JSON.stringify({ login: false }));
       if (user === 'admin500') return answer(500, 'application/json', JSON.stringify({ login: true }));
-      if (siteToken && token !== siteToken) return answer(200, 'application/json', JSON.stringify({ login: false, message: 'Unknown site' }));
+      if (siteToken && token !== siteToken)
+        return answer(200, 'application/json', JSON.stringify({ login: false, message: 'Unknown site' }));
       if (pin !== PIN) return answer(200, 'application/json', JSON.stringify({ login: false, message: `Wrong PIN for ${String(user)}` }));
       answer(200, 'application/json', JSON.stringify({ login: true }));
     });

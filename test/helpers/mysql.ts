@@ -48,8 +48,7 @@ export function testServer(env: NodeJS.ProcessEnv = process.env): DatabaseServer
 
 const describeServer = (s: DatabaseServer) => `${s.user}@${s.host}:${s.port}`;
 const asText = (value: object | string) => (typeof value === 'string' ? value : JSON.stringify(value));
-const errorText = (err: unknown) =>
-  err instanceof Error ? err.message || String((err as { code?: unknown }).code) : String(err);
+const errorText = (err: unknown) => (err instanceof Error ? err.message || String((err as { code?: unknown }).code) : String(err));
 
 const settings = ({ host, port, user, password }: DatabaseServer) => ({
   host,
@@ -133,8 +132,7 @@ export async function testDatabase(
     },
     query: async (sql, values) => (await pool.query(sql, values))[0],
     loadSample: async () => void (await pool.query(readFileSync(join(SQL_DIR, 'sample.sql'), 'utf8'))),
-    addPlan: (planName, properties) =>
-      insert('INSERT INTO plans (name, properties) VALUES (?, ?)', [planName, asText(properties)]),
+    addPlan: (planName, properties) => insert('INSERT INTO plans (name, properties) VALUES (?, ?)', [planName, asText(properties)]),
     addAccount: (accountName, token, properties, planId) =>
       insert('INSERT INTO accounts (name, token, properties, meta, planId) VALUES (?, ?, ?, ?, ?)', [
         accountName,
@@ -197,7 +195,13 @@ export async function privateMariadb(t: TestContext): Promise<PrivateMariadb | u
     // Ready once it accepts a connection; polled, as it gives no other sign.
     const deadline = Date.now() + STARTUP_MS;
     for (;;) {
-      const ready = await Promise.race([connectTo(server).then((c) => c.end().then(() => true), () => false), exited]);
+      const ready = await Promise.race([
+        connectTo(server).then(
+          (c) => c.end().then(() => true),
+          () => false,
+        ),
+        exited,
+      ]);
       if (ready) return;
       if (Date.now() > deadline) throw new Error(`mariadbd did not start within ${STARTUP_MS / 1000} s: ${lastLogLine(dir)}`);
       await new Promise((resolve) => setTimeout(resolve, 50));

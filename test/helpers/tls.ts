@@ -18,9 +18,22 @@ const NEW_KEY: Record<KeyType, string[]> = {
 export function makeCertificate(prefix: string, keyType: KeyType): Buffer {
   execFileSync(
     'openssl',
-    ['req', '-x509', ...NEW_KEY[keyType], '-nodes', '-days', '2', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1',
-      '-keyout', `${prefix}.key`, '-out', `${prefix}.crt`],
+    [
+      'req',
+      '-x509',
+      ...NEW_KEY[keyType],
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1',
+      '-keyout',
+      `${prefix}.key`,
+      '-out',
+      `${prefix}.crt`,
+    ],
     { stdio: 'ignore' },
   );
   return readFileSync(`${prefix}.crt`);

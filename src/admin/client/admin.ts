@@ -105,7 +105,11 @@ let view: LiveView | undefined;
 
 async function act(action: AdminAction, question: string, done: string) {
   if (!socket || !(await confirmAction(question))) return;
-  const result = await new Promise<ActionResult>((resolve) => socket?.timeout(15_000).emit('action', action, (err: unknown, r: ActionResult) => resolve(err ? { ok: false, error: 'No answer from the server' } : r)));
+  const result = await new Promise<ActionResult>((resolve) =>
+    socket
+      ?.timeout(15_000)
+      .emit('action', action, (err: unknown, r: ActionResult) => resolve(err ? { ok: false, error: 'No answer from the server' } : r)),
+  );
   if (!result.ok) return say(result.error, true);
   if (result.token) say(`${done}. The new token, shown this once:`, false, result.token);
   else say(done);
@@ -163,7 +167,11 @@ function accountRow(a: AccountRowView, manageable: boolean) {
     });
     const rotate = el('button', 'Rotate token');
     rotate.addEventListener('click', () =>
-      act({ action: 'rotate', id }, `Rotate the token of "${a.name}"? The site must use the new token for new connections.`, `Token of ${a.name} rotated`),
+      act(
+        { action: 'rotate', id },
+        `Rotate the token of "${a.name}"? The site must use the new token for new connections.`,
+        `Token of ${a.name} rotated`,
+      ),
     );
     box.append(suspend, select, rotate);
   }
@@ -207,12 +215,22 @@ function render(next: LiveView) {
   more.textContent = `and ${next.moreChannels} more channels`;
   const reasons = Object.entries(next.refusals).filter(([, n]) => n > 0);
   (document.querySelector('#refusals tbody') as HTMLElement).replaceChildren(
-    ...(reasons.length ? reasons.map(([reason, n]) => { const tr = el('tr'); tr.dataset.reason = reason; tr.append(el('td', reason), el('td', n, 'num')); return tr; }) : [el('tr', 'none')]),
+    ...(reasons.length
+      ? reasons.map(([reason, n]) => {
+          const tr = el('tr');
+          tr.dataset.reason = reason;
+          tr.append(el('td', reason), el('td', n, 'num'));
+          return tr;
+        })
+      : [el('tr', 'none')]),
   );
   (document.querySelector('#instances tbody') as HTMLElement).replaceChildren(
     ...next.instances.map((i) => {
       const tr = el('tr');
-      tr.append(el('td', `${i.id}${i.self ? ' (this one)' : ''}`), el('td', i.heartbeatAgeMs === null ? '—' : `${(i.heartbeatAgeMs / 1000).toFixed(1)} s ago`));
+      tr.append(
+        el('td', `${i.id}${i.self ? ' (this one)' : ''}`),
+        el('td', i.heartbeatAgeMs === null ? '—' : `${(i.heartbeatAgeMs / 1000).toFixed(1)} s ago`),
+      );
       return tr;
     }),
   );

@@ -119,7 +119,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     const now = await redis.topologyEpoch().catch(() => undefined);
     if (now === undefined) return;
     if (epoch !== undefined && now !== epoch) {
-      log.info({ epoch: now }, 'Redis Cluster changed (failover or slot move): restoring this instance\'s part');
+      log.info({ epoch: now }, "Redis Cluster changed (failover or slot move): restoring this instance's part");
       registry.resync();
       await redis.resubscribe().catch((err: unknown) => log.warn({ err }, 'Redis Cluster: events not subscribed again'));
     }

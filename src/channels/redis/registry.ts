@@ -72,7 +72,10 @@ const SWEEP_BATCH = 200;
 const SWEEP_MAX_BATCHES = 100;
 
 // Sets have no order: the REST API lists accounts and channels by name.
-const byName = <T>(name: (item: T) => string) => (a: T, b: T) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0);
+const byName =
+  <T>(name: (item: T) => string) =>
+  (a: T, b: T) =>
+    name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0;
 
 /** Thrown inside a call when Redis does not know this instance: it registers again and the call runs again. */
 const UNREGISTERED = Symbol('unregistered');
@@ -157,7 +160,9 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
 
   /** This instance's part, bucket by bucket (every bucket, so that each learns this instance is synced). */
   function ownStateByBucket() {
-    const state = new Map(keys.buckets.map((base) => [base, { connections: new Map<string, number>(), registrations: [] as Registration[] }]));
+    const state = new Map(
+      keys.buckets.map((base) => [base, { connections: new Map<string, number>(), registrations: [] as Registration[] }]),
+    );
     for (const [account, count] of ownConnections) state.get(keys.bucketOf(account))?.connections.set(account, count);
     for (const registration of ownRegistrations.values()) state.get(keys.bucketOf(registration.account))?.registrations.push(registration);
     return state;
@@ -265,7 +270,8 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       return {
         ok: true,
         peers: toPeers(req.account, reply.peers),
-        publisher: publisherID === undefined || publisherEntry === undefined ? undefined : peerFromEntry(req.account, publisherID, publisherEntry),
+        publisher:
+          publisherID === undefined || publisherEntry === undefined ? undefined : peerFromEntry(req.account, publisherID, publisherEntry),
         isNew: reply.isNew,
       };
     },

@@ -14,7 +14,6 @@ export interface RedisCommands {
   send(args: string[], key: string | undefined): Promise<unknown>;
 }
 
-
 /** A Redis that stops answering without closing the connection must not hold joins forever. */
 const COMMAND_TIMEOUT_MS = 5000;
 /** A script that meets a slot in migration waits for the move to finish: up to about 2 s in all. */
@@ -96,7 +95,8 @@ export function createScriptRunner(client: RedisCommands): ScriptRunner {
         return script.decode(await send(['EVALSHA', script.sha, ...argv], base));
       } catch (err) {
         // Scripts are forgotten when Redis restarts (or a replica takes over).
-        if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return script.decode(await send(['EVAL', script.source, ...argv], base));
+        if (err instanceof Error && err.message.startsWith('NOSCRIPT'))
+          return script.decode(await send(['EVAL', script.source, ...argv], base));
         // A slot being moved to another shard: its keys are on both sides for a moment.
         const moving = err instanceof RegistryUnavailableError && err.cause instanceof Error && err.cause.message.startsWith('TRYAGAIN');
         if (!moving || attempt >= MIGRATION_RETRIES) throw err;
@@ -145,7 +145,11 @@ function usageFromHash(flat: unknown): AccountUsage {
 function departures(reply: unknown): PeerGone[] {
   return asArray(reply).map((note) => {
     const [channel, peerID, sockets] = asArray(note);
-    return { channel: decodeName(String(channel)), peerID: decodeName(String(peerID)), socketIds: asArray(sockets).map((s) => decodeName(String(s))) };
+    return {
+      channel: decodeName(String(channel)),
+      peerID: decodeName(String(peerID)),
+      socketIds: asArray(sockets).map((s) => decodeName(String(s))),
+    };
   });
 }
 

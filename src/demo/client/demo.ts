@@ -171,10 +171,7 @@ const handshakeErrors = new Map([
     'The account already has as many connections as its plan allows. Close another tab or raise the plan’s connections.',
   ],
   ['ERROR: Bitrate limit exceeded', 'The account already uses all the bitrate its plan allows.'],
-  [
-    'ERROR: Server unavailable',
-    'The server could not check the token just now (its account database may be down). Try again shortly.',
-  ],
+  ['ERROR: Server unavailable', 'The server could not check the token just now (its account database may be down). Try again shortly.'],
   ['ERROR: Too many failed attempts', 'Too many wrong tokens came from this address. Wait a minute, then try again.'],
 ]);
 
@@ -194,8 +191,7 @@ function explainDisconnect(reason: string): string {
 
 function explainRefusal(what: string, message: string): string {
   const unfit = /^Unfit: (.+)\.$/.exec(message);
-  if (unfit)
-    return `The server refused to ${what}: it does not fit the account’s plan (${unfit[1]}). (The server said “${message}”.)`;
+  if (unfit) return `The server refused to ${what}: it does not fit the account’s plan (${unfit[1]}). (The server said “${message}”.)`;
   return `The server refused to ${what}: ${message}`;
 }
 
@@ -229,9 +225,7 @@ class Session {
       this.params = streamParams(this.media);
     }
     if (!io)
-      return this.fail(
-        'The Socket.IO client did not load from /socket.io/socket.io.min.js: is this page served by the signaling server?',
-      );
+      return this.fail('The Socket.IO client did not load from /socket.io/socket.io.min.js: is this page served by the signaling server?');
     show('starting', `Connecting to the signaling server at ${location.host}…`);
     const socket: Socket<ServerEvents, ClientEvents> = io(location.origin, {
       auth: { token },
@@ -255,9 +249,7 @@ class Session {
     });
     socket.on('publishError', ({ message }) => this.fail(explainRefusal('publish this stream', message)));
     socket.on('subscribeError', ({ message }) => this.fail(explainRefusal('let you watch', message)));
-    socket.on('uniquenessError', () =>
-      this.fail(`The name “${name}” is already in use on channel “${channel}”. Pick another name.`),
-    );
+    socket.on('uniquenessError', () => this.fail(`The name “${name}” is already in use on channel “${channel}”. Pick another name.`));
     // A relayed message was dropped (too many too fast): worth showing, not fatal.
     socket.on('messageError', ({ message }) => showError(`The server dropped a signaling message: ${message}`));
     socket.on('message', (message) => this.receive(message));
@@ -268,8 +260,7 @@ class Session {
     // The channel's peer list and its peerConfig (TURN servers) come from the server alone.
     if (type === 'peers' && from === '_channel_' && this.params) {
       this.peerConfig = message.peerConfig ?? {};
-      for (const peer of message.peers ?? [])
-        if (peer.type === 'player' && peer.peerID !== this.settings.name) this.offerTo(peer.peerID);
+      for (const peer of message.peers ?? []) if (peer.type === 'player' && peer.peerID !== this.settings.name) this.offerTo(peer.peerID);
       this.showAudience();
     } else if (type === 'peer' && message.peerID && this.params) {
       this.offerTo(message.peerID);
@@ -291,8 +282,7 @@ class Session {
   private link(peer: string, config: RTCConfiguration) {
     this.drop(peer);
     const { name } = this.settings;
-    const send = (message: Signal & { type: string }) =>
-      this.socket?.emit('messagePeer', { ...message, from: name, target: peer });
+    const send = (message: Signal & { type: string }) => this.socket?.emit('messagePeer', { ...message, from: name, target: peer });
     // One failed connection is worth showing but does not end the session: a
     // broadcast goes on for the other viewers, a viewer may get a new offer.
     const link = new Link(peer, config, send, showError, () => this.onLinkChange(link));

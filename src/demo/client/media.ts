@@ -59,8 +59,7 @@ export function explainCameraError(err: unknown): string {
 // ---- media ----
 
 export async function openCamera(): Promise<MediaStream> {
-  if (!navigator.mediaDevices)
-    throw new Error('the camera needs an https:// page or localhost: set CERTIFICATE on the server');
+  if (!navigator.mediaDevices) throw new Error('the camera needs an https:// page or localhost: set CERTIFICATE on the server');
   const video = { width: { ideal: 1280 }, height: { ideal: 720 } };
   try {
     return await navigator.mediaDevices.getUserMedia({ video, audio: true });
@@ -173,4 +172,3 @@ export class Link {
     this.pc.close();
   }
 }
-

@@ -187,7 +187,13 @@ export class RoomSession {
     this.drop(key);
     const send = (message: Signal & { type: string }) =>
       this.socket?.emit('messagePeer', { ...message, from: this.user, target: peer, role });
-    const link = new Link(peer, config, send, (text) => this.view.showError(text), () => undefined);
+    const link = new Link(
+      peer,
+      config,
+      send,
+      (text) => this.view.showError(text),
+      () => undefined,
+    );
     this.links.set(key, link);
     return link;
   }
@@ -290,7 +296,10 @@ export class RoomSession {
 
   stats(): Promise<RoomLinkStats[]> {
     return Promise.all(
-      [...this.links].map(async ([key, link]) => ({ ...(await link.stats()), direction: key.startsWith('in:') ? ('in' as const) : ('out' as const) })),
+      [...this.links].map(async ([key, link]) => ({
+        ...(await link.stats()),
+        direction: key.startsWith('in:') ? ('in' as const) : ('out' as const),
+      })),
     );
   }
 

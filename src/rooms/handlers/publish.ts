@@ -102,7 +102,13 @@ export const roomPublishHandler = (deps: RoomPublishDeps) => {
       return refuse(socket, room, RoomError.notParticipant, 'notParticipant');
     }
     seat.published.add(channel);
-    socket.emit('message', { type: 'peers', from: '_channel_', target: identity.user, peers: result.peers, peerConfig: deps.peerConfig(account.name) });
+    socket.emit('message', {
+      type: 'peers',
+      from: '_channel_',
+      target: identity.user,
+      peers: result.peers,
+      peerConfig: deps.peerConfig(account.name),
+    });
     seats.announceStream(account.name, room, info);
     deps.log.debug({ ...bindings(socket), room, stream: streamId }, 'published in room');
   };

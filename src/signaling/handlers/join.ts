@@ -25,7 +25,13 @@ export type CountRefusal = (socket: PeerSocket, ...args: Parameters<ChannelRegis
  * Counting a refusal is bookkeeping: a registry that cannot count it (Redis
  * away) is recorded, and the client still gets the refusal it caused.
  */
-export function createRefusalCounter({ registry, recordFailure }: { registry: Pick<ChannelRegistry, 'countRefusal'>; recordFailure: RecordFailure }): CountRefusal {
+export function createRefusalCounter({
+  registry,
+  recordFailure,
+}: {
+  registry: Pick<ChannelRegistry, 'countRefusal'>;
+  recordFailure: RecordFailure;
+}): CountRefusal {
   return (socket, ...refusal) =>
     registry.countRefusal(...refusal).catch((err: unknown) => void recordFailure('counting a refusal', bindings(socket), err));
 }
@@ -58,7 +64,8 @@ export function createJoining({ registry, departures, replies, countRefusal, acc
 
     /** Answers a join the registry refused. */
     async refuseJoin(socket: PeerSocket, action: 'publish' | 'subscribe', peerID: string, channel: string, refusal: JoinRefusal) {
-      if (refusal === 'uniqueness') return replies.refuse(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
+      if (refusal === 'uniqueness')
+        return replies.refuse(socket, 'uniquenessError', peerID, uniquenessMessage(peerID, channel), 'uniqueness');
       await countRefusal(socket, socket.data.account.name, action, [refusal]);
       replies.refuse(socket, action === 'publish' ? 'publishError' : 'subscribeError', peerID, unfitMessage([refusal]), refusal);
     },

@@ -63,7 +63,11 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
       return replies.refuse(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
     const found = await findTarget(socket, message.target);
     if (!found)
-      return replies.dropped(socket, () => ({ ...bindings(socket), target: message.target }), 'messagePeer dropped: no such peer in the channel');
+      return replies.dropped(
+        socket,
+        () => ({ ...bindings(socket), target: message.target }),
+        'messagePeer dropped: no such peer in the channel',
+      );
     // `from` is the sender's registered name, whatever the client wrote. The
     // object was decoded for this event alone, so it is stamped, not copied.
     message.from = found.from;

@@ -32,7 +32,13 @@ export const publishHandler =
     // A limited plan counts and checks what the stream says it is: it must say it.
     const missing = missingStreamParams(account.plan, args[2]);
     if (missing.length)
-      return replies.refuse(socket, 'publishError', peerID, `Invalid publish: argument 2: ${missing.join(', ')} required by the plan`, 'validation');
+      return replies.refuse(
+        socket,
+        'publishError',
+        peerID,
+        `Invalid publish: argument 2: ${missing.join(', ')} required by the plan`,
+        'validation',
+      );
     const issues = streamIssues(account.plan, stream);
     if (issues.length) {
       await countRefusal(socket, account.name, 'publish', issues);

@@ -19,7 +19,8 @@ export const subscribeHandler =
   ({ schemas, joining, countRefusal, replies, delivery }: SubscribeDeps): Handler =>
   async (socket, args) => {
     const parsed = schemas.subscribe.safeParse(args);
-    if (!parsed.success) return replies.refuse(socket, 'subscribeError', args[0], `Invalid subscribe: ${describe(parsed.error)}`, 'validation');
+    if (!parsed.success)
+      return replies.refuse(socket, 'subscribeError', args[0], `Invalid subscribe: ${describe(parsed.error)}`, 'validation');
     const [peerID, requested] = parsed.data;
     const channel = requested || DEFAULT_CHANNEL;
     const denied = subscribeRefusal({ identity: socket.data.identity, peerID, channel });
