@@ -9,7 +9,6 @@ import fc from 'fast-check';
 import pino from 'pino';
 import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError } from 'redis';
 import type { Account } from '../src/accounts/account';
-import type { AccountStore } from '../src/accounts/store';
 import { createMemoryRegistry } from '../src/channels/memory';
 import { createRedisRegistry } from '../src/channels/redis/registry';
 import { RegistryUnavailableError, type ChannelRegistry, type RegistrySnapshot } from '../src/channels/registry';
@@ -19,7 +18,7 @@ import { manualClock } from './helpers/clock';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
-import { API_KEY, startServer, TOKEN, type TestServer } from './helpers/server';
+import { API_KEY, startServer, TOKEN, type TestServer, oneAccount } from './helpers/server';
 import { eventually } from './helpers/wait';
 
 const TIMEOUT_MS = 4000;
@@ -266,16 +265,7 @@ test('50 sockets of an account limited to 5 connections, over two instances: exa
   const redis = await testRedis(t);
   if (!redis) return;
   const limited: Account = { name: 'Limited Site', suspended: false, plan: { ...UNLIMITED, connections: 5 } };
-  const accounts: AccountStore = {
-    findByToken: (token) => (token === 'limited-token' ? limited : undefined),
-    findByName: () => undefined,
-    webhookAccounts: () => 0,
-    reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
-    isReady: () => true,
-    hasLoaded: () => true,
-    count: () => 1,
-    close: async () => undefined,
-  };
+  const accounts = oneAccount(limited, 'limited-token');
   const [one, two] = await Promise.all([instance(redis, {}, { accounts }), instance(redis, {}, { accounts })]);
   const sockets = Array.from({ length: 50 }, (_, i) => connectClient((i % 2 ? two : one).url, { token: 'limited-token' }));
   t.after(() => sockets.forEach((s) => s.close()));

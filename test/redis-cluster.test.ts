@@ -6,14 +6,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import keySlot from 'cluster-key-slot';
 import type { Account } from '../src/accounts/account';
-import type { AccountStore } from '../src/accounts/store';
 import { CLUSTER_BUCKETS, encodeName, keyLayout } from '../src/channels/redis/keys';
 import { UNLIMITED } from '../src/limits';
 import { get } from './helpers/api';
 import { connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { testRedis, useRedisCluster, type TestRedis } from './helpers/redis';
 import type { ClusterNode } from './helpers/redis-cluster';
-import { API_KEY, startServer, TOKEN } from './helpers/server';
+import { API_KEY, startServer, TOKEN, oneAccount } from './helpers/server';
 import { eventually } from './helpers/wait';
 
 useRedisCluster();
@@ -23,16 +22,7 @@ const LIMIT = 5;
 const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
 
 const limited: Account = { name: 'Limited Site', suspended: false, plan: { ...UNLIMITED, connections: LIMIT } };
-const accounts: AccountStore = {
-  findByToken: (token) => (token === 'limited-token' ? limited : undefined),
-  findByName: () => undefined,
-  webhookAccounts: () => 0,
-  reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
-  isReady: () => true,
-  hasLoaded: () => true,
-  count: () => 1,
-  close: async () => undefined,
-};
+const accounts = oneAccount(limited, 'limited-token');
 
 async function instance(redis: TestRedis, deps: Parameters<typeof startServer>[2] = {}) {
   const server = await startServer(undefined, { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS) }, deps);

@@ -2,6 +2,8 @@
 // configuration would describe it, and closes it after the test.
 import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
+import type { Account } from '../../src/accounts/account';
+import type { AccountStore } from '../../src/accounts/store';
 import { createServer, type ServerDeps, type SignalingServerHandle } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { testCertificate } from './tls';
@@ -47,4 +49,18 @@ export async function startServer(
   const handle = { server, url, logs, close: () => server.close() };
   t?.after(() => server.close());
   return handle;
+}
+
+/** Accounts without a database: one account, found by its token (for instances that must share it). */
+export function oneAccount(account: Account, token: string): AccountStore {
+  return {
+    findByToken: (given) => (given === token ? account : undefined),
+    findByName: () => undefined,
+    webhookAccounts: () => 0,
+    reload: async () => ({ status: 'Updating Accounts', outcome: 'no-database', accounts: 1 }),
+    isReady: () => true,
+    hasLoaded: () => true,
+    count: () => 1,
+    close: async () => undefined,
+  };
 }
