@@ -210,51 +210,88 @@ local function addConnections(a, n)
   if n == 0 then return end
   local left = redis.call('HINCRBY', accountKey(a), 'connections', n)
   if left < 0 then redis.call('HSET', accountKey(a), 'connections', 0) end
-  if left > 0 then redis.call('SADD', ACCOUNTS, a) end
+  -- An account with connections is listed and has something to show.
+  if left > 0 then
+    redis.call('SADD', ACCOUNTS, a)
+    return
+  end
   forgetIfIdle(a)
 end
 
+-- A flat HGETALL reply with field p set to v (in place, or added at the end,
+-- as Redis keeps a small hash).
+local function withEntry(flat, p, v)
+  local out = {}
+  local found = false
+  for k = 1, #flat, 2 do
+    out[k], out[k + 1] = flat[k], flat[k + 1]
+    if flat[k] == p then out[k + 1], found = v, true end
+  end
+  if not found then out[#out + 1], out[#out + 2] = p, v end
+  return out
+end
+
 -- Registers p for socket s; a limit of 0 is no limit. Returns the refusal
--- name, or nil and whether p is new.
-local function addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, limit, maxChannels, maxPeers)
+-- name, or nil, whether p is new, and what the join answers: with wantPeers
+-- the channel's peers afterwards (a flat hash), else its publisher's name
+-- and entry when the publisher is someone else. Each key is read once.
+local function addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, limit, maxChannels, maxPeers, wantPeers)
   local ck = channelKey(a, c)
-  local existing = redis.call('HGET', ck, p)
+  local sk = streamKey(a, c)
+  local old = redis.call('HMGET', sk, 'bitrate', 'audioBitrate', 'publisher')
+  local oldBitrate, oldAudio, oldPublisher = asNumber(old[1]), asNumber(old[2]), old[3]
+  local existing, before, all, publisherEntry
+  if wantPeers then
+    all = redis.call('HGETALL', ck)
+    before = #all / 2
+    for k = 1, #all, 2 do if all[k] == p then existing = all[k + 1] end end
+  else
+    if oldPublisher and oldPublisher ~= p then
+      local e = redis.call('HMGET', ck, p, oldPublisher)
+      existing, publisherEntry = e[1], e[2]
+    else
+      existing = redis.call('HGET', ck, p)
+    end
+    before = redis.call('HLEN', ck)
+  end
   local oldRole
   if existing then
     local r, es = parsePeerEntry(existing)
     if es ~= s then return 'uniqueness' end
     oldRole = r
   end
-  local before = redis.call('HLEN', ck)
+  local ak = accountKey(a)
   if maxChannels > 0 and before == 0 and redis.call('SCARD', channelsKey(a)) >= maxChannels then return 'channels' end
   if maxPeers > 0 and not existing then
-    local u = redis.call('HMGET', accountKey(a), 'players', 'broadcasters')
+    local u = redis.call('HMGET', ak, 'players', 'broadcasters')
     if asNumber(u[1]) + asNumber(u[2]) >= maxPeers then return 'peers' end
   end
   local after = before
   if not existing then after = before + 1 end
-  local sk = streamKey(a, c)
-  local old = redis.call('HMGET', sk, 'bitrate', 'audioBitrate', 'publisher')
-  local oldBitrate, oldAudio, oldPublisher = asNumber(old[1]), asNumber(old[2]), old[3]
   local newBitrate, newAudio = 0, 0
   if role == 'broadcaster' then newBitrate, newAudio = asNumber(bitrate), asNumber(audioBitrate)
   elseif oldPublisher and oldPublisher ~= p then newBitrate, newAudio = oldBitrate, oldAudio end
   local added = after * (newBitrate + newAudio) - before * (oldBitrate + oldAudio)
   if limit > 0 and added > 0 then
-    local u = redis.call('HMGET', accountKey(a), 'bitrate', 'audioBitrate')
+    local u = redis.call('HMGET', ak, 'bitrate', 'audioBitrate')
     if asNumber(u[1]) + asNumber(u[2]) + added > limit then return 'totalBitrate' end
   end
-  local ak = accountKey(a)
-  redis.call('SADD', ACCOUNTS, a)
-  redis.call('SADD', channelsKey(a), c)
+  -- A channel with peers is listed already, and so is its account.
+  if before == 0 then
+    redis.call('SADD', ACCOUNTS, a)
+    redis.call('SADD', channelsKey(a), c)
+  end
   if oldRole then redis.call('HINCRBY', ak, roleCounter(oldRole), -1) end
   redis.call('HINCRBY', ak, roleCounter(role), 1)
-  redis.call('HSET', ck, p, role .. '\\n' .. s .. '\\n' .. inst)
+  local entry = role .. '\\n' .. s .. '\\n' .. inst
+  redis.call('HSET', ck, p, entry)
   redis.call('HSET', peersKey(inst), a .. c .. p, a .. '\\n' .. c .. '\\n' .. p .. '\\n' .. s)
   addUsage(a, 'bitrate', after * newBitrate - before * oldBitrate)
   addUsage(a, 'audioBitrate', after * newAudio - before * oldAudio)
   if role == 'broadcaster' then redis.call('HSET', sk, 'bitrate', bitrate, 'audioBitrate', audioBitrate, 'publisher', p, 'stream', stream)
   elseif oldPublisher == p then redis.call('DEL', sk) end
+  if wantPeers then return nil, not existing, withEntry(all, p, entry) end
+  if publisherEntry then return nil, not existing, nil, oldPublisher, publisherEntry end
   return nil, not existing
 end
 
@@ -262,11 +299,18 @@ end
 -- Returns the remaining peers as a flat hash, or false.
 local function removePeer(a, c, p, s, inst)
   local ck = channelKey(a, c)
-  local v = redis.call('HGET', ck, p)
+  -- One read gives p's entry, the count and what remains.
+  local all = redis.call('HGETALL', ck)
+  local v
+  local remaining = {}
+  for k = 1, #all, 2 do
+    if all[k] == p then v = all[k + 1]
+    else remaining[#remaining + 1], remaining[#remaining + 2] = all[k], all[k + 1] end
+  end
   if not v then return false end
   local role, ps, pi = parsePeerEntry(v)
   if ps ~= s or (inst and pi ~= inst) then return false end
-  local before = redis.call('HLEN', ck)
+  local before = #all / 2
   redis.call('HDEL', ck, p)
   redis.call('HDEL', peersKey(pi), a .. c .. p)
   redis.call('HINCRBY', accountKey(a), roleCounter(role), -1)
@@ -281,9 +325,12 @@ local function removePeer(a, c, p, s, inst)
     addUsage(a, 'bitrate', asNumber(st[1]) * (after - before))
     addUsage(a, 'audioBitrate', asNumber(st[2]) * (after - before))
   end
-  if before == 1 then redis.call('SREM', channelsKey(a), c) end
-  forgetIfIdle(a)
-  return redis.call('HGETALL', ck)
+  -- While the channel has peers it stays listed, and so does its account.
+  if before == 1 then
+    redis.call('SREM', channelsKey(a), c)
+    forgetIfIdle(a)
+  end
+  return remaining
 end
 
 -- Adds what the channel's remaining peers must hear, {c, p, {socket, ...}},
@@ -357,16 +404,11 @@ local inst, a, c, p, s, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV
 local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 local maxChannels, maxPeers = asNumber(ARGV[11]), asNumber(ARGV[12])
 if redis.call('SISMEMBER', SYNCED, inst) == 0 then return {'unregistered'} end
-local refusal, isNew = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers)
+local refusal, isNew, peers, publisher, entry = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers, role == 'broadcaster')
 if refusal then return {refusal} end
-local ck = channelKey(a, c)
-local peers = {}
-if role == 'broadcaster' then peers = redis.call('HGETALL', ck) end
-local publisher, entry = false, false
-if role == 'player' then
-  publisher = redis.call('HGET', streamKey(a, c), 'publisher')
-  if publisher then entry = redis.call('HGET', ck, publisher) end
-end
+peers = peers or {}
+publisher = publisher or false
+entry = entry or false
 return {'ok', isNew and 1 or 0, peers, publisher, entry}
 `,
   (input: { instance: string; registration: Registration; maxTotalBitrate: number; maxChannels: number; maxPeers: number }) => {
