@@ -115,9 +115,14 @@ export async function testRedis(t: TestContext, url = REDIS_URL): Promise<TestRe
   await client.connect();
   const cleanups: (() => Promise<unknown> | void)[] = [];
   t.after(async () => {
-    for (const close of cleanups.reverse()) await close();
-    if (client.isReady) await deleteKeys(client, prefix);
-    if (client.isOpen) client.destroy();
+    try {
+      for (const close of cleanups.reverse()) await close();
+      // A private server the test stopped first may be gone now: its keys went with it.
+      if (client.isReady) await deleteKeys(client, prefix).catch(() => undefined);
+    } finally {
+      // Always: a client left reconnecting would keep the test process alive.
+      if (client.isOpen) client.destroy();
+    }
   });
   return {
     url,
