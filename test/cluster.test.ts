@@ -236,6 +236,29 @@ test('a broadcaster on one instance and a player on another complete offer, answ
   assert.deepEqual((await playerCandidate).candidate, candidate);
 });
 
+test('a peer that comes back on a new connection gets the next message: cached lookups follow it', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  const broadcaster = await connect(t, one.url, TOKEN);
+  await publish(broadcaster, 'Studio', 'returning');
+  // Each connection in turn joins as Viewer on the other instance and gets
+  // an offer: the broadcaster's instance has looked Viewer up (and cached
+  // the answer) before the name moves to the next connection.
+  for (const url of [two.url, two.url, one.url]) {
+    const player = await connect(t, url, TOKEN);
+    await subscribe(player, 'Viewer', 'returning', broadcaster);
+    for (const type of ['offer', 'candidate']) {
+      const heard = nextMessage(player, type);
+      broadcaster.emit('messagePeer', { target: 'Viewer', type, ...(type === 'offer' ? { content: sdp('offer') } : { candidate }) });
+      assert.equal((await heard).from, 'Studio');
+    }
+    const left = next(broadcaster, 'message', isClose('Viewer'));
+    player.disconnect();
+    await left;
+  }
+});
+
 test('a peerID held on one instance gets uniquenessError on another; once it leaves, the name is free', async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;

@@ -107,7 +107,16 @@ export function createCluster(options: ClusterOptions): Cluster {
   redis.onError(lost);
 
   const buckets = keys.buckets.length;
-  const registry = createRedisRegistry({ client: redis.commands, prefix, buckets, instanceId, aliveMs, log, clock });
+  const registry = createRedisRegistry({
+    client: redis.commands,
+    cachedReads: redis.cachedReads,
+    prefix,
+    buckets,
+    instanceId,
+    aliveMs,
+    log,
+    clock,
+  });
   const rooms = createRedisRoomStore({ client: redis.commands, prefix, buckets, instanceId, log });
   let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
 

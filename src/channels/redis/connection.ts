@@ -9,8 +9,13 @@
 // event: there the sharded Pub/Sub adapter (SPUBLISH, Redis 7) spreads the
 // channels over the shards, and with a channel per socket a message for one
 // socket reaches only the instance that holds it.
+//
+// Peer lookups (which socket holds peer P in channel C, for every
+// `messagePeer`) go through a connection of their own with client-side
+// caching: Redis tracks the keys it read and tells it when one changes, so
+// a call's offer, answer and candidates cost one lookup, not one each.
 import type { Logger } from 'pino';
-import { isErrorReply, type RedisCommands } from './scripts';
+import { isErrorReply, type CachedReads, type RedisCommands } from './scripts';
 
 type AdapterFactory = ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
 
@@ -24,6 +29,8 @@ export interface RedisTarget {
 export interface RedisConnection {
   readonly clustered: boolean;
   readonly commands: RedisCommands;
+  /** Reads served from this instance's client-side cache while Redis says they are current. */
+  readonly cachedReads: CachedReads;
   /** The node-redis client (or cluster), for libraries that take one. */
   readonly client: unknown;
   readonly adapter: AdapterFactory;
@@ -54,6 +61,13 @@ export interface RedisConnection {
 
 /** Reconnection backoff: 100 ms doubling up to 3 s, with jitter so instances do not reconnect in step. */
 const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
+
+/**
+ * Client-side cache of the lookup connection (RESP3 is what Redis's
+ * invalidation messages need). Entries live until Redis invalidates them; the
+ * bound keeps an instance whose peers come and go from growing it.
+ */
+const LOOKUP_CACHE = { ttl: 0, maxEntries: 100_000, evictPolicy: 'LRU', recordStats: false } as const;
 
 /** A seed node as a URL: `host:port` gets the scheme and credentials of REDIS_URL (or plain redis://). */
 export function seedUrl(node: string, base: string | undefined): string {
@@ -95,10 +109,20 @@ function connectOne(url: string, prefix: string): RedisConnection {
     sessionKeyPrefix: `${prefix}sio:session:`,
   });
   client.duplicate = duplicate;
+  const lookups = createClient({
+    url,
+    RESP: 3,
+    clientSideCache: LOOKUP_CACHE,
+    disableOfflineQueue: true,
+    socket: { reconnectStrategy: backoff },
+  });
+  // Its failures show on the main client too; commands on it fail on their own.
+  lookups.on('error', () => undefined);
 
   return {
     clustered: false,
     commands: { send: (args) => client.sendCommand(args) },
+    cachedReads: { hashField: async (key, field) => (await lookups.hGet(key, field)) ?? undefined },
     client,
     adapter,
     where: redactedUrl(url),
@@ -107,15 +131,17 @@ function connectOne(url: string, prefix: string): RedisConnection {
     resubscribe: async () => undefined,
     // One stream that every instance reads: nothing to wait for.
     roomSubscribed: async () => undefined,
-    connect: async () => void (await client.connect()),
+    connect: async () => void (await Promise.all([client.connect(), lookups.connect()])),
     onReady: (listener) => void client.on('ready', listener),
     onError: (listener) => void client.on('error', listener),
     async close() {
       // The adapter ends its stream reader after the reader's current XREAD
       // (up to 5 s); it must not hold the process until then.
       for (const copy of copies) if (copy.isOpen) copy.unref();
-      if (client.isReady) await client.close();
-      else if (client.isOpen) client.destroy();
+      for (const one of [client, lookups]) {
+        if (one.isReady) await one.close();
+        else if (one.isOpen) one.destroy();
+      }
     },
   };
 }
@@ -138,6 +164,8 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     },
   };
   const cluster = createCluster(options);
+  const lookups = createCluster({ ...options, RESP: 3, clientSideCache: LOOKUP_CACHE });
+  lookups.on('error', () => undefined);
   let connected = () => {};
   // Sharded Pub/Sub on a connection of its own, replaced after a failover.
   let subscriber = createCluster(options);
@@ -209,7 +237,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   // master never sends one: when a node fails, the clients ask the cluster
   // for its slots again (once at a time), so a promoted replica is found.
   const rediscover = throttled(REDISCOVER_MS, () =>
-    Promise.all([cluster, subscriber].map((c) => rediscoverSlots(c, rootNodes[0]?.url))).catch((err: unknown) =>
+    Promise.all([cluster, subscriber, lookups].map((c) => rediscoverSlots(c, rootNodes[0]?.url))).catch((err: unknown) =>
       log.debug({ err: (err as Error).message }, 'Redis Cluster: slots not refreshed'),
     ),
   );
@@ -219,6 +247,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     rediscover();
   });
   subscriber.on('node-error', () => rediscover());
+  lookups.on('node-error', () => rediscover());
   subscriber.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
   return {
     clustered: true,
@@ -231,6 +260,13 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
           throw err;
         }),
     },
+    cachedReads: {
+      hashField: async (key, field) =>
+        (await lookups.hGet(key, field).catch((err: unknown) => {
+          if (!isErrorReply(err)) rediscover();
+          throw err;
+        })) ?? undefined,
+    },
     client: cluster,
     adapter,
     where: rootNodes.map((node) => redactedUrl(node.url)).join(','),
@@ -242,7 +278,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
       return epoch === undefined ? undefined : Number(epoch);
     },
     async connect() {
-      await Promise.all([cluster.connect(), subscriber.connect()]);
+      await Promise.all([cluster.connect(), subscriber.connect(), lookups.connect()]);
       connected();
       open = true;
       readyListeners.forEach((listener) => listener());
@@ -251,7 +287,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     onError: (listener) => void errorListeners.push(listener),
     async close() {
       open = false;
-      await Promise.allSettled([cluster.close(), subscriber.close()]);
+      await Promise.allSettled([cluster.close(), subscriber.close(), lookups.close()]);
     },
   };
 }

@@ -36,6 +36,7 @@ import {
   snapshotScript,
   sweepScript,
   syncScript,
+  type CachedReads,
   type ChannelEntry,
   type RedisCommands,
   type Registration,
@@ -46,6 +47,8 @@ export type { RedisCommands } from './scripts';
 
 export interface RedisRegistryOptions {
   client: RedisCommands;
+  /** Where peer lookups go: a client-side cache (connection.ts); plain HGETs on `client` without one. */
+  cachedReads?: CachedReads;
   /** Prefix of every key (REDIS_PREFIX). */
   prefix: string;
   /** Buckets the accounts are spread over (keys.ts): 1 on one Redis, CLUSTER_BUCKETS on a Redis Cluster. */
@@ -84,6 +87,9 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
   const { client, prefix, instanceId, aliveMs, log, clock } = options;
   const keys = keyLayout(prefix, options.buckets ?? 1);
   const redis = createScriptRunner(client);
+  const cachedReads = options.cachedReads ?? {
+    hashField: async (key: string, field: string) => asString(await client.send(['HGET', key, field], key)),
+  };
   const peersGoneListeners = new Set<(gone: PeerGone[]) => void>();
   const peersGone = (gone: PeerGone[]) => {
     if (gone.length) for (const listener of peersGoneListeners) listener(gone);
@@ -294,7 +300,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     async findPeer(account, channel, peerID) {
       const encodedPeerID = encodeName(peerID);
       const key = keys.channel(encodeName(account), encodeName(channel));
-      const entry = asString(await redis.send(['HGET', key, encodedPeerID], key));
+      const entry = await redis.guard(cachedReads.hashField(key, encodedPeerID));
       return entry === undefined ? undefined : peerFromEntry(account, encodedPeerID, entry);
     },
 

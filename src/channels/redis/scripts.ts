@@ -14,6 +14,12 @@ export interface RedisCommands {
   send(args: string[], key: string | undefined): Promise<unknown>;
 }
 
+/** Reads that may be answered from a client-side cache that Redis keeps current (connection.ts). */
+export interface CachedReads {
+  /** HGET. */
+  hashField(key: string, field: string): Promise<string | undefined>;
+}
+
 /** A Redis that stops answering without closing the connection must not hold joins forever. */
 const COMMAND_TIMEOUT_MS = 5000;
 /** A script that meets a slot in migration waits for the move to finish: up to about 2 s in all. */
@@ -47,6 +53,8 @@ function defineScript<Input, Reply>(
 export interface ScriptRunner {
   /** One command on `key`, failing with RegistryUnavailableError if Redis does not answer in time. */
   send(args: string[], key: string): Promise<unknown>;
+  /** Any Redis request, failing as `send` does. */
+  guard<T>(request: Promise<T>): Promise<T>;
   /** Runs a script on the keys under `base` (a bucket, or the liveness keys). */
   run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply>;
 }
@@ -75,13 +83,14 @@ export function isErrorReply(err: unknown): boolean {
 }
 
 export function createScriptRunner(client: RedisCommands): ScriptRunner {
-  function send(args: string[], key: string): Promise<unknown> {
+  const send = (args: string[], key: string) => guard(client.send(args, key));
+  function guard<T>(request: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       const error = new RegistryUnavailableError(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`);
       timer = setTimeout(() => reject(error), COMMAND_TIMEOUT_MS);
     });
-    return Promise.race([client.send(args, key), late])
+    return Promise.race([request, late])
       .catch((err: unknown) => {
         throw isOutage(err) ? new RegistryUnavailableError(`Redis unavailable: ${(err as Error).message}`, { cause: err }) : err;
       })
@@ -104,7 +113,7 @@ export function createScriptRunner(client: RedisCommands): ScriptRunner {
       }
     }
   }
-  return { send, run };
+  return { send, guard, run };
 }
 
 // Reading replies: Redis answers with nested arrays of strings and integers.
