@@ -67,7 +67,7 @@ const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.f
  * invalidation messages need). Entries live until Redis invalidates them; the
  * bound keeps an instance whose peers come and go from growing it.
  */
-const LOOKUP_CACHE = { ttl: 0, maxEntries: 100_000, evictPolicy: 'LRU', recordStats: false } as const;
+const LOOKUP_CACHE = { ttl: 0, maxEntries: 20_000, evictPolicy: 'LRU', recordStats: false } as const;
 
 /** A seed node as a URL: `host:port` gets the scheme and credentials of REDIS_URL (or plain redis://). */
 export function seedUrl(node: string, base: string | undefined): string {
