@@ -6,7 +6,8 @@ FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
-# npm ci builds (prepare), then the dev dependencies go.
+COPY patches ./patches
+# npm ci applies patches/ (postinstall) and builds (prepare), then the dev dependencies go.
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:22-bookworm-slim
