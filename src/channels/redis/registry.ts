@@ -28,6 +28,7 @@ import {
   forgetScript,
   hashEntries,
   heartbeatScript,
+  isEncodedName,
   joinScript,
   leaveScript,
   refusalScript,
@@ -301,7 +302,11 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     async peers(account, channel) {
       const key = keys.channel(encodeName(account), encodeName(channel));
       const reply = await redis.send(['HGETALL', key], key);
-      return toPeers(account, hashEntries(reply));
+      // The channel's hash also holds its stream.
+      return toPeers(
+        account,
+        hashEntries(reply).filter(([field]) => isEncodedName(field)),
+      );
     },
 
     async countRefusal(account, action, issues) {
