@@ -172,7 +172,7 @@ async function countCommands(t: TestContext, url: string, redisUrl: string) {
   assert.deepEqual(Object.fromEntries(Object.entries(steps).map(([name, step]) => [name, commands(step)])), {
     'two connects': 9,
     'first handshake': 20,
-    handshake: 33,
+    handshake: 23,
     'player disconnect': 10,
   });
 }

@@ -255,6 +255,12 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         registration.audioBitrate = String(stream.audioBitrate);
         registration.stream = JSON.stringify({ ...stream, publisher: req.peerID, time: clock.now() });
       }
+      // The registration the socket leaves is gone whatever Redis answers; a failure is repaired by the next sync.
+      const leaving = req.leaving && { channel: encodeName(req.leaving.channel), peerID: encodeName(req.leaving.peerID) };
+      if (leaving) {
+        const ref = registrationRef({ account: registration.account, ...leaving });
+        if (ownRegistrations.get(ref)?.socketId === registration.socketId) ownRegistrations.delete(ref);
+      }
       const reply = await call(async () => {
         const answer = await redis.run(joinScript, keys.bucketOf(registration.account), {
           instance: instanceId,
@@ -262,10 +268,13 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
           maxTotalBitrate: req.plan.totalBitrate,
           maxChannels: req.maxChannels ?? 0,
           maxPeers: req.maxPeers ?? 0,
+          leaving,
         });
         return answer.outcome === 'unregistered' ? UNREGISTERED : answer;
       });
-      if (reply.outcome === 'refused') return { ok: false, refusal: reply.refusal };
+      // As the in-memory registry answers: `left` only for a move.
+      const left = leaving ? reply.left && toPeers(req.account, reply.left) : undefined;
+      if (reply.outcome === 'refused') return { ok: false, refusal: reply.refusal, left };
       ownRegistrations.set(registrationRef(registration), registration);
       const [publisherID, publisherEntry] = reply.publisher ?? [];
       return {
@@ -274,6 +283,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         publisher:
           publisherID === undefined || publisherEntry === undefined ? undefined : peerFromEntry(req.account, publisherID, publisherEntry),
         isNew: reply.isNew,
+        left,
       };
     },
 

@@ -545,7 +545,12 @@ return 1
 
 export type JoinReply =
   | { outcome: 'unregistered' }
-  | { outcome: 'refused'; refusal: JoinRefusal }
+  | {
+      outcome: 'refused';
+      refusal: JoinRefusal;
+      /** The peers left in the channel the socket left, or null when it was not registered there. */
+      left: ChannelEntry[] | null;
+    }
   | {
       outcome: 'ok';
       isNew: boolean;
@@ -553,40 +558,67 @@ export type JoinReply =
       peers: ChannelEntry[];
       /** The channel's broadcaster (for a player joining a published channel). */
       publisher?: ChannelEntry | undefined;
+      left: ChannelEntry[] | null;
     };
 
-/** Registers a peer in a channel, unless uniqueness or a limit refuses it. */
+/**
+ * Registers a peer in a channel, unless uniqueness or a limit refuses it;
+ * first leaves the registration the socket moves from, if any, whether the
+ * join is refused or not.
+ */
 export const joinScript = defineScript(
   `
 local inst, a, c, p, s, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 local maxChannels, maxPeers = asNumber(ARGV[11]), asNumber(ARGV[12])
-if redis.call('SISMEMBER', SYNCED, inst) == 0 then return {'unregistered'} end
-local joined = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers, false)
+local leftChannel, leftPeer = ARGV[13], ARGV[14]
+local old
+if leftChannel ~= '' then old = findRegistration(a, leftChannel, leftPeer, s, nil) end
+-- A registration of this instance here shows that this bucket holds its
+-- state (a sweep removes them all before it forgets the instance).
+if not (old and old.instance == inst) and redis.call('SISMEMBER', SYNCED, inst) == 0 then return {'unregistered'} end
+local left, takeRecord = false, false
+if old then
+  left = removeRegistration(old)
+  -- The socket's record passes to its new registration.
+  if old.record == s and old.instance == inst then takeRecord = true
+  else redis.call('HDEL', peersKey(old.instance), old.record) end
+end
+local joined = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers, takeRecord)
+if takeRecord and not joined.tookRecord then redis.call('HDEL', peersKey(inst), s) end
 writeUsage()
-if joined.refusal then return {joined.refusal} end
-return {'ok', joined.isNew and 1 or 0, joined.peers or {}, joined.publisher or false, joined.publisherEntry or false}
+if joined.refusal then return {joined.refusal, 0, {}, false, false, left} end
+return {'ok', joined.isNew and 1 or 0, joined.peers or {}, joined.publisher or false, joined.publisherEntry or false, left}
 `,
-  (input: { instance: string; registration: Registration; maxTotalBitrate: number; maxChannels: number; maxPeers: number }) => {
+  (input: {
+    instance: string;
+    registration: Registration;
+    maxTotalBitrate: number;
+    maxChannels: number;
+    maxPeers: number;
+    /** The socket's registration it leaves first (encoded names), if any. */
+    leaving: { channel: string; peerID: string } | undefined;
+  }) => {
     const r = input.registration;
     return [
       ...[input.instance, r.account, r.channel, r.peerID, r.socketId, r.role],
       ...[String(input.maxTotalBitrate), r.bitrate, r.audioBitrate, r.stream],
-      ...[String(input.maxChannels), String(input.maxPeers)],
+      ...[String(input.maxChannels), String(input.maxPeers), input.leaving?.channel ?? '', input.leaving?.peerID ?? ''],
     ];
   },
   (reply): JoinReply => {
-    const [outcome, isNew, peers, publisher, entry] = asArray(reply);
+    const [outcome, isNew, peers, publisher, entry, leftPeers] = asArray(reply);
     if (outcome === 'unregistered') return { outcome };
-    if (isJoinRefusal(outcome)) return { outcome: 'refused', refusal: outcome };
+    const left = Array.isArray(leftPeers) ? hashEntries(leftPeers) : null;
+    if (isJoinRefusal(outcome)) return { outcome: 'refused', refusal: outcome, left };
     if (outcome !== 'ok') return unexpected(outcome);
     const publisherEntry: ChannelEntry | undefined =
       typeof publisher === 'string' && typeof entry === 'string' ? [publisher, entry] : undefined;
-    return { outcome, isNew: isNew === 1, peers: hashEntries(peers), publisher: publisherEntry };
+    return { outcome, isNew: isNew === 1, peers: hashEntries(peers), publisher: publisherEntry, left };
   },
-  ({ instance, registration: { account, channel } }) => [
-    ...[k.synced, k.accounts, k.account(account)],
-    ...[k.channel(account, channel), k.registrations(instance)],
+  ({ instance, registration: { account, channel }, leaving }) => [
+    ...[k.synced, k.accounts, k.account(account), k.channel(account, channel), k.registrations(instance)],
+    ...(leaving && leaving.channel !== channel ? [k.channel(account, leaving.channel)] : []),
   ],
 );
 
