@@ -117,10 +117,13 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
     maxPeers: pick(0, 3),
   });
   const leave = fc.record({ kind: fc.constant('leave' as const), account, channel, peerID, socketId });
+  // A socket moving: its registration left in the same call, whether there was one or not.
+  const move = fc.record({ join, leaving: fc.record({ channel, peerID }) }).map(({ join: j, leaving }) => ({ ...j, leaving }));
   const op = fc.oneof(
     fc.record({ kind: fc.constant('connect' as const), account, plan }),
     fc.record({ kind: fc.constant('disconnect' as const), account }),
     { weight: 4, arbitrary: join },
+    { weight: 3, arbitrary: move },
     { weight: 2, arbitrary: leave },
     fc.record({ kind: fc.constant('find' as const), account, channel, peerID }),
     fc.record({ kind: fc.constant('refusal' as const), account, issue: pick('width', 'totalBitrate', '__proto__') }),
@@ -161,6 +164,7 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
               plan: { totalBitrate: o.totalBitrate },
               maxChannels: o.maxChannels,
               maxPeers: o.maxPeers,
+              ...('leaving' in o && { leaving: o.leaving }),
             });
           case 'leave':
             return r.leave(o.account, o.channel, o.peerID, o.socketId);

@@ -7,8 +7,10 @@ import {
   channelSummary,
   type AccountUsage,
   type ChannelRegistry,
+  type JoinRefusal,
   type JoinRequest,
   type JoinResult,
+  type LeftPeers,
   type RegistrySnapshot,
 } from './registry';
 import { systemClock, type Clock } from '../clock';
@@ -71,14 +73,12 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
   };
 
   function join(req: JoinRequest): JoinResult {
+    const left = req.leaving ? leave(req.account, req.leaving.channel, req.leaving.peerID, req.socketId) : undefined;
     const state = accountState(req.account);
     const channel = state.channels.get(req.channel);
     const existing = channel?.peers.get(req.peerID);
-    if (existing && existing.socketId !== req.socketId) return { ok: false, refusal: 'uniqueness' };
-    const bounded = (refusal: 'channels' | 'peers'): JoinResult => {
-      forgetIfIdle(req.account, state);
-      return { ok: false, refusal };
-    };
+    if (existing && existing.socketId !== req.socketId) return refused(req, state, 'uniqueness', left);
+    const bounded = (refusal: 'channels' | 'peers'): JoinResult => refused(req, state, refusal, left);
     if (!channel && req.maxChannels && state.channels.size >= req.maxChannels) return bounded('channels');
     if (!existing && req.maxPeers && state.usage.players + state.usage.broadcasters >= req.maxPeers) return bounded('peers');
 
@@ -91,10 +91,8 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
     } else if (oldStream?.publisher === req.peerID) newStream = undefined;
 
     const used = state.usage.bitrate + state.usage.audioBitrate;
-    if (!fitsTotalBitrate(req.plan, used, after * streamCost(newStream) - before * streamCost(oldStream))) {
-      forgetIfIdle(req.account, state);
-      return { ok: false, refusal: 'totalBitrate' };
-    }
+    if (!fitsTotalBitrate(req.plan, used, after * streamCost(newStream) - before * streamCost(oldStream)))
+      return refused(req, state, 'totalBitrate', left);
 
     const target = channel ?? { peers: new Map<string, Peer>() };
     if (!channel) state.channels.set(req.channel, target);
@@ -112,7 +110,13 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
       peers: req.role === 'broadcaster' ? [...target.peers.values()] : [],
       publisher: req.role === 'player' && newStream ? target.peers.get(newStream.publisher) : undefined,
       isNew: !existing,
+      left,
     };
+  }
+
+  function refused(req: JoinRequest, state: AccountState, refusal: JoinRefusal, left: LeftPeers | undefined): JoinResult {
+    forgetIfIdle(req.account, state);
+    return { ok: false, refusal, left };
   }
 
   function leave(account: string, channelName: string, peerID: string, socketId: string): Peer[] | null {

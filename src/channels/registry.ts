@@ -17,6 +17,11 @@ export interface JoinRequest {
   /** Abuse bounds per account: channels it may hold, peers it may register (0 or unset: none). */
   maxChannels?: number;
   maxPeers?: number;
+  /**
+   * The socket's registration it leaves first, in the same step (as `leave`
+   * would, even when the join is refused): a socket moving between channels.
+   */
+  leaving?: { channel: string; peerID: string } | undefined;
 }
 
 export type JoinResult =
@@ -28,8 +33,12 @@ export type JoinResult =
       publisher?: Peer | undefined;
       /** False when the same socket re-registered under the same name. */
       isNew: boolean;
+      left?: LeftPeers;
     }
-  | { ok: false; refusal: JoinRefusal };
+  | { ok: false; refusal: JoinRefusal; left?: LeftPeers };
+
+/** With `leaving`: the peers left in the channel it left, or null when the socket was not registered there. */
+export type LeftPeers = Peer[] | null;
 
 export type JoinRefusal = 'uniqueness' | 'totalBitrate' | 'channels' | 'peers';
 

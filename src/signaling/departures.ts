@@ -4,13 +4,13 @@
 // cut), each batch is bounded, timers and HTTP requests run between batches,
 // and peers that left together are not sent each other's close messages.
 import type { ChannelRegistry } from '../channels/registry';
-import { closeMessage } from '../protocol';
+import { closeMessage, type Peer } from '../protocol';
 import type { SignalingReport } from '../server-events';
 import type { Delivery } from './delivery';
 import type { RecordFailure } from './failures';
 import { enqueue } from './queue';
 import { bindings, type PeerSocket, type Replies } from './replies';
-import { roomChannels, type SignalingSocket } from './session';
+import { roomChannels, type Registration, type SignalingSocket } from './session';
 
 /** Disconnected sockets whose channels are left in one go. */
 const LEAVE_BATCH = 256;
@@ -28,6 +28,13 @@ export interface DeparturesDeps {
 export interface Departures {
   /** Takes the socket out of its channel (not out of its rooms); the channel hears it leave. */
   leaveChannel(socket: PeerSocket): Promise<void>;
+  /**
+   * Lets go of the socket's registration; returns it when the registry must
+   * remove it (a room's registration stays until the room lets it go).
+   */
+  detach(socket: PeerSocket): Registration | undefined;
+  /** Tells the channel a registration left that the socket left, with the peers that remain there. */
+  announceLeft(socket: PeerSocket, registration: Registration, remaining: Peer[] | null): void;
   /** Tells a channel's remaining peers that `peerID` left; peers that disconnected in the same burst need no telling. */
   announceLeave(peerID: string, channel: string, socketIds: string[]): void;
   /** The shared `disconnect` listener (`this` is the socket). */
@@ -46,14 +53,17 @@ export function createDepartures({ registry, delivery, replies, recordFailure, r
     else if (notify.length) delivery.toSockets(notify, 'message', closeMessage(peerID, channel));
   }
 
-  async function leaveChannel(socket: PeerSocket) {
+  function detach(socket: PeerSocket): Registration | undefined {
     const registration = socket.data.registration;
-    if (!registration) return;
+    if (!registration) return undefined;
     socket.data.registration = undefined;
-    const { channel, peerID } = registration;
     // A room holds the same registration: it stays until the room lets it go.
-    if (socket.data.rooms && roomChannels(socket.data).has(channel)) return;
-    const remaining = await registry.leave(socket.data.account.name, channel, peerID, socket.id);
+    if (socket.data.rooms && roomChannels(socket.data).has(registration.channel)) return undefined;
+    return registration;
+  }
+
+  function announceLeft(socket: PeerSocket, registration: Registration, remaining: Peer[] | null) {
+    const { channel, peerID } = registration;
     if (remaining)
       announceLeave(
         peerID,
@@ -62,6 +72,13 @@ export function createDepartures({ registry, delivery, replies, recordFailure, r
       );
     if (remaining) report?.left(socket, registration, remaining.length);
     replies.debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
+  }
+
+  async function leaveChannel(socket: PeerSocket) {
+    const registration = detach(socket);
+    if (!registration) return;
+    const { channel, peerID } = registration;
+    announceLeft(socket, registration, await registry.leave(socket.data.account.name, channel, peerID, socket.id));
   }
 
   const failedDisconnect = (socket: PeerSocket, err: unknown) => void recordFailure('disconnect', bindings(socket), err);
@@ -97,5 +114,5 @@ export function createDepartures({ registry, delivery, replies, recordFailure, r
     replies.debug(() => ({ ...bindings(this), reason }), 'disconnected');
   }
 
-  return { leaveChannel, announceLeave, onDisconnect };
+  return { leaveChannel, detach, announceLeft, announceLeave, onDisconnect };
 }

@@ -15,17 +15,25 @@
 // scanning the keyspace. One Redis has one bucket.
 //
 // Keys of a bucket, after its base; a, c, p, s are the encoded account,
-// channel, peer and socket names:
+// channel, peer and socket names (encoded names start with `"`, so they never
+// collide with the other fields of a hash):
 //   accounts            set of the bucket's accounts that have something to show
-//   acct:<a>            hash: connections, bitrate, audioBitrate, players,
-//                       broadcasters, refused:<action>, issue:<name>
-//   chans:<a>           set of the account's channels
-//   ch:<a><c>           hash: p -> "<role>\n<s>\n<instance>"
-//   st:<a><c>           hash: bitrate, audioBitrate, publisher, stream (the
-//                       stream as JSON, for the REST API)
+//   acct:<a>            hash: connections, channels (how many have peers),
+//                       bitrate, audioBitrate, players, broadcasters,
+//                       refused:<action>, issue:<name>, and for each channel
+//                       with peers c -> its stream as JSON, empty while
+//                       unpublished (the REST views list them from here)
+//   ch:<a><c>           hash: p -> "<role>\n<s>\n<instance>" (with "\n+" for a
+//                       socket's extra registration, below); while published
+//                       also publisher ("<p>\n<s>"), bitrate, audioBitrate.
+//                       Its values stay short, so Redis keeps it small and in
+//                       order. The last peer's leave deletes it.
 //   synced              set of instances whose state this bucket holds
 //   conn:<instance>     hash: a -> connections counted by that instance
-//   peers:<instance>    hash: <a><c><p> -> "<a>\n<c>\n<p>\n<s>", its registrations
+//   peers:<instance>    hash: its registrations, "<a>\n<c>\n<p>\n<s>", under s
+//                       (a socket's one registration: a move overwrites it),
+//                       or under <a><c><p> for the extra ones a socket holds
+//                       in rooms
 //
 // Liveness, under `<prefix>{instances}`:
 //   instances           set of live instances; gone: set of dead ones being swept
@@ -95,14 +103,12 @@ export const bucketKeys = {
   accounts: 'accounts',
   synced: 'synced',
   account: (a: string) => `acct:${a}`,
-  channels: (a: string) => `chans:${a}`,
   channel: (a: string, c: string) => `ch:${a}${c}`,
-  stream: (a: string, c: string) => `st:${a}${c}`,
   connections: (instance: string) => `conn:${instance}`,
   registrations: (instance: string) => `peers:${instance}`,
 };
 
-/** A channel's entry for one peer: `<role>\n<encoded socket id>\n<instance>`. */
+/** A channel's entry for one peer: `<role>\n<encoded socket id>\n<instance>[\n+]`. */
 export function peerFromEntry(account: string, encodedPeerID: string, entry: string): Peer {
   const [role, socket] = entry.split('\n');
   const type: PeerRole = role === 'broadcaster' ? 'broadcaster' : 'player';
@@ -117,9 +123,7 @@ local SYNCED = BASE .. 'synced'
 local INSTANCES = BASE .. 'instances'
 local GONE = BASE .. 'gone'
 local function accountKey(a) return BASE .. 'acct:' .. a end
-local function channelsKey(a) return BASE .. 'chans:' .. a end
 local function channelKey(a, c) return BASE .. 'ch:' .. a .. c end
-local function streamKey(a, c) return BASE .. 'st:' .. a .. c end
 local function aliveKey(i) return BASE .. 'alive:' .. i end
 local function connKey(i) return BASE .. 'conn:' .. i end
 local function peersKey(i) return BASE .. 'peers:' .. i end

@@ -28,6 +28,7 @@ import {
   forgetScript,
   hashEntries,
   heartbeatScript,
+  isEncodedName,
   joinScript,
   leaveScript,
   refusalScript,
@@ -260,6 +261,12 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         registration.audioBitrate = String(stream.audioBitrate);
         registration.stream = JSON.stringify({ ...stream, publisher: req.peerID, time: clock.now() });
       }
+      // The registration the socket leaves is gone whatever Redis answers; a failure is repaired by the next sync.
+      const leaving = req.leaving && { channel: encodeName(req.leaving.channel), peerID: encodeName(req.leaving.peerID) };
+      if (leaving) {
+        const ref = registrationRef({ account: registration.account, ...leaving });
+        if (ownRegistrations.get(ref)?.socketId === registration.socketId) ownRegistrations.delete(ref);
+      }
       const reply = await call(async () => {
         const answer = await redis.run(joinScript, keys.bucketOf(registration.account), {
           instance: instanceId,
@@ -267,10 +274,13 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
           maxTotalBitrate: req.plan.totalBitrate,
           maxChannels: req.maxChannels ?? 0,
           maxPeers: req.maxPeers ?? 0,
+          leaving,
         });
         return answer.outcome === 'unregistered' ? UNREGISTERED : answer;
       });
-      if (reply.outcome === 'refused') return { ok: false, refusal: reply.refusal };
+      // As the in-memory registry answers: `left` only for a move.
+      const left = leaving ? reply.left && toPeers(req.account, reply.left) : undefined;
+      if (reply.outcome === 'refused') return { ok: false, refusal: reply.refusal, left };
       ownRegistrations.set(registrationRef(registration), registration);
       const [publisherID, publisherEntry] = reply.publisher ?? [];
       return {
@@ -279,6 +289,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         publisher:
           publisherID === undefined || publisherEntry === undefined ? undefined : peerFromEntry(req.account, publisherID, publisherEntry),
         isNew: reply.isNew,
+        left,
       };
     },
 
@@ -307,7 +318,11 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     async peers(account, channel) {
       const key = keys.channel(encodeName(account), encodeName(channel));
       const reply = await redis.send(['HGETALL', key], key);
-      return toPeers(account, hashEntries(reply));
+      // The channel's hash also holds its stream.
+      return toPeers(
+        account,
+        hashEntries(reply).filter(([field]) => isEncodedName(field)),
+      );
     },
 
     async countRefusal(account, action, issues) {

@@ -169,8 +169,11 @@ function unexpected(reply: unknown): never {
   throw new Error(`unexpected reply from Redis: ${String(reply)}`);
 }
 
-/** A peer's channel entry as stored: the encoded peer ID and `<role>\n<s>\n<instance>`. */
+/** A peer's channel entry as stored: the encoded peer ID and `<role>\n<s>\n<instance>[\n+]`. */
 export type ChannelEntry = [encodedPeerID: string, entry: string];
+
+/** Encoded names start with a quote; a channel's stream fields and an account's counters do not. */
+export const isEncodedName = (field: string) => field.startsWith('"');
 
 /**
  * A registration this instance made, as sent to Redis (names encoded). The
@@ -188,47 +191,171 @@ export interface Registration {
   stream: string;
 }
 
-/** The key of a registration in this instance's record (`peers:<instance>`). */
+/** A registration's key in this instance's own map (and in its record in Redis, for a socket's extra registrations). */
 export const registrationRef = (r: Pick<Registration, 'account' | 'channel' | 'peerID'>) => r.account + r.channel + r.peerID;
 
 // Shared Lua, after the key layout (keys.ts).
 const LIBRARY_LUA = `
 local function asNumber(v) return tonumber(v) or 0 end
 local function roleCounter(role) if role == 'broadcaster' then return 'broadcasters' end return 'players' end
--- A channel entry: role, socket, instance.
-local function parsePeerEntry(v) return string.match(v, '^([^\\n]*)\\n([^\\n]*)\\n(.*)$') end
+-- Encoded names start with a quote; stream fields and counters do not.
+local function isName(field) return string.byte(field, 1) == 34 end
+-- A channel entry: role, socket, instance, and '+' when the instance's record
+-- of it is under its ref (a socket's extra registration) instead of the socket.
+local function parsePeerEntry(v) return string.match(v, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n?(.*)$') end
 -- An instance's registration: account, channel, peer, socket.
 local function parseRegistration(v) return string.match(v, '^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$') end
-
-local function addUsage(a, field, amount)
-  if amount ~= 0 then redis.call('HINCRBYFLOAT', accountKey(a), field, amount) end
+-- A published channel's stream, in its hash; 'publisher' is "<p>\\n<s>".
+local STREAM_FIELDS = {'publisher', 'bitrate', 'audioBitrate'}
+local function parsePublisher(v)
+  local p, s = string.match(v, '^([^\\n]*)\\n(.*)$')
+  return p, 'broadcaster\\n' .. s
 end
 
--- An account with nothing left to show is forgotten; refusal counters are
--- its stats, so they keep it.
-local function forgetIfIdle(a)
-  if redis.call('SCARD', channelsKey(a)) > 0 then return end
-  local u = redis.call('HMGET', accountKey(a), 'connections',
-    'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message')
-  if asNumber(u[1]) + asNumber(u[2]) + asNumber(u[3]) + asNumber(u[4]) + asNumber(u[5]) > 0 then return end
+-- A number as text, a whole one without exponent or decimals.
+local function decimal(n)
+  if n == math.floor(n) and n > -1e15 and n < 1e15 then return string.format('%d', n) end
+  return string.format('%.17g', n)
+end
+
+-- A command with many arguments runs in slices: unpack has a limit.
+local function callInSlices(command, key, args)
+  for i = 1, #args, 4000 do redis.call(command, key, unpack(args, i, math.min(i + 3999, #args))) end
+end
+
+-- An account's counters are read at most once per script, when a decision
+-- needs them, and written once at its end (writeUsage). The account hash also
+-- lists the account's channels that have peers: a field per encoded channel,
+-- its stream as JSON (empty while unpublished), for the REST views.
+local COUNTERS = {'connections', 'channels', 'players', 'broadcasters', 'bitrate', 'audioBitrate',
+  'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message'}
+local FRACTIONAL = {bitrate = true, audioBitrate = true}
+local usage, touched = {}, {}
+
+local function usageOf(a)
+  local u = usage[a]
+  if not u then
+    u = {delta = {}, listed = {}, unlisted = {}}
+    usage[a] = u
+    touched[#touched + 1] = a
+  end
+  return u
+end
+
+local function readCounters(a)
+  local v = redis.call('HMGET', accountKey(a), unpack(COUNTERS))
+  local values = {}
+  for i, field in ipairs(COUNTERS) do values[field] = asNumber(v[i]) end
+  return values
+end
+
+-- An account's counter, with this script's changes.
+local function counter(a, field)
+  local u = usageOf(a)
+  u.stored = u.stored or readCounters(a)
+  return u.stored[field] + (u.delta[field] or 0)
+end
+
+local function count(a, field, n)
+  if n == 0 then return end
+  local u = usageOf(a)
+  u.delta[field] = (u.delta[field] or 0) + n
+end
+
+local function listChannel(a, c, stream)
+  local u = usageOf(a)
+  u.listed[c], u.unlisted[c] = stream, nil
+  count(a, 'channels', 1)
+end
+
+local function listStream(a, c, stream)
+  usageOf(a).listed[c] = stream
+end
+
+local function unlistChannel(a, c)
+  local u = usageOf(a)
+  u.unlisted[c], u.listed[c] = true, nil
+  count(a, 'channels', -1)
+end
+
+-- An account with nothing to show is forgotten; refusal counters are its
+-- stats, so they keep it.
+local function showsSomething(v)
+  local refused = v['refused:connect'] + v['refused:publish'] + v['refused:subscribe'] + v['refused:message']
+  return v.connections > 0 or v.channels > 0 or refused > 0
+end
+
+local function forget(a)
   redis.call('DEL', accountKey(a))
   redis.call('SREM', ACCOUNTS, a)
 end
 
-local function addConnections(a, n)
-  if n == 0 then return end
-  local left = redis.call('HINCRBY', accountKey(a), 'connections', n)
-  if left < 0 then redis.call('HSET', accountKey(a), 'connections', 0) end
-  -- An account with connections is listed and has something to show.
-  if left > 0 then
-    redis.call('SADD', ACCOUNTS, a)
+local function writeAccount(a, u)
+  local ak = accountKey(a)
+  local changed = {}
+  for _, field in ipairs(COUNTERS) do
+    if (u.delta[field] or 0) ~= 0 then changed[#changed + 1] = field end
+  end
+  local relisted = next(u.listed) ~= nil or next(u.unlisted) ~= nil
+  if #changed == 0 and not relisted then return end
+  if not u.stored and #changed == 1 and not relisted then
+    -- One counter moved and none was read: one increment.
+    local field = changed[1]
+    local n = u.delta[field]
+    local now
+    if FRACTIONAL[field] then now = tonumber(redis.call('HINCRBYFLOAT', ak, field, n))
+    else now = redis.call('HINCRBY', ak, field, n) end
+    if field ~= 'connections' then return end
+    -- The first connection lists the account; after the last one it may have nothing to show.
+    if now > 0 then
+      if now == n then redis.call('SADD', ACCOUNTS, a) end
+      return
+    end
+    local after = readCounters(a)
+    after.connections = 0
+    if not showsSomething(after) then forget(a)
+    elseif now < 0 then redis.call('HSET', ak, 'connections', 0) end
     return
   end
-  forgetIfIdle(a)
+  local before = u.stored or readCounters(a)
+  local after = {}
+  for _, field in ipairs(COUNTERS) do after[field] = before[field] + (u.delta[field] or 0) end
+  if after.connections < 0 then after.connections = 0 end
+  if not showsSomething(after) then return forget(a) end
+  local fields = {}
+  for _, field in ipairs(changed) do fields[#fields + 1], fields[#fields + 2] = field, decimal(after[field]) end
+  for c, stream in pairs(u.listed) do fields[#fields + 1], fields[#fields + 2] = c, stream end
+  if #fields > 0 then callInSlices('HSET', ak, fields) end
+  local unlisted = {}
+  for c in pairs(u.unlisted) do unlisted[#unlisted + 1] = c end
+  if #unlisted > 0 then callInSlices('HDEL', ak, unlisted) end
+  if not showsSomething(before) then redis.call('SADD', ACCOUNTS, a) end
 end
 
--- A flat HGETALL reply with field p set to v (in place, or added at the end,
--- as Redis keeps a small hash).
+-- Every script that changes usage ends with this.
+local function writeUsage()
+  for _, a in ipairs(touched) do writeAccount(a, usage[a]) end
+end
+
+-- A channel read whole: its peers (a flat hash), p's entry and the stream.
+local function readChannel(a, c, p)
+  local all = redis.call('HGETALL', channelKey(a, c))
+  local ch = {peers = {}, bitrate = 0, audioBitrate = 0}
+  for k = 1, #all, 2 do
+    local field, value = all[k], all[k + 1]
+    if isName(field) then
+      ch.peers[#ch.peers + 1], ch.peers[#ch.peers + 2] = field, value
+      if field == p then ch.entry = value end
+    elseif field == 'publisher' then ch.publisher, ch.publisherEntry = parsePublisher(value)
+    elseif field == 'bitrate' then ch.bitrate = asNumber(value)
+    elseif field == 'audioBitrate' then ch.audioBitrate = asNumber(value) end
+  end
+  ch.size = #ch.peers / 2
+  return ch
+end
+
+-- A flat hash with field p set to v (in place, or added at the end, as Redis
+-- keeps a small hash).
 local function withEntry(flat, p, v)
   local out = {}
   local found = false
@@ -240,105 +367,135 @@ local function withEntry(flat, p, v)
   return out
 end
 
--- Registers p for socket s; a limit of 0 is no limit. Returns the refusal
--- name, or nil, whether p is new, and what the join answers: with wantPeers
--- the channel's peers afterwards (a flat hash), else its publisher's name
--- and entry when the publisher is someone else. Each key is read once.
-local function addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, limit, maxChannels, maxPeers, wantPeers)
+-- Registers p for socket s; a limit of 0 is no limit. With takeRecord, the
+-- socket's record (under s) was freed by the registration it just left, and
+-- a new registration takes it over. Returns {refusal = ...}, or what the join
+-- answers: isNew, for a broadcaster the channel's peers afterwards (a flat
+-- hash), for a player the publisher's name and entry when it is someone
+-- else; tookRecord when it took the socket's record over.
+local function addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, limit, maxChannels, maxPeers, takeRecord)
   local ck = channelKey(a, c)
-  local sk = streamKey(a, c)
-  local old = redis.call('HMGET', sk, 'bitrate', 'audioBitrate', 'publisher')
-  local oldBitrate, oldAudio, oldPublisher = asNumber(old[1]), asNumber(old[2]), old[3]
-  local existing, before, all, publisherEntry
-  if wantPeers then
-    all = redis.call('HGETALL', ck)
-    before = #all / 2
-    for k = 1, #all, 2 do if all[k] == p then existing = all[k + 1] end end
+  local ch, before
+  if role == 'broadcaster' then
+    ch = readChannel(a, c, p)
+    before = ch.size
   else
-    if oldPublisher and oldPublisher ~= p then
-      local e = redis.call('HMGET', ck, p, oldPublisher)
-      existing, publisherEntry = e[1], e[2]
-    else
-      existing = redis.call('HGET', ck, p)
+    -- A player reads no other peer: p's entry and the stream are enough.
+    local v = redis.call('HMGET', ck, p, 'publisher', 'bitrate', 'audioBitrate')
+    ch = {bitrate = asNumber(v[3]), audioBitrate = asNumber(v[4])}
+    if v[1] then ch.entry = v[1] end
+    if v[2] then ch.publisher, ch.publisherEntry = parsePublisher(v[2]) end
+    -- The size matters when the channel may be empty, or when p's own stream ends.
+    if (not ch.entry and not ch.publisher) or ch.publisher == p then
+      before = redis.call('HLEN', ck)
+      if ch.publisher then before = before - #STREAM_FIELDS end
     end
-    before = redis.call('HLEN', ck)
   end
-  local oldRole
+  local existing, oldRole, extra = ch.entry, nil, ''
   if existing then
-    local r, es = parsePeerEntry(existing)
-    if es ~= s then return 'uniqueness' end
-    oldRole = r
+    local r, es, _, x = parsePeerEntry(existing)
+    if es ~= s then return {refusal = 'uniqueness'} end
+    oldRole, extra = r, x
   end
-  local ak = accountKey(a)
-  if maxChannels > 0 and before == 0 and redis.call('SCARD', channelsKey(a)) >= maxChannels then return 'channels' end
-  if maxPeers > 0 and not existing then
-    local u = redis.call('HMGET', ak, 'players', 'broadcasters')
-    if asNumber(u[1]) + asNumber(u[2]) >= maxPeers then return 'peers' end
-  end
-  local after = before
-  if not existing then after = before + 1 end
+  local grows = 1
+  if existing then grows = 0 end
+  -- The stream afterwards: a broadcaster's own; a player keeps someone else's and ends its own.
   local newBitrate, newAudio = 0, 0
   if role == 'broadcaster' then newBitrate, newAudio = asNumber(bitrate), asNumber(audioBitrate)
-  elseif oldPublisher and oldPublisher ~= p then newBitrate, newAudio = oldBitrate, oldAudio end
-  local added = after * (newBitrate + newAudio) - before * (oldBitrate + oldAudio)
-  if limit > 0 and added > 0 then
-    local u = redis.call('HMGET', ak, 'bitrate', 'audioBitrate')
-    if asNumber(u[1]) + asNumber(u[2]) + added > limit then return 'totalBitrate' end
+  elseif ch.publisher and ch.publisher ~= p then newBitrate, newAudio = ch.bitrate, ch.audioBitrate end
+  local addBitrate, addAudio
+  if before then
+    local oldBitrate, oldAudio = 0, 0
+    if ch.publisher then oldBitrate, oldAudio = ch.bitrate, ch.audioBitrate end
+    addBitrate = (before + grows) * newBitrate - before * oldBitrate
+    addAudio = (before + grows) * newAudio - before * oldAudio
+  else
+    -- A player in a channel whose stream stays: one more viewer of it, or none.
+    addBitrate, addAudio = grows * newBitrate, grows * newAudio
   end
-  -- A channel with peers is listed already, and so is its account.
-  if before == 0 then
-    redis.call('SADD', ACCOUNTS, a)
-    redis.call('SADD', channelsKey(a), c)
+  if maxChannels > 0 and before == 0 and counter(a, 'channels') >= maxChannels then return {refusal = 'channels'} end
+  if maxPeers > 0 and not existing and counter(a, 'players') + counter(a, 'broadcasters') >= maxPeers then
+    return {refusal = 'peers'}
   end
-  if oldRole then redis.call('HINCRBY', ak, roleCounter(oldRole), -1) end
-  redis.call('HINCRBY', ak, roleCounter(role), 1)
+  local added = addBitrate + addAudio
+  if limit > 0 and added > 0 and counter(a, 'bitrate') + counter(a, 'audioBitrate') + added > limit then
+    return {refusal = 'totalBitrate'}
+  end
+  if before == 0 then listChannel(a, c, '')
+  elseif role ~= 'broadcaster' and ch.publisher == p then listStream(a, c, '') end
+  if role == 'broadcaster' then listStream(a, c, stream) end
+  if oldRole then count(a, roleCounter(oldRole), -1) end
+  count(a, roleCounter(role), 1)
+  count(a, 'bitrate', addBitrate)
+  count(a, 'audioBitrate', addAudio)
+  -- The instance's record: under the socket for its one registration, under
+  -- the ref for the extra ones a socket holds in rooms.
+  local tookRecord = false
+  if not existing then
+    local pk = peersKey(inst)
+    local registration = a .. '\\n' .. c .. '\\n' .. p .. '\\n' .. s
+    if takeRecord then
+      redis.call('HSET', pk, s, registration)
+      tookRecord = true
+    elseif redis.call('HSETNX', pk, s, registration) == 0 then
+      redis.call('HSET', pk, a .. c .. p, registration)
+      extra = '+'
+    end
+  end
   local entry = role .. '\\n' .. s .. '\\n' .. inst
-  redis.call('HSET', ck, p, entry)
-  redis.call('HSET', peersKey(inst), a .. c .. p, a .. '\\n' .. c .. '\\n' .. p .. '\\n' .. s)
-  addUsage(a, 'bitrate', after * newBitrate - before * oldBitrate)
-  addUsage(a, 'audioBitrate', after * newAudio - before * oldAudio)
-  if role == 'broadcaster' then redis.call('HSET', sk, 'bitrate', bitrate, 'audioBitrate', audioBitrate, 'publisher', p, 'stream', stream)
-  elseif oldPublisher == p then redis.call('DEL', sk) end
-  if wantPeers then return nil, not existing, withEntry(all, p, entry) end
-  if publisherEntry then return nil, not existing, nil, oldPublisher, publisherEntry end
-  return nil, not existing
+  if extra == '+' then entry = entry .. '\\n+' end
+  if role == 'broadcaster' then
+    redis.call('HSET', ck, p, entry, 'publisher', p .. '\\n' .. s, 'bitrate', bitrate, 'audioBitrate', audioBitrate)
+    return {isNew = not existing, peers = withEntry(ch.peers, p, entry), tookRecord = tookRecord}
+  end
+  if existing ~= entry then redis.call('HSET', ck, p, entry) end
+  if ch.publisher == p then redis.call('HDEL', ck, unpack(STREAM_FIELDS)) end
+  local joined = {isNew = not existing, tookRecord = tookRecord}
+  if ch.publisher and ch.publisher ~= p then joined.publisher, joined.publisherEntry = ch.publisher, ch.publisherEntry end
+  return joined
 end
 
--- Removes p if socket s (and instance inst, when given) registered it.
--- Returns the remaining peers as a flat hash, or false.
-local function removePeer(a, c, p, s, inst)
+-- The registration of p by socket s (and instance inst, when given) in
+-- channel c, read for removal; nil when there is none.
+local function findRegistration(a, c, p, s, inst)
+  local r = readChannel(a, c, p)
+  if not r.entry then return nil end
+  local role, ps, pi, extra = parsePeerEntry(r.entry)
+  if ps ~= s or (inst and pi ~= inst) then return nil end
+  r.a, r.c, r.p, r.s, r.role, r.instance = a, c, p, s, role, pi
+  -- Where the instance's record of it is.
+  if extra == '+' then r.record = a .. c .. p else r.record = s end
+  return r
+end
+
+-- Removes a found registration from its channel and its account's usage
+-- (its record is the caller's). Returns the remaining peers as a flat hash.
+local function removeRegistration(r)
+  local a, c, p = r.a, r.c, r.p
   local ck = channelKey(a, c)
-  -- One read gives p's entry, the count and what remains.
-  local all = redis.call('HGETALL', ck)
-  local v
   local remaining = {}
-  for k = 1, #all, 2 do
-    if all[k] == p then v = all[k + 1]
-    else remaining[#remaining + 1], remaining[#remaining + 2] = all[k], all[k + 1] end
+  for k = 1, #r.peers, 2 do
+    if r.peers[k] ~= p then remaining[#remaining + 1], remaining[#remaining + 2] = r.peers[k], r.peers[k + 1] end
   end
-  if not v then return false end
-  local role, ps, pi = parsePeerEntry(v)
-  if ps ~= s or (inst and pi ~= inst) then return false end
-  local before = #all / 2
-  redis.call('HDEL', ck, p)
-  redis.call('HDEL', peersKey(pi), a .. c .. p)
-  redis.call('HINCRBY', accountKey(a), roleCounter(role), -1)
-  local sk = streamKey(a, c)
-  local st = redis.call('HMGET', sk, 'bitrate', 'audioBitrate', 'publisher')
-  if st[3] then
-    local after = before - 1
-    if st[3] == p or after == 0 then
-      redis.call('DEL', sk)
-      after = 0
-    end
-    addUsage(a, 'bitrate', asNumber(st[1]) * (after - before))
-    addUsage(a, 'audioBitrate', asNumber(st[2]) * (after - before))
+  local before = r.size
+  local after = before - 1
+  count(a, roleCounter(r.role), -1)
+  -- The stream goes with its publisher, or with the last peer.
+  local streamGoes = r.publisher ~= nil and (r.publisher == p or after == 0)
+  if r.publisher then
+    local viewers = 1
+    if streamGoes then viewers = before end
+    count(a, 'bitrate', -viewers * r.bitrate)
+    count(a, 'audioBitrate', -viewers * r.audioBitrate)
   end
-  -- While the channel has peers it stays listed, and so does its account.
-  if before == 1 then
-    redis.call('SREM', channelsKey(a), c)
-    forgetIfIdle(a)
-  end
+  -- While the channel has peers it stays listed.
+  if after == 0 then
+    redis.call('DEL', ck)
+    unlistChannel(a, c)
+  elseif streamGoes then
+    redis.call('HDEL', ck, p, unpack(STREAM_FIELDS))
+    listStream(a, c, '')
+  else redis.call('HDEL', ck, p) end
   return remaining
 end
 
@@ -361,11 +518,11 @@ export const connectScript = defineScript(
   `
 local inst, a, maxConnections, maxTotalBitrate = ARGV[1], ARGV[2], asNumber(ARGV[3]), asNumber(ARGV[4])
 if redis.call('SISMEMBER', SYNCED, inst) == 0 then return 'unregistered' end
-local u = redis.call('HMGET', accountKey(a), 'connections', 'bitrate', 'audioBitrate')
-if maxConnections > 0 and asNumber(u[1]) >= maxConnections then return 'connections' end
-if maxTotalBitrate > 0 and asNumber(u[2]) + asNumber(u[3]) >= maxTotalBitrate then return 'totalBitrate' end
+if maxConnections > 0 and counter(a, 'connections') >= maxConnections then return 'connections' end
+if maxTotalBitrate > 0 and counter(a, 'bitrate') + counter(a, 'audioBitrate') >= maxTotalBitrate then return 'totalBitrate' end
 redis.call('HINCRBY', connKey(inst), a, 1)
-addConnections(a, 1)
+count(a, 'connections', 1)
+writeUsage()
 return 'ok'
 `,
   (input: { instance: string; account: string; maxConnections: number; maxTotalBitrate: number }) => [
@@ -376,7 +533,7 @@ return 'ok'
   ],
   (reply): ConnectReply =>
     reply === 'ok' || reply === 'connections' || reply === 'totalBitrate' || reply === 'unregistered' ? reply : unexpected(reply),
-  ({ instance, account }) => [k.synced, k.accounts, k.account(account), k.channels(account), k.connections(instance)],
+  ({ instance, account }) => [k.synced, k.accounts, k.account(account), k.connections(instance)],
 );
 
 /** Releases one connection this instance counted; true when there was one. */
@@ -386,17 +543,23 @@ local inst, a = ARGV[1], ARGV[2]
 local mine = asNumber(redis.call('HGET', connKey(inst), a))
 if mine <= 0 then return 0 end
 if mine == 1 then redis.call('HDEL', connKey(inst), a) else redis.call('HINCRBY', connKey(inst), a, -1) end
-addConnections(a, -1)
+count(a, 'connections', -1)
+writeUsage()
 return 1
 `,
   (input: { instance: string; account: string }) => [input.instance, input.account],
   (reply) => reply === 1,
-  ({ instance, account }) => [k.accounts, k.account(account), k.channels(account), k.connections(instance)],
+  ({ instance, account }) => [k.accounts, k.account(account), k.connections(instance)],
 );
 
 export type JoinReply =
   | { outcome: 'unregistered' }
-  | { outcome: 'refused'; refusal: JoinRefusal }
+  | {
+      outcome: 'refused';
+      refusal: JoinRefusal;
+      /** The peers left in the channel the socket left, or null when it was not registered there. */
+      left: ChannelEntry[] | null;
+    }
   | {
       outcome: 'ok';
       isNew: boolean;
@@ -404,42 +567,67 @@ export type JoinReply =
       peers: ChannelEntry[];
       /** The channel's broadcaster (for a player joining a published channel). */
       publisher?: ChannelEntry | undefined;
+      left: ChannelEntry[] | null;
     };
 
-/** Registers a peer in a channel, unless uniqueness or a limit refuses it. */
+/**
+ * Registers a peer in a channel, unless uniqueness or a limit refuses it;
+ * first leaves the registration the socket moves from, if any, whether the
+ * join is refused or not.
+ */
 export const joinScript = defineScript(
   `
 local inst, a, c, p, s, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 local maxChannels, maxPeers = asNumber(ARGV[11]), asNumber(ARGV[12])
-if redis.call('SISMEMBER', SYNCED, inst) == 0 then return {'unregistered'} end
-local refusal, isNew, peers, publisher, entry = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers, role == 'broadcaster')
-if refusal then return {refusal} end
-peers = peers or {}
-publisher = publisher or false
-entry = entry or false
-return {'ok', isNew and 1 or 0, peers, publisher, entry}
+local leftChannel, leftPeer = ARGV[13], ARGV[14]
+local old
+if leftChannel ~= '' then old = findRegistration(a, leftChannel, leftPeer, s, nil) end
+-- A registration of this instance here shows that this bucket holds its
+-- state (a sweep removes them all before it forgets the instance).
+if not (old and old.instance == inst) and redis.call('SISMEMBER', SYNCED, inst) == 0 then return {'unregistered'} end
+local left, takeRecord = false, false
+if old then
+  left = removeRegistration(old)
+  -- The socket's record passes to its new registration.
+  if old.record == s and old.instance == inst then takeRecord = true
+  else redis.call('HDEL', peersKey(old.instance), old.record) end
+end
+local joined = addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, maxTotalBitrate, maxChannels, maxPeers, takeRecord)
+if takeRecord and not joined.tookRecord then redis.call('HDEL', peersKey(inst), s) end
+writeUsage()
+if joined.refusal then return {joined.refusal, 0, {}, false, false, left} end
+return {'ok', joined.isNew and 1 or 0, joined.peers or {}, joined.publisher or false, joined.publisherEntry or false, left}
 `,
-  (input: { instance: string; registration: Registration; maxTotalBitrate: number; maxChannels: number; maxPeers: number }) => {
+  (input: {
+    instance: string;
+    registration: Registration;
+    maxTotalBitrate: number;
+    maxChannels: number;
+    maxPeers: number;
+    /** The socket's registration it leaves first (encoded names), if any. */
+    leaving: { channel: string; peerID: string } | undefined;
+  }) => {
     const r = input.registration;
     return [
       ...[input.instance, r.account, r.channel, r.peerID, r.socketId, r.role],
       ...[String(input.maxTotalBitrate), r.bitrate, r.audioBitrate, r.stream],
-      ...[String(input.maxChannels), String(input.maxPeers)],
+      ...[String(input.maxChannels), String(input.maxPeers), input.leaving?.channel ?? '', input.leaving?.peerID ?? ''],
     ];
   },
   (reply): JoinReply => {
-    const [outcome, isNew, peers, publisher, entry] = asArray(reply);
+    const [outcome, isNew, peers, publisher, entry, leftPeers] = asArray(reply);
     if (outcome === 'unregistered') return { outcome };
-    if (isJoinRefusal(outcome)) return { outcome: 'refused', refusal: outcome };
+    const left = Array.isArray(leftPeers) ? hashEntries(leftPeers) : null;
+    if (isJoinRefusal(outcome)) return { outcome: 'refused', refusal: outcome, left };
     if (outcome !== 'ok') return unexpected(outcome);
     const publisherEntry: ChannelEntry | undefined =
       typeof publisher === 'string' && typeof entry === 'string' ? [publisher, entry] : undefined;
-    return { outcome, isNew: isNew === 1, peers: hashEntries(peers), publisher: publisherEntry };
+    return { outcome, isNew: isNew === 1, peers: hashEntries(peers), publisher: publisherEntry, left };
   },
-  ({ instance, registration: { account, channel } }) => [
-    ...[k.synced, k.accounts, k.account(account), k.channels(account)],
-    ...[k.channel(account, channel), k.stream(account, channel), k.registrations(instance)],
+  ({ instance, registration: { account, channel }, leaving }) => [
+    ...[k.synced, k.accounts, k.account(account), k.channel(account, channel), k.registrations(instance)],
+    ...(leaving && leaving.channel !== channel ? [k.channel(account, leaving.channel)] : []),
   ],
 );
 
@@ -448,15 +636,17 @@ type LeaveInput = Pick<Registration, 'account' | 'channel' | 'peerID' | 'socketI
 /** Removes a registration made by a socket; the channel's remaining peers, or null when it had none. */
 export const leaveScript = defineScript(
   `
-return removePeer(ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
+local r = findRegistration(ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
+if not r then return false end
+local remaining = removeRegistration(r)
+redis.call('HDEL', peersKey(r.instance), r.record)
+writeUsage()
+return remaining
 `,
   (input: LeaveInput) => [input.account, input.channel, input.peerID, input.socketId],
   (reply): ChannelEntry[] | null => (reply == null ? null : hashEntries(reply)),
   // The registration is this instance's (its socket left), so its record is the one touched.
-  ({ instance, account, channel }) => [
-    ...[k.accounts, k.account(account), k.channels(account)],
-    ...[k.channel(account, channel), k.stream(account, channel), k.registrations(instance)],
-  ],
+  ({ instance, account, channel }) => [k.accounts, k.account(account), k.channel(account, channel), k.registrations(instance)],
 );
 
 export const refusalScript = defineScript(
@@ -539,24 +729,26 @@ export const sweepScript = defineScript(
 local dead, batch = ARGV[1], ARGV[2]
 local pk = peersKey(dead)
 local entries = redis.call('HSCAN', pk, '0', 'COUNT', batch)[2]
-local notes, removed = {}, 0
+local notes, removed, fields = {}, 0, {}
 for k = 1, #entries, 2 do
-  redis.call('HDEL', pk, entries[k])
+  fields[#fields + 1] = entries[k]
   local a, c, p, s = parseRegistration(entries[k + 1])
-  if a then
-    local remaining = removePeer(a, c, p, s, dead)
-    if remaining then
-      removed = removed + 1
-      addDeparture(notes, c, p, remaining, dead)
-    end
+  local r = a and findRegistration(a, c, p, s, dead)
+  if r then
+    removed = removed + 1
+    addDeparture(notes, c, p, removeRegistration(r), dead)
   end
 end
-if redis.call('EXISTS', pk) == 1 then return {0, removed, notes} end
-local conns = redis.call('HGETALL', connKey(dead))
-for k = 1, #conns, 2 do addConnections(conns[k], -asNumber(conns[k + 1])) end
-redis.call('DEL', connKey(dead))
-redis.call('SREM', SYNCED, dead)
-return {1, removed, notes}
+if #fields > 0 then callInSlices('HDEL', pk, fields) end
+local done = redis.call('EXISTS', pk) == 0
+if done then
+  local conns = redis.call('HGETALL', connKey(dead))
+  for k = 1, #conns, 2 do count(conns[k], 'connections', -asNumber(conns[k + 1])) end
+  redis.call('DEL', connKey(dead))
+  redis.call('SREM', SYNCED, dead)
+end
+writeUsage()
+return {done and 1 or 0, removed, notes}
 `,
   (input: { dead: string; batch: number }) => [input.dead, String(input.batch)],
   (reply) => {
@@ -597,13 +789,13 @@ for k = 1, #have, 2 do
   want[a] = nil
   if w ~= n then
     if w > 0 then redis.call('HSET', ck, a, w) else redis.call('HDEL', ck, a) end
-    addConnections(a, w - n)
+    count(a, 'connections', w - n)
   end
 end
 for a, w in pairs(want) do
   if w > 0 then
     redis.call('HSET', ck, a, w)
-    addConnections(a, w)
+    count(a, 'connections', w)
   end
 end
 
@@ -622,22 +814,24 @@ local skip = ''
 if retire then skip = inst end
 local pk = peersKey(inst)
 local current = redis.call('HGETALL', pk)
-local notes = {}
+local notes, stale = {}, {}
 for k = 1, #current, 2 do
   local a, c, p, s = parseRegistration(current[k + 1])
-  if wanted[current[k]] ~= s then
-    redis.call('HDEL', pk, current[k])
-    if a then
-      local remaining = removePeer(a, c, p, s, inst)
-      if remaining then addDeparture(notes, c, p, remaining, skip) end
-    end
+  if not a or wanted[a .. c .. p] ~= s then
+    stale[#stale + 1] = current[k]
+    local r = a and findRegistration(a, c, p, s, inst)
+    if r then addDeparture(notes, c, p, removeRegistration(r), skip) end
   end
 end
+if #stale > 0 then callInSlices('HDEL', pk, stale) end
 local dropped = {}
 for _, r in ipairs(registrations) do
-  if addPeer(inst, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], 0, 0, 0) then dropped[#dropped + 1] = r[1] .. r[2] .. r[3] end
+  if addPeer(inst, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], 0, 0, 0, false).refusal then
+    dropped[#dropped + 1] = r[1] .. r[2] .. r[3]
+  end
 end
 if retire then redis.call('SREM', SYNCED, inst) else redis.call('SADD', SYNCED, inst) end
+writeUsage()
 return {notes, dropped}
 `,
   (input: SyncInput) => {
@@ -668,11 +862,20 @@ export const snapshotScript = defineScript(
   `
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
+  local account = redis.call('HGETALL', accountKey(a))
   local channels = {}
-  for _, c in ipairs(redis.call('SMEMBERS', channelsKey(a))) do
-    channels[#channels + 1] = {c, redis.call('HGETALL', channelKey(a, c)), redis.call('HGET', streamKey(a, c), 'stream')}
+  for k = 1, #account, 2 do
+    -- The account's channels are its fields named by an encoded channel, each with its stream.
+    if isName(account[k]) then
+      local all = redis.call('HGETALL', channelKey(a, account[k]))
+      local peers = {}
+      for j = 1, #all, 2 do
+        if isName(all[j]) then peers[#peers + 1], peers[#peers + 2] = all[j], all[j + 1] end
+      end
+      channels[#channels + 1] = {account[k], peers, account[k + 1]}
+    end
   end
-  out[#out + 1] = {a, redis.call('HGETALL', accountKey(a)), channels}
+  out[#out + 1] = {a, account, channels}
 end
 return out
 `,

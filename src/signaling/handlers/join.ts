@@ -10,7 +10,7 @@ import { bindings, type PeerSocket, type Replies } from '../replies';
 
 export interface JoinDeps {
   registry: Pick<ChannelRegistry, 'join'>;
-  departures: Pick<Departures, 'leaveChannel'>;
+  departures: Pick<Departures, 'detach' | 'announceLeft'>;
   replies: Pick<Replies, 'refuse'>;
   countRefusal: CountRefusal;
   accountMaxChannels: number;
@@ -44,7 +44,9 @@ export function createJoining({ registry, departures, replies, countRefusal, acc
     async join(socket: PeerSocket, request: Omit<JoinRequest, 'account' | 'socketId' | 'plan'>) {
       const { account } = socket.data;
       const current = socket.data.registration;
-      if (current && (current.channel !== request.channel || current.peerID !== request.peerID)) await departures.leaveChannel(socket);
+      // A socket holds one registration: the one it had is left in the same registry call.
+      const leaving =
+        current && (current.channel !== request.channel || current.peerID !== request.peerID) ? departures.detach(socket) : undefined;
       // Fields written out, one shape for every request: this is a hot path.
       const result = await registry.join({
         channel: request.channel,
@@ -56,7 +58,9 @@ export function createJoining({ registry, departures, replies, countRefusal, acc
         plan: account.plan,
         maxChannels: accountMaxChannels,
         maxPeers: accountMaxPeers,
+        leaving: leaving && { channel: leaving.channel, peerID: leaving.peerID },
       });
+      if (leaving) departures.announceLeft(socket, leaving, result.left ?? null);
       if (result.ok) socket.data.registration = { channel: request.channel, peerID: request.peerID, role: request.role };
       if (result.ok && result.isNew) report?.joined(account.name, request);
       return result;
