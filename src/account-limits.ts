@@ -4,13 +4,13 @@
 // is crossed upwards, and again only after usage fell back below it.
 import type { Logger } from 'pino';
 import type { AccountStore } from './accounts/store';
-import type { AccountUsage, ChannelRegistry } from './channels/registry';
+import type { ChannelRegistry } from './channels/registry';
 import type { LimitName, ServerEvents } from './server-events';
 
 const THRESHOLDS = [80, 100] as const;
 
 export interface LimitWatchDeps {
-  registry: Pick<ChannelRegistry, 'snapshot'>;
+  registry: Pick<ChannelRegistry, 'usage'>;
   accounts: Pick<AccountStore, 'findByName'>;
   events: ServerEvents;
   log: Logger;
@@ -46,9 +46,8 @@ export function watchAccountLimits(deps: LimitWatchDeps) {
     if (running || (deps.reports && !deps.reports())) return;
     running = true;
     try {
-      const { stats } = await deps.registry.snapshot();
       const seen = new Set<string>();
-      for (const [account, usage] of stats as [string, AccountUsage][]) {
+      for (const [account, usage] of await deps.registry.usage()) {
         const plan = deps.accounts.findByName(account)?.plan;
         if (!plan) continue;
         seen.add(account);

@@ -173,13 +173,15 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
     });
 
   async function refreshGauges() {
-    const { stats, connections } = await registry.snapshot();
     let sockets = 0;
     let players = 0;
     let broadcasters = 0;
+    let channels = 0;
+    const accounts = await registry.usage();
     gauges.accountConnections?.reset();
     gauges.accountBitrate?.reset();
-    for (const [account, usage] of stats) {
+    for (const [account, usage, channelCount] of accounts) {
+      channels += channelCount;
       sockets += usage.connections;
       players += usage.players;
       broadcasters += usage.broadcasters;
@@ -187,7 +189,7 @@ export function createMetrics(registry: ChannelRegistry, { perAccount, certifica
       gauges.accountBitrate?.labels(account).set(usage.bitrate + usage.audioBitrate);
     }
     gauges.connections.set(sockets);
-    gauges.channels.set(connections.length);
+    gauges.channels.set(channels);
     gauges.peers.labels('player').set(players);
     gauges.peers.labels('broadcaster').set(broadcasters);
     const summaries = rooms ? await rooms() : [];

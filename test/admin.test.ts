@@ -12,14 +12,16 @@ import { test, type TestContext } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
 import { io } from 'socket.io-client';
 import type { ActionResult, AdminAction, LiveView, Sample } from '../src/admin/client/view';
-import type { AccountUsage } from '../src/channels/registry';
+import { createMemoryRegistry } from '../src/channels/memory';
+import type { AccountUsage, ChannelRegistry } from '../src/channels/registry';
 import { get } from './helpers/api';
 import { CHROMIUM, CHROMIUM_FLAGS } from './helpers/browser';
 import { connect, nextMessage, refusal, STREAM, type Client } from './helpers/client';
 import { testRedis } from './helpers/redis';
-import { API_KEY, startServer } from './helpers/server';
+import { API_KEY, startServer, TOKEN } from './helpers/server';
 import { requireService } from './helpers/skip';
 import { testCertificate } from './helpers/tls';
+import { eventually } from './helpers/wait';
 
 const root = resolve(__dirname, '..');
 const SITE_TOKEN = 'site-a-console-token-0123456789';
@@ -268,3 +270,30 @@ test(
     assert.deepEqual(await admin.act({ action: 'suspend', id: 99, suspended: true }), { ok: false, error: 'No account 99' });
   },
 );
+
+test('samples, scrapes and limit checks read the accounts’ usage; the channels’ peers only while a console is open', async (t) => {
+  // The registry, counting its full reads.
+  const memory = createMemoryRegistry();
+  const calls = { usage: 0, snapshot: 0 };
+  const registry: ChannelRegistry = {
+    ...memory,
+    usage: () => (calls.usage++, memory.usage()),
+    snapshot: () => (calls.snapshot++, memory.snapshot()),
+  };
+  const { url } = await startServer(t, { ADMIN_SAMPLE_MS: '100', API_KEY }, { registry });
+  const broadcaster = await connect(t, url, TOKEN);
+  const peers = nextMessage(broadcaster, 'peers');
+  broadcaster.emit('publish', 'Studio', 'sampled', STREAM);
+  await peers;
+  const sampled = calls.usage;
+  await eventually('three more samples', () => calls.usage >= sampled + 3);
+  assert.equal((await get(url, `/metrics?apikey=${API_KEY}`)).status, 200);
+  assert.equal(calls.snapshot, 0, 'no full read while no console is open');
+
+  const { history, view } = await consoleSocket(t, url);
+  assert.ok(calls.snapshot >= 1, 'the console gets the channels');
+  assert.deepEqual(view.totals, { connections: 1, channels: 1, peers: 1 });
+  const last = history.at(-1);
+  assert.equal(last?.channels, 1);
+  assert.deepEqual(last?.accounts['_static']?.slice(0, 2), [1, 1]);
+});

@@ -176,6 +176,15 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
       };
       for (const o of ops) assert.deepEqual(await apply(shared, o), await apply(memory, o), JSON.stringify(o));
       assert.deepEqual(sorted(await shared.snapshot()), sorted(await memory.snapshot()));
+      // The periodic readers' view: each account's usage and channel count, as the snapshot has them.
+      const usage = await memory.usage();
+      const byAccount = (list: typeof usage) => [...list].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      assert.deepEqual(await shared.usage(), byAccount(usage));
+      const { connections, stats } = await memory.snapshot();
+      assert.deepEqual(
+        usage.map(([account, u, channels]) => [account, u, channels]),
+        stats.map(([account, u]) => [account, u, connections.filter(([, peers]) => Object.values(peers)[0]?.account === account).length]),
+      );
       // Closing removes this instance's part; only refusal counters stay.
       await shared.close();
       const left = await shared.snapshot();

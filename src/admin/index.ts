@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { STATIC_ACCOUNT } from '../accounts/account';
 import type { AccountManager, AccountView } from '../accounts/manage';
 import type { AccountStore } from '../accounts/store';
-import type { ChannelRegistry } from '../channels/registry';
+import type { ChannelRegistry, UsageSnapshot } from '../channels/registry';
 import { streamFields } from '../protocol';
 import { createFailedAuthLimiter } from '../signaling/rate-limits';
 import type { Activity } from './activity';
@@ -135,16 +135,15 @@ export function createAdmin(deps: AdminDeps) {
     }
   }
 
-  async function liveView(): Promise<LiveView> {
-    await refreshAccounts();
-    const snapshot = await registry.snapshot();
-    const usage = new Map(snapshot.stats);
+  /** The accounts' rows: those listed by the account manager, then any other with usage, busiest first. */
+  function accountRows(usage: UsageSnapshot): AccountRowView[] {
+    const byName = new Map(usage.map(([name, u]) => [name, u]));
     const planNames = new Map(plans.map((p) => [p.id, p.name]));
     const rows = new Map<string, AccountRowView>();
     const row = (name: string, view?: AccountView): AccountRowView => {
       const found = accounts.findByName(name);
       const plan = found?.plan;
-      const u = usage.get(name);
+      const u = byName.get(name);
       return {
         id: view?.id ?? null,
         name,
@@ -159,7 +158,24 @@ export function createAdmin(deps: AdminDeps) {
       };
     };
     for (const view of listed) rows.set(view.name, row(view.name, view));
-    for (const [name] of snapshot.stats) if (!rows.has(name)) rows.set(name, row(name));
+    for (const [name] of usage) if (!rows.has(name)) rows.set(name, row(name));
+    return [...rows.values()].sort((a, b) => b.connections - a.connections || (a.name < b.name ? -1 : 1));
+  }
+
+  function totalsOf(usage: UsageSnapshot) {
+    const totals = { connections: 0, channels: 0, peers: 0 };
+    for (const [, u, channels] of usage) {
+      totals.connections += u.connections;
+      totals.channels += channels;
+      totals.peers += u.players + u.broadcasters;
+    }
+    return totals;
+  }
+
+  /** What a console shows: with the channels' peers, so read only while a console is open. */
+  async function liveView(usage: UsageSnapshot): Promise<LiveView> {
+    await refreshAccounts();
+    const snapshot = await registry.snapshot();
     const streams = new Map(snapshot.channels.map(([name, summary]) => [`${summary.account}\u0000${name}`, summary]));
     const channels: ChannelView[] = [];
     for (const [name, peers] of snapshot.connections.slice(0, MAX_CHANNELS)) {
@@ -173,16 +189,10 @@ export function createAdmin(deps: AdminDeps) {
         peers: list.map((p) => ({ peerID: p.peerID, type: p.type, socketId: p.socketId })),
       });
     }
-    let connections = 0;
-    let peers = 0;
-    for (const [, u] of snapshot.stats) {
-      connections += u.connections;
-      peers += u.players + u.broadcasters;
-    }
     return {
       time: now(),
-      totals: { connections, channels: snapshot.connections.length, peers },
-      accounts: [...rows.values()].sort((a, b) => b.connections - a.connections || (a.name < b.name ? -1 : 1)),
+      totals: totalsOf(usage),
+      accounts: accountRows(usage),
       channels,
       moreChannels: Math.max(0, snapshot.connections.length - MAX_CHANNELS),
       refusals: activity.refusals(),
@@ -193,44 +203,46 @@ export function createAdmin(deps: AdminDeps) {
     };
   }
 
-  /** One point for the charts, from a view and the activity since the last point. */
-  function sampleOf(view: LiveView): Sample {
+  /** One point for the charts, from the accounts' usage and the activity since the last point. */
+  function sampleOf(usage: UsageSnapshot): Sample {
     const t = now();
     const seconds = Math.max((t - lastSampleAt) / 1000, 0.001);
     lastSampleAt = t;
     const { handshakes, refusals, handshakesByAccount, refusalsByAccount } = activity.take();
+    const totals = totalsOf(usage);
     const perAccount: Sample['accounts'] = {};
-    const channelsOf = new Map<string, number>();
-    for (const c of view.channels) channelsOf.set(c.account, (channelsOf.get(c.account) ?? 0) + 1);
     // The busiest accounts only, so a sample stays small with many sites.
-    for (const a of view.accounts.slice(0, 20))
-      perAccount[a.name] = [
-        a.connections,
-        channelsOf.get(a.name) ?? 0,
-        (handshakesByAccount.get(a.name) ?? 0) / seconds,
-        (refusalsByAccount.get(a.name) ?? 0) / seconds,
+    const busiest = [...usage].sort(([a, ua], [b, ub]) => ub.connections - ua.connections || (a < b ? -1 : 1)).slice(0, 20);
+    for (const [name, u, channels] of busiest)
+      perAccount[name] = [
+        u.connections,
+        channels,
+        (handshakesByAccount.get(name) ?? 0) / seconds,
+        (refusalsByAccount.get(name) ?? 0) / seconds,
       ];
     return {
       time: t,
-      connections: view.totals.connections,
-      channels: view.totals.channels,
+      connections: totals.connections,
+      channels: totals.channels,
       handshakesPerSecond: handshakes / seconds,
       refusalsPerSecond: refusals / seconds,
       accounts: perAccount,
     };
   }
 
+  // Every instance samples for its own consoles. A sample reads only the
+  // accounts' usage; the channels' peers are read only while a console of
+  // this instance is open.
   let ticking = false;
   async function tick() {
     if (ticking || closed) return;
     ticking = true;
     try {
-      const view = await liveView();
-      const sample = sampleOf(view);
+      const usage = await registry.usage();
+      const sample = sampleOf(usage);
       history.push(sample);
       if (history.length > capacity) history.splice(0, history.length - capacity);
-      // This instance's console sockets only: every instance samples for its own.
-      if (namespace.sockets.size) namespace.local.emit('sample', sample, view);
+      if (namespace.sockets.size) namespace.local.emit('sample', sample, await liveView(usage));
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'admin: sample failed');
     } finally {
@@ -272,7 +284,7 @@ export function createAdmin(deps: AdminDeps) {
     log.info({ ip: address(socket) }, 'admin signed in');
     void (async () => {
       await refreshAccounts(true);
-      socket.emit('history', history, await liveView());
+      socket.emit('history', history, await liveView(await registry.usage()));
     })().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'admin: first view failed'));
     socket.on('action', (input: unknown, ack: unknown) => {
       const reply = typeof ack === 'function' ? (ack as (r: ActionResult) => void) : () => undefined;

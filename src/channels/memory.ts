@@ -12,6 +12,7 @@ import {
   type JoinResult,
   type LeftPeers,
   type RegistrySnapshot,
+  type UsageSnapshot,
 } from './registry';
 import { systemClock, type Clock } from '../clock';
 
@@ -135,10 +136,12 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
     return [...channel.peers.values()];
   }
 
+  const copyUsage = (usage: AccountUsage): AccountUsage => ({ ...usage, issues: { ...usage.issues }, refused: { ...usage.refused } });
+
   function snapshot(): RegistrySnapshot {
     const result: RegistrySnapshot = { connections: [], channels: [], stats: [] };
     for (const [account, state] of accounts) {
-      result.stats.push([account, { ...state.usage, issues: { ...state.usage.issues }, refused: { ...state.usage.refused } }]);
+      result.stats.push([account, copyUsage(state.usage)]);
       for (const [name, channel] of state.channels) {
         result.connections.push([name, Object.fromEntries([...channel.peers].map(([id, p]) => [id, { ...p }]))]);
         if (channel.stream) result.channels.push([name, channelSummary(channel.stream, channel.peers.size, account)]);
@@ -171,6 +174,8 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
       for (const issue of issues) usage.issues[issue] = (usage.issues[issue] ?? 0) + 1;
     },
     snapshot: async () => snapshot(),
+    usage: async (): Promise<UsageSnapshot> =>
+      [...accounts].map(([account, state]) => [account, copyUsage(state.usage), state.channels.size]),
     // One process: a peer goes only with its own socket, so no peer is ever gone behind its back.
     onPeersGone: () => () => undefined,
     close: async () => accounts.clear(),

@@ -84,6 +84,13 @@ export interface RegistrySnapshot {
 }
 
 /**
+ * Each account's usage and how many channels it has peers in: what the
+ * periodic readers (metrics, the admin console, limit webhooks) need,
+ * without reading every channel's peers as a snapshot does.
+ */
+export type UsageSnapshot = [account: string, usage: AccountUsage, channels: number][];
+
+/**
  * A registry call that could not be answered: the shared store (Redis) is
  * unreachable or slow, or the registry is closed. An outage, not a bug:
  * signaling answers the client `ERROR: Server unavailable` and logs it as
@@ -105,6 +112,7 @@ export interface ChannelRegistry {
   peers(account: string, channel: string): Promise<Peer[]>;
   countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;
   snapshot(): Promise<RegistrySnapshot>;
+  usage(): Promise<UsageSnapshot>;
   /**
    * Receives the peers removed because the instance that held their sockets
    * died or lost them (a shared registry only; one process never fires it).

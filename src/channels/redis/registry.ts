@@ -35,6 +35,7 @@ import {
   registrationRef,
   retireScript,
   snapshotScript,
+  usageScript,
   sweepScript,
   syncScript,
   type CachedReads,
@@ -344,6 +345,11 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         }
       }
       return result;
+    },
+
+    async usage() {
+      const accounts = (await Promise.all(keys.buckets.map((base) => redis.run(usageScript, base, undefined)))).flat();
+      return accounts.sort(byName(([account]) => account));
     },
 
     onPeersGone(listener) {

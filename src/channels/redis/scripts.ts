@@ -3,7 +3,14 @@
 // asks. Each script comes with a typed argument builder and a reply decoder:
 // the positional ARGV of a script is written in one place, next to its Lua.
 import { createHash } from 'node:crypto';
-import { RegistryUnavailableError, type AccountUsage, type JoinRefusal, type PeerGone, type RefusedAction } from '../registry';
+import {
+  RegistryUnavailableError,
+  type AccountUsage,
+  type UsageSnapshot,
+  type JoinRefusal,
+  type PeerGone,
+  type RefusedAction,
+} from '../registry';
 import { bucketKeys as k, decodeName, KEYS_LUA } from './keys';
 
 /**
@@ -849,6 +856,29 @@ return {notes, dropped}
     const [notes, dropped] = asArray(reply);
     return { gone: departures(notes), dropped: asArray(dropped).map(String) };
   },
+);
+
+/** Every account of a bucket with its usage and its number of channels: the account hashes without their channels' streams. */
+export const usageScript = defineScript(
+  `
+local out = {}
+for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
+  local account = redis.call('HGETALL', accountKey(a))
+  local counters = {}
+  for k = 1, #account, 2 do
+    if not isName(account[k]) then counters[#counters + 1], counters[#counters + 2] = account[k], account[k + 1] end
+  end
+  out[#out + 1] = {a, counters}
+end
+return out
+`,
+  () => [],
+  (reply): UsageSnapshot =>
+    asArray(reply).map((entry) => {
+      const [account, counters] = asArray(entry);
+      const channels = hashEntries(counters).find(([field]) => field === 'channels')?.[1];
+      return [decodeName(String(account)), usageFromHash(counters), asNumber(channels)];
+    }),
 );
 
 export interface AccountSnapshot {
