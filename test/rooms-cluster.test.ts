@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import pino from 'pino';
 import { RoomError } from '../src/rooms/replies';
-import { createRedisRoomStore } from '../src/rooms/redis';
+import { createRedisRoomStore } from '../src/rooms/redis/store';
 import { get } from './helpers/api';
 import { next, nextMessage, STREAM } from './helpers/client';
 import { spawnServer } from './helpers/process';

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock';
 import { createFailedAuthLimiter, type FailedAuthLimiter } from '../../signaling/rate-limits';
-import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis';
+import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis/store';
 import type { RoomDeparture } from '../../rooms/store';
 import { RegistryUnavailableError } from '../registry';
 import { connectRedis, type RedisTarget } from './connection';
