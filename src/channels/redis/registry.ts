@@ -69,6 +69,8 @@ export interface RedisRegistry extends ChannelRegistry {
   sweep(): Promise<string[]>;
   /** Redis may have lost recent writes (a replica took over): the next heartbeat restores this instance's part. */
   resync(): void;
+  /** Calls `listener` after each time this instance's part was written back (Redis lost it, a failover, a failed call). */
+  onSynced(listener: () => void): () => void;
 }
 
 const SWEEP_BATCH = 200;
@@ -92,6 +94,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     hashField: async (key: string, field: string) => asString(await client.send(['HGET', key, field], key)),
   };
   const peersGoneListeners = new Set<(gone: PeerGone[]) => void>();
+  const syncedListeners = new Set<() => void>();
   const peersGone = (gone: PeerGone[]) => {
     if (gone.length) for (const listener of peersGoneListeners) listener(gone);
   };
@@ -195,6 +198,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     for (const ref of dropped) ownRegistrations.delete(ref);
     if (gone.length || dropped.length) log.info({ removed: gone.length, lost: dropped.length }, 'instance state in Redis brought in line');
     peersGone(gone);
+    if (!retire) for (const listener of syncedListeners) listener();
   }
 
   async function sweep(): Promise<string[]> {
@@ -349,6 +353,11 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     onPeersGone(listener) {
       peersGoneListeners.add(listener);
       return () => void peersGoneListeners.delete(listener);
+    },
+
+    onSynced(listener) {
+      syncedListeners.add(listener);
+      return () => void syncedListeners.delete(listener);
     },
 
     heartbeat,

@@ -190,6 +190,83 @@ end
 return {0, {}}
 `);
 
+/**
+ * Makes this instance's seats in one bucket what its sockets hold, after
+ * Redis lost them (a restart, a failover). ARGV: inst, seat count, then per
+ * seat a, r, s, u, participant JSON, stream count, then i, stream JSON per
+ * stream. A seat still there is kept as it is; a missing one is written back
+ * with its streams, outside the room bounds (its participant was admitted
+ * already), unless another socket took its user's seat meanwhile, and a
+ * stream unless another socket took its name. Seats and streams Redis holds
+ * for this instance that no socket holds go.
+ * Returns {{a, r, s, participant JSON, {stream JSON...}}... (seats gone),
+ * {a, r, {stream JSON...}}... (streams gone), {a, r, s}... (seats lost),
+ * {a, r, s, i}... (streams lost)}.
+ */
+export const restoreScript = script(`
+local inst = ARGV[1]
+local seats, wanted = {}, {}
+local at = 3
+for _ = 1, num(ARGV[2]) do
+  local seat = {a = ARGV[at], r = ARGV[at + 1], s = ARGV[at + 2], u = ARGV[at + 3], pj = ARGV[at + 4], streams = {}}
+  local n = num(ARGV[at + 5])
+  at = at + 6
+  for k = 1, n do
+    seat.streams[k] = {ARGV[at], ARGV[at + 1]}
+    at = at + 2
+  end
+  seats[#seats + 1] = seat
+  wanted[seat.a .. seat.r .. seat.s] = true
+end
+local ik = instKey(inst)
+local departed, streamsGone, seatsLost, streamsLost = {}, {}, {}, {}
+local held = redis.call('HGETALL', ik)
+for k = 1, #held, 2 do
+  if not wanted[held[k]] then
+    local a, r, s = string.match(held[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+    local left = a and leaveRoom(a, r, s, inst)
+    if left then departed[#departed + 1] = {a, r, s, left[1], left[2]} end
+    redis.call('HDEL', ik, held[k])
+  end
+end
+for _, seat in ipairs(seats) do
+  local a, r, s, u = seat.a, seat.r, seat.s, seat.u
+  local sk, uk, stk = seatsKey(a, r), usersKey(a, r), streamsKey(a, r)
+  local present = redis.call('HEXISTS', sk, s) == 1
+  local owner = redis.call('HGET', uk, u)
+  if not present and owner and owner ~= s and redis.call('HEXISTS', sk, owner) == 1 then
+    seatsLost[#seatsLost + 1] = {a, r, s}
+  else
+    if not present then
+      redis.call('HSET', sk, s, u .. '\\n' .. inst .. '\\n' .. seat.pj)
+      redis.call('SADD', roomsKey(a), r)
+      redis.call('SADD', ACCTS, a)
+    end
+    redis.call('HSET', uk, u, s)
+    redis.call('HSET', ik, a .. r .. s, a .. '\\n' .. r .. '\\n' .. s)
+    redis.call('SADD', INSTS, inst)
+    local keep, owners, gone = {}, {}, {}
+    for _, st in ipairs(seat.streams) do keep[st[1]] = true end
+    local have = redis.call('HGETALL', stk)
+    for k = 1, #have, 2 do
+      local o, sj = string.match(have[k + 1], '^([^\\n]*)\\n(.*)$')
+      owners[have[k]] = o
+      if o == s and not keep[have[k]] then
+        redis.call('HDEL', stk, have[k])
+        gone[#gone + 1] = sj
+      end
+    end
+    if #gone > 0 then streamsGone[#streamsGone + 1] = {a, r, gone} end
+    for _, st in ipairs(seat.streams) do
+      local o = owners[st[1]]
+      if not o then redis.call('HSET', stk, st[1], s .. '\\n' .. st[2])
+      elseif o ~= s then streamsLost[#streamsLost + 1] = {a, r, s, st[1]} end
+    end
+  end
+end
+return {departed, streamsGone, seatsLost, streamsLost}
+`);
+
 /** Sends commands and runs the scripts above, each on the keys of one bucket. */
 export function createRoomScriptRunner(client: RedisCommands) {
   /** A Redis that stops answering must not hold a socket's events forever. */
