@@ -185,6 +185,79 @@ test('Redis room store: 100 messages kept, the joiner gets what it asks, an empt
   assert.deepEqual(await redis.keys(), []);
 });
 
+test('Redis room store restore: seats and streams back once, taken ones given up, stale ones removed', timely, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const store = (instanceId: string) =>
+    createRedisRoomStore({
+      client: redis.commands,
+      buckets: redis.buckets,
+      prefix: redis.prefix,
+      instanceId,
+      log: pino({ level: 'silent' }),
+    });
+  const [one, two, oneElsewhere] = [store('i1'), store('i2'), store('i1')];
+  const join = (socketId: string, name: string) => ({
+    account: 'A',
+    room: 'r',
+    socketId,
+    participant: { name, joinedAt: 1 },
+    maxRooms: 0,
+    maxParticipants: 0,
+    history: 0,
+  });
+  const stream = (socketId: string, user: string, streamId: string) => ({
+    type: 'webrtc' as const,
+    streamId,
+    socketId,
+    user,
+    channel: streamId,
+    publishedAt: 1,
+  });
+  assert.ok((await one.join(join('s1', 'alice'))).ok);
+  assert.ok((await one.join(join('s2', 'bob'))).ok);
+  assert.equal(await one.addStream('A', 'r', stream('s1', 'alice', 'alice-cam'), 4), 'ok');
+  assert.equal(await one.addStream('A', 'r', stream('s2', 'bob', 'bob-cam'), 4), 'ok');
+  const whole = [{ account: 'A', room: 'r', participants: 2, streams: 2 }];
+  // Nothing lost: a restore changes nothing and counts nobody twice.
+  one.resync();
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] });
+  assert.equal(await one.restoreIfDue(), undefined);
+  assert.deepEqual(await one.list(), whole);
+
+  for (const key of await redis.keys()) await redis.commands.send(['DEL', key], key);
+  assert.deepEqual(await one.list(), []);
+  // Meanwhile alice sat down from another socket, and carol published a stream named bob-cam.
+  assert.ok((await two.join(join('s3', 'alice'))).ok);
+  assert.ok((await two.join(join('s4', 'carol'))).ok);
+  assert.equal(await two.addStream('A', 'r', stream('s4', 'carol', 'bob-cam'), 4), 'ok');
+  // And Redis holds a seat of i1 that no socket of this i1 holds.
+  assert.ok((await oneElsewhere.join(join('s5', 'dave'))).ok);
+
+  one.resync();
+  const restored = await one.restoreIfDue();
+  assert.deepEqual(restored?.seatsLost, [{ account: 'A', room: 'r', socketId: 's1' }]);
+  assert.deepEqual(restored?.streamsLost, [{ account: 'A', room: 'r', socketId: 's2', streamId: 'bob-cam' }]);
+  assert.deepEqual(
+    restored?.departures.map((d) => d.participant.name),
+    ['dave'],
+  );
+  assert.deepEqual(restored?.streamsGone, []);
+  assert.deepEqual(await one.list(), [{ account: 'A', room: 'r', participants: 3, streams: 1 }]);
+  // What was given up is forgotten: the next restore puts back bob's seat alone.
+  one.resync();
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] });
+  for (const [s, socketId] of [
+    [one, 's1'],
+    [one, 's2'],
+    [two, 's3'],
+    [two, 's4'],
+  ] as const)
+    await s.leave('A', 'r', socketId);
+  assert.deepEqual(await one.list(), []);
+  assert.deepEqual(await redis.keys(), []);
+});
+
 test('an instance killed with SIGKILL: its participants leave their rooms within the cluster timeout', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
