@@ -435,4 +435,6 @@ test('Redis lost everything: each instance writes its seats and streams back, th
     await left;
   }
   await eventually('no room left', async () => JSON.stringify(await roomsView()) === '{}');
+  // Closed while Redis is up: a private Redis is stopped before the instances are closed otherwise.
+  await Promise.all([a.close(), b.close()]);
 });

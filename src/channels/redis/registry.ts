@@ -18,6 +18,7 @@ import {
   type RegistrySnapshot,
   RegistryUnavailableError,
 } from '../registry';
+import { createExclusiveGate } from './gate';
 import { encodeName, keyLayout, peerFromEntry } from './keys';
 import {
   asString,
@@ -112,40 +113,22 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
 
   // Syncing compares the whole of this instance's part, so it runs alone:
   // calls wait while it runs, and it waits for calls in flight.
-  let inFlight = 0;
-  let idle: (() => void) | undefined;
-  let gate: Promise<void> | undefined;
-
-  async function exclusive<T>(task: () => Promise<T>): Promise<T> {
-    while (gate) await gate;
-    let open = () => {};
-    gate = new Promise<void>((resolve) => (open = resolve));
-    try {
-      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
-      return await task();
-    } finally {
-      idle = undefined;
-      gate = undefined;
-      open();
-    }
-  }
+  const gate = createExclusiveGate();
+  const exclusive = gate.exclusive;
 
   /** Runs one call; a call that finds this instance unknown to Redis re-registers it and runs again. */
   async function call<T>(task: () => Promise<T | typeof UNREGISTERED>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       if (!registered && !closed) await heartbeat();
-      while (gate) await gate;
-      if (closed) throw new RegistryUnavailableError('registry closed');
-      inFlight++;
-      let result: T | typeof UNREGISTERED;
-      try {
-        result = await task();
-      } catch (err) {
-        needsSync = true;
-        throw err;
-      } finally {
-        if (--inFlight === 0) idle?.();
-      }
+      const result = await gate.shared(async () => {
+        if (closed) throw new RegistryUnavailableError('registry closed');
+        try {
+          return await task();
+        } catch (err) {
+          needsSync = true;
+          throw err;
+        }
+      });
       if (result !== UNREGISTERED) return result;
       if (attempt > 0) throw new RegistryUnavailableError('this instance could not register in Redis');
       registered = false;
