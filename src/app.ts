@@ -371,6 +371,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     clock,
   });
   cluster?.onRoomsGone((gone) => rooms.departed(gone));
+  cluster?.onRoomsRestored((restored) => rooms.restored(restored));
   // Peers of an instance that died: their channels hear them leave, as on a disconnect.
   registry.onPeersGone((gone) => {
     for (const { channel, peerID, socketIds } of gone) {

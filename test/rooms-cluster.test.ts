@@ -2,16 +2,18 @@
 // participants and cameras of another, is subscribed to them and signals
 // them; chat and its history cross instances; bounds hold cluster-wide; and a
 // killed instance's participants leave their rooms within the cluster
-// timeout. Needs Redis on 127.0.0.1:6379.
+// timeout; and after Redis lost everything each instance writes its seats
+// back. Needs Redis on 127.0.0.1:6379.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import keySlot from 'cluster-key-slot';
 import pino from 'pino';
 import { RoomError } from '../src/rooms/replies';
-import { createRedisRoomStore } from '../src/rooms/redis';
+import { createRedisRoomStore } from '../src/rooms/redis/store';
 import { get } from './helpers/api';
 import { next, nextMessage, STREAM } from './helpers/client';
 import { spawnServer } from './helpers/process';
-import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
+import { onRedisCluster, privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { joinRoom, nextUpdate, roomAccountsFile, roomError, seen, signIn, SITE_B, type Participant } from './helpers/rooms';
 import { API_KEY, startServer } from './helpers/server';
 import { eventually } from './helpers/wait';
@@ -183,6 +185,79 @@ test('Redis room store: 100 messages kept, the joiner gets what it asks, an empt
   assert.deepEqual(await redis.keys(), []);
 });
 
+test('Redis room store restore: seats and streams back once, taken ones given up, stale ones removed', timely, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const store = (instanceId: string) =>
+    createRedisRoomStore({
+      client: redis.commands,
+      buckets: redis.buckets,
+      prefix: redis.prefix,
+      instanceId,
+      log: pino({ level: 'silent' }),
+    });
+  const [one, two, oneElsewhere] = [store('i1'), store('i2'), store('i1')];
+  const join = (socketId: string, name: string) => ({
+    account: 'A',
+    room: 'r',
+    socketId,
+    participant: { name, joinedAt: 1 },
+    maxRooms: 0,
+    maxParticipants: 0,
+    history: 0,
+  });
+  const stream = (socketId: string, user: string, streamId: string) => ({
+    type: 'webrtc' as const,
+    streamId,
+    socketId,
+    user,
+    channel: streamId,
+    publishedAt: 1,
+  });
+  assert.ok((await one.join(join('s1', 'alice'))).ok);
+  assert.ok((await one.join(join('s2', 'bob'))).ok);
+  assert.equal(await one.addStream('A', 'r', stream('s1', 'alice', 'alice-cam'), 4), 'ok');
+  assert.equal(await one.addStream('A', 'r', stream('s2', 'bob', 'bob-cam'), 4), 'ok');
+  const whole = [{ account: 'A', room: 'r', participants: 2, streams: 2 }];
+  // Nothing lost: a restore changes nothing and counts nobody twice.
+  one.resync();
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] });
+  assert.equal(await one.restoreIfDue(), undefined);
+  assert.deepEqual(await one.list(), whole);
+
+  for (const key of await redis.keys()) await redis.commands.send(['DEL', key], key);
+  assert.deepEqual(await one.list(), []);
+  // Meanwhile alice sat down from another socket, and carol published a stream named bob-cam.
+  assert.ok((await two.join(join('s3', 'alice'))).ok);
+  assert.ok((await two.join(join('s4', 'carol'))).ok);
+  assert.equal(await two.addStream('A', 'r', stream('s4', 'carol', 'bob-cam'), 4), 'ok');
+  // And Redis holds a seat of i1 that no socket of this i1 holds.
+  assert.ok((await oneElsewhere.join(join('s5', 'dave'))).ok);
+
+  one.resync();
+  const restored = await one.restoreIfDue();
+  assert.deepEqual(restored?.seatsLost, [{ account: 'A', room: 'r', socketId: 's1' }]);
+  assert.deepEqual(restored?.streamsLost, [{ account: 'A', room: 'r', socketId: 's2', streamId: 'bob-cam' }]);
+  assert.deepEqual(
+    restored?.departures.map((d) => d.participant.name),
+    ['dave'],
+  );
+  assert.deepEqual(restored?.streamsGone, []);
+  assert.deepEqual(await one.list(), [{ account: 'A', room: 'r', participants: 3, streams: 1 }]);
+  // What was given up is forgotten: the next restore puts back bob's seat alone.
+  one.resync();
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] });
+  for (const [s, socketId] of [
+    [one, 's1'],
+    [one, 's2'],
+    [two, 's3'],
+    [two, 's4'],
+  ] as const)
+    await s.leave('A', 'r', socketId);
+  assert.deepEqual(await one.list(), []);
+  assert.deepEqual(await redis.keys(), []);
+});
+
 test('an instance killed with SIGKILL: its participants leave their rooms within the cluster timeout', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
@@ -261,4 +336,105 @@ test('Redis away: room events are answered "Rooms are unavailable", and work aga
     alice.emit('roomJoin', { room: 'again' });
     return !('error' in (await reply));
   });
+});
+
+/**
+ * A Redis that lost everything: one Redis restarted without persistence, or
+ * every master of the Redis Cluster flushed, the one with the live instances
+ * last, so the instances find out once all the rest is gone.
+ */
+async function redisThatLosesEverything(t: TestContext) {
+  if (onRedisCluster()) {
+    const redis = await testRedis(t);
+    const cluster = redis?.cluster;
+    if (!redis || !cluster) return undefined;
+    const lose = async () => {
+      const liveness = cluster.masterOf(keySlot('instances'));
+      for (const master of cluster.masters()) if (master !== liveness) cluster.cli(master, 'FLUSHALL');
+      cluster.cli(liveness, 'FLUSHALL');
+    };
+    return { redis, lose };
+  }
+  const server = await privateRedis(t);
+  if (!server) return undefined;
+  const redis = await testRedis(t, server.url);
+  if (!redis) return undefined;
+  const lose = async () => {
+    await server.stop();
+    await server.start();
+  };
+  return { redis, lose };
+}
+
+const presence = (u: Record<string, unknown>) => 'participantJoin' in u || 'participantLeft' in u;
+const names = (snapshot: Record<string, unknown>) =>
+  Object.values(snapshot.participants as object)
+    .map((p: { name: string }) => p.name)
+    .sort();
+
+test('Redis lost everything: each instance writes its seats and streams back, the room bound is exact again', timely, async (t) => {
+  const lost = await redisThatLosesEverything(t);
+  if (!lost) return;
+  const { redis, lose } = lost;
+  const file = roomAccountsFile();
+  const env = { ROOM_MAX_PARTICIPANTS: '3' };
+  const a = await instance(redis, file, env);
+  const b = await instance(redis, file, env);
+  const alice = await signIn(t, a.url, 'alice');
+  const bob = await signIn(t, b.url, 'bob');
+  await joinRoom(alice, 'call');
+  await publishIn(alice, 'call', 'alice-cam');
+  const aliceHearsBob = next(alice, 'message', isPeer('bob'));
+  await joinRoom(bob, 'call');
+  await aliceHearsBob;
+  await publishIn(bob, 'call', 'bob-cam');
+  await seen(bob, 'message', isPeer('alice'));
+  const roomsView = async () => (await get(b.url, `/rooms?apikey=${API_KEY}`)).json();
+  const whole = { 'Site A': { call: { participants: 2, streams: 2 } } };
+  assert.deepEqual(await roomsView(), whole);
+  const before = { alice: alice.updates.length, bob: bob.updates.length };
+
+  await lose();
+  await eventually('the REST view shows the room again', async () => JSON.stringify(await roomsView()) === JSON.stringify(whole), 20_000);
+  for (const s of [a, b]) await eventually('the instance is ready', async () => (await get(s.url, '/ready')).status === 200, 20_000);
+
+  // A new joiner sees everyone and every stream, and is subscribed to both cameras.
+  const carol = await signIn(t, b.url, 'carol');
+  const aliceHearsCarol = next(alice, 'message', isPeer('carol'));
+  const bobHearsCarol = next(bob, 'message', isPeer('carol'));
+  const snapshot = await joinRoom(carol, 'call');
+  assert.deepEqual(names(snapshot), ['alice', 'bob', 'carol']);
+  assert.deepEqual(Object.keys(snapshot.streams as object).sort(), ['alice-cam', 'bob-cam']);
+  // The chat history went with Redis.
+  assert.deepEqual(snapshot.messages, []);
+  await Promise.all([aliceHearsCarol, bobHearsCarol]);
+  // The room holds three again, as its bound says.
+  const dave = await signIn(t, a.url, 'dave');
+  assert.equal((await roomError(dave, 'roomJoin', { room: 'call' })).error, RoomError.participants(3));
+  // One seat per user holds again.
+  const aliceAgain = await signIn(t, b.url, 'alice');
+  assert.equal((await roomError(aliceAgain, 'roomJoin', { room: 'call' })).error, RoomError.user('alice'));
+  assert.deepEqual(await roomsView(), { 'Site A': { call: { participants: 3, streams: 2 } } });
+
+  // The restore sent no presence: the one change alice and bob saw is carol's arrival.
+  const presenceSince = (p: Participant, from: number) => p.updates.slice(from).filter(presence);
+  await seen(bob, 'roomUpdate', (u) => (u.participantJoin as { name?: string } | undefined)?.name === 'carol');
+  for (const [p, from] of [
+    [alice, before.alice],
+    [bob, before.bob],
+  ] as const)
+    assert.deepEqual(
+      presenceSince(p, from).map((u) => u.participantJoin ?? u.participantLeft),
+      [{ name: 'carol', joinedAt: (snapshot.participants as Record<string, { joinedAt: number }>)[carol.id ?? '']?.joinedAt }],
+    );
+
+  // Leaving still works on the restored seats; an empty room is gone.
+  for (const p of [alice, bob, carol]) {
+    const left = p === carol ? undefined : nextUpdate(carol, 'participantLeft');
+    p.emit('roomLeave', { room: 'call' });
+    await left;
+  }
+  await eventually('no room left', async () => JSON.stringify(await roomsView()) === '{}');
+  // Closed while Redis is up: a private Redis is stopped before the instances are closed otherwise.
+  await Promise.all([a.close(), b.close()]);
 });

@@ -25,7 +25,7 @@ import { roomUnpublishHandler } from './handlers/unpublish';
 import type { RoomLimits } from './limits';
 import { bindings, createRoomReplies, RoomError } from './replies';
 import { createSeats } from './seats';
-import type { RoomDeparture, RoomStore } from './store';
+import type { RoomDeparture, RoomRestore, RoomStore } from './store';
 
 export interface RoomDeps {
   io: SignalingServer;
@@ -174,6 +174,7 @@ export function createRooms(deps: RoomDeps) {
     for (const room of [...(socket.data.rooms?.keys() ?? [])]) await seats.leaveRoom(socket, room);
   }
 
+  const failedForfeit = (socket: SignalingSocket, err: unknown) => void recordFailure('room seat lost', bindings(socket), err);
   const failedLeave = (socket: SignalingSocket, err: unknown) => void recordFailure('leaving rooms', bindings(socket), err);
   function onDisconnect(this: SignalingSocket) {
     if (this.data.rooms) enqueue(this, leaveAll, undefined, failedLeave);
@@ -188,6 +189,23 @@ export function createRooms(deps: RoomDeps) {
     /** Participants removed for sockets that are gone (a dead instance): their rooms hear them leave. */
     departed(departures: RoomDeparture[]) {
       for (const departure of departures) seats.announceDeparture(departure);
+    },
+    /**
+     * This instance's seats were written back to Redis. Seats put back as
+     * they were are news to nobody; what Redis held that no socket here holds
+     * goes, and a socket whose seat or stream another one took meanwhile loses it.
+     */
+    restored({ departures, streamsGone, seatsLost, streamsLost }: RoomRestore) {
+      for (const departure of departures) seats.announceDeparture(departure);
+      for (const { account, room, streams } of streamsGone) seats.announceStreamsGone(account, room, streams);
+      for (const { room, socketId } of seatsLost) {
+        const socket = io.sockets.sockets.get(socketId);
+        if (socket) enqueue(socket, seats.forfeitSeat, room, failedForfeit);
+      }
+      for (const { room, socketId, streamId } of streamsLost) {
+        const socket = io.sockets.sockets.get(socketId);
+        if (socket) enqueue(socket, (s: SignalingSocket, id: string) => seats.forfeitStream(s, room, id), streamId, failedForfeit);
+      }
     },
   };
 }

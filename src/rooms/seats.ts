@@ -12,7 +12,7 @@ import type { RecordFailure } from '../signaling/failures';
 import type { CountRefusal } from '../signaling/handlers/join';
 import { enqueue } from '../signaling/queue';
 import { roomChannels, type SignalingServer, type SignalingSocket } from '../signaling/session';
-import { bindings, roomKey, type RoomReplies } from './replies';
+import { bindings, roomKey, RoomError, type RoomReplies } from './replies';
 import type { RoomDeparture, RoomStore, RoomStream } from './store';
 
 /** A room stream's channel and who publishes it. */
@@ -184,5 +184,21 @@ export function createSeats(deps: SeatsDeps) {
     return true;
   }
 
-  return { release, subscribeSeat, announceStream, announceStreamsGone, announceDeparture, leaveRoom };
+  /** The socket's seat could not be put back in Redis (its user took another meanwhile): it leaves here too. */
+  async function forfeitSeat(socket: SignalingSocket, room: string) {
+    const user = socket.data.identity?.user ?? '';
+    if (await leaveRoom(socket, room)) replies.refuse(socket, room, RoomError.user(user), 'user');
+  }
+
+  /** The socket's stream could not be put back in Redis (another took its name meanwhile): it stops publishing it. */
+  async function forfeitStream(socket: SignalingSocket, room: string, streamId: string) {
+    const seat = socket.data.rooms?.get(room);
+    // A room stream's channel is its stream id.
+    if (!seat?.published.delete(streamId)) return;
+    await release(socket, streamId);
+    if (socket.connected) socket.emit('unpublish', socket.data.identity?.user ?? '', streamId);
+    replies.refuse(socket, room, RoomError.streamExists(streamId), 'streamExists');
+  }
+
+  return { release, subscribeSeat, announceStream, announceStreamsGone, announceDeparture, leaveRoom, forfeitSeat, forfeitStream };
 }

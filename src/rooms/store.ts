@@ -54,6 +54,18 @@ export interface RoomDeparture {
   streams: RoomStream[];
 }
 
+/** What a restore changed besides putting seats back. */
+export interface RoomRestore {
+  /** Seats Redis held for this instance that no socket here holds: their rooms hear them leave. */
+  departures: RoomDeparture[];
+  /** Streams Redis held for a seat here that its socket does not publish: their rooms hear them go. */
+  streamsGone: { account: string; room: string; streams: RoomStream[] }[];
+  /** Seats not put back: another socket of the user took a seat in the room meanwhile. */
+  seatsLost: { account: string; room: string; socketId: string }[];
+  /** Streams not put back: another participant published one of that name meanwhile. */
+  streamsLost: { account: string; room: string; socketId: string; streamId: string }[];
+}
+
 export interface RoomSummary {
   account: string;
   room: string;

@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock';
 import { createFailedAuthLimiter, type FailedAuthLimiter } from '../../signaling/rate-limits';
-import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis';
-import type { RoomDeparture } from '../../rooms/store';
+import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis/store';
+import type { RoomDeparture, RoomRestore } from '../../rooms/store';
 import { RegistryUnavailableError } from '../registry';
 import { connectRedis, type RedisTarget } from './connection';
 import { CLUSTER_BUCKETS, keyLayout } from './keys';
@@ -56,6 +56,8 @@ export interface Cluster {
   instances(): Promise<{ id: string; heartbeatAgeMs: number | null }[]>;
   /** Receives the room participants removed with a dead instance; their rooms must hear them leave. */
   onRoomsGone(listener: (gone: RoomDeparture[]) => void): void;
+  /** Receives what writing this instance's room seats back changed (rooms.restoreIfDue). */
+  onRoomsRestored(listener: (restored: RoomRestore) => void): void;
   /** Removes this instance from the cluster; call it after `io.close()`, which stops the adapter. */
   close(): Promise<void>;
 }
@@ -119,6 +121,13 @@ export function createCluster(options: ClusterOptions): Cluster {
   });
   const rooms = createRedisRoomStore({ client: redis.commands, prefix, buckets, instanceId, log });
   let roomsListener: ((gone: RoomDeparture[]) => void) | undefined;
+  let restoredListener: ((restored: RoomRestore) => void) | undefined;
+  // Whenever the registry wrote this instance's part back (Redis lost it, a
+  // failover), its room seats go back too, at once.
+  registry.onSynced(() => {
+    rooms.resync();
+    void tick();
+  });
 
   // A replica that takes over may miss the last writes of its master: after
   // a failover every instance puts its own part back (limits exact again).
@@ -148,6 +157,8 @@ export function createCluster(options: ClusterOptions): Cluster {
     try {
       await checkTopology();
       await registry.heartbeat();
+      const restored = await rooms.restoreIfDue();
+      if (restored) restoredListener?.(restored);
       // On a Redis Cluster a node that failed comes back without a new connection: a beat that went through says so.
       if (!connected && redis.isOpen()) ready();
       if (readySince !== undefined && clock.monotonic() - readySince >= aliveMs) {
@@ -238,6 +249,7 @@ export function createCluster(options: ClusterOptions): Cluster {
       return ids.map((id, i) => ({ id, heartbeatAgeMs: Number(ttls[i]) >= 0 ? Math.max(0, aliveMs - Number(ttls[i])) : null }));
     },
     onRoomsGone: (next) => void (roomsListener = next),
+    onRoomsRestored: (next) => void (restoredListener = next),
     close: () => (closing ??= close()),
   };
 }

@@ -18,6 +18,7 @@ import {
   type RegistrySnapshot,
   RegistryUnavailableError,
 } from '../registry';
+import { createExclusiveGate } from './gate';
 import { encodeName, keyLayout, peerFromEntry } from './keys';
 import {
   asString,
@@ -70,6 +71,8 @@ export interface RedisRegistry extends ChannelRegistry {
   sweep(): Promise<string[]>;
   /** Redis may have lost recent writes (a replica took over): the next heartbeat restores this instance's part. */
   resync(): void;
+  /** Calls `listener` after each time this instance's part was written back (Redis lost it, a failover, a failed call). */
+  onSynced(listener: () => void): () => void;
 }
 
 const SWEEP_BATCH = 200;
@@ -93,6 +96,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     hashField: async (key: string, field: string) => asString(await client.send(['HGET', key, field], key)),
   };
   const peersGoneListeners = new Set<(gone: PeerGone[]) => void>();
+  const syncedListeners = new Set<() => void>();
   const peersGone = (gone: PeerGone[]) => {
     if (gone.length) for (const listener of peersGoneListeners) listener(gone);
   };
@@ -110,40 +114,22 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
 
   // Syncing compares the whole of this instance's part, so it runs alone:
   // calls wait while it runs, and it waits for calls in flight.
-  let inFlight = 0;
-  let idle: (() => void) | undefined;
-  let gate: Promise<void> | undefined;
-
-  async function exclusive<T>(task: () => Promise<T>): Promise<T> {
-    while (gate) await gate;
-    let open = () => {};
-    gate = new Promise<void>((resolve) => (open = resolve));
-    try {
-      if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
-      return await task();
-    } finally {
-      idle = undefined;
-      gate = undefined;
-      open();
-    }
-  }
+  const gate = createExclusiveGate();
+  const exclusive = gate.exclusive;
 
   /** Runs one call; a call that finds this instance unknown to Redis re-registers it and runs again. */
   async function call<T>(task: () => Promise<T | typeof UNREGISTERED>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       if (!registered && !closed) await heartbeat();
-      while (gate) await gate;
-      if (closed) throw new RegistryUnavailableError('registry closed');
-      inFlight++;
-      let result: T | typeof UNREGISTERED;
-      try {
-        result = await task();
-      } catch (err) {
-        needsSync = true;
-        throw err;
-      } finally {
-        if (--inFlight === 0) idle?.();
-      }
+      const result = await gate.shared(async () => {
+        if (closed) throw new RegistryUnavailableError('registry closed');
+        try {
+          return await task();
+        } catch (err) {
+          needsSync = true;
+          throw err;
+        }
+      });
       if (result !== UNREGISTERED) return result;
       if (attempt > 0) throw new RegistryUnavailableError('this instance could not register in Redis');
       registered = false;
@@ -196,6 +182,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     for (const ref of dropped) ownRegistrations.delete(ref);
     if (gone.length || dropped.length) log.info({ removed: gone.length, lost: dropped.length }, 'instance state in Redis brought in line');
     peersGone(gone);
+    if (!retire) for (const listener of syncedListeners) listener();
   }
 
   async function sweep(): Promise<string[]> {
@@ -355,6 +342,11 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     onPeersGone(listener) {
       peersGoneListeners.add(listener);
       return () => void peersGoneListeners.delete(listener);
+    },
+
+    onSynced(listener) {
+      syncedListeners.add(listener);
+      return () => void syncedListeners.delete(listener);
     },
 
     heartbeat,

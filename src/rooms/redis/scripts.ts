@@ -1,9 +1,7 @@
-// Rooms shared by several instances through Redis. Each change is one Lua
+// The Lua side of the Redis room store (store.ts). Each change is one
 // script, so a bound (rooms per account, participants per room, one seat per
 // user) is decided atomically with the change it allows, whichever instance
-// asks. Each instance records the participants it seated, so that when it
-// dies (it leaves the channel registry's live instances) another
-// instance removes them and their rooms hear them leave.
+// asks.
 //
 // Keys, under the base of the account's bucket (channels/redis/keys.ts: one
 // hash tag per bucket, so each script touches one slot of a Redis Cluster);
@@ -19,45 +17,17 @@
 //   rmseats:<instance> hash: <a><r><s> -> "<a>\n<r>\n<s>"
 // An instance missing from the channel registry's live instances is dead.
 import { createHash } from 'node:crypto';
-import type { Logger } from 'pino';
-import { keyLayout } from '../channels/redis/keys';
-import type { RedisCommands } from '../channels/redis/scripts';
-import {
-  bySummary,
-  type RoomDeparture,
-  type RoomJoinResult,
-  type RoomMessage,
-  type RoomParticipant,
-  type RoomRefusal,
-  type RoomStore,
-  type RoomStream,
-  type RoomSummary,
-} from './store';
-
-export interface RedisRoomStoreOptions {
-  client: RedisCommands;
-  prefix: string;
-  /** Buckets the accounts are spread over, as in the channel registry (channels/redis/keys.ts). */
-  buckets?: number;
-  instanceId: string;
-  log: Logger;
-}
-
-export interface RedisRoomStore extends RoomStore {
-  /** Removes the participants of instances whose heartbeat expired; returns who left. */
-  sweep(): Promise<RoomDeparture[]>;
-}
+import type { RedisCommands } from '../../channels/redis/scripts';
+import type { RoomRefusal } from '../store';
 
 const COMMAND_TIMEOUT_MS = 5000;
-const SWEEP_BATCH = 200;
-const SWEEP_MAX_BATCHES = 50;
 
-const encode = (name: string) => JSON.stringify(name);
-const decode = (text: string) => JSON.parse(text) as string;
-const list = (reply: unknown): unknown[] => (Array.isArray(reply) ? reply : []);
-const refusals: readonly RoomRefusal[] = ['rooms', 'participants', 'user', 'already'];
+export const encode = (name: string) => JSON.stringify(name);
+export const decode = (text: string) => JSON.parse(text) as string;
+export const list = (reply: unknown): unknown[] => (Array.isArray(reply) ? reply : []);
+export const refusals: readonly RoomRefusal[] = ['rooms', 'participants', 'user', 'already'];
 
-function pairs(flat: unknown): [string, string][] {
+export function pairs(flat: unknown): [string, string][] {
   const items = list(flat);
   const result: [string, string][] = [];
   for (let i = 0; i + 1 < items.length; i += 2) result.push([String(items[i]), String(items[i + 1])]);
@@ -65,9 +35,9 @@ function pairs(flat: unknown): [string, string][] {
 }
 
 /** The part of a stored value after its first `n` newline-separated fields. */
-const after = (value: string, n: number) => value.split('\n').slice(n).join('\n');
+export const after = (value: string, n: number) => value.split('\n').slice(n).join('\n');
 
-interface Script {
+export interface Script {
   source: string;
   sha: string;
 }
@@ -120,7 +90,7 @@ function script(body: string): Script {
 }
 
 /** ARGV: inst, a, r, s, u, participant JSON, max rooms, max participants, history. */
-const joinScript = script(`
+export const joinScript = script(`
 local inst, a, r, s, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local sk = seatsKey(a, r)
 if redis.call('HEXISTS', sk, s) == 1 then return {'already'} end
@@ -142,12 +112,12 @@ return {'ok', redis.call('HGETALL', sk), redis.call('HGETALL', streamsKey(a, r))
 `);
 
 /** ARGV: a, r, s. */
-const leaveScript = script(`
+export const leaveScript = script(`
 return leaveRoom(ARGV[1], ARGV[2], ARGV[3], nil)
 `);
 
 /** ARGV: a, r, s, i, stream JSON, max per participant. */
-const addStreamScript = script(`
+export const addStreamScript = script(`
 local a, r, s, i = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HEXISTS', seatsKey(a, r), s) == 0 then return 'absent' end
 if redis.call('HEXISTS', streamsKey(a, r), i) == 1 then return 'exists' end
@@ -164,7 +134,7 @@ return 'ok'
 `);
 
 /** ARGV: a, r, s, i. Returns the stream JSON, or false. */
-const removeStreamScript = script(`
+export const removeStreamScript = script(`
 local a, r, s, i = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local v = redis.call('HGET', streamsKey(a, r), i)
 if not v or string.sub(v, 1, #s + 1) ~= s .. '\\n' then return false end
@@ -173,7 +143,7 @@ return string.sub(v, #s + 2)
 `);
 
 /** ARGV: a, r, s, message JSON, keep. */
-const messageScript = script(`
+export const messageScript = script(`
 local a, r = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', seatsKey(a, r), ARGV[3]) == 0 then return 0 end
 redis.call('RPUSH', messagesKey(a, r), ARGV[4])
@@ -182,7 +152,7 @@ return 1
 `);
 
 /** Every room: {a, r, participants, streams}. */
-const listScript = script(`
+export const listScript = script(`
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCTS)) do
   for _, r in ipairs(redis.call('SMEMBERS', roomsKey(a))) do
@@ -196,7 +166,7 @@ return out
  * ARGV: this instance, batch, live instances... Removes up to a batch of the participants of
  * one instance without a heartbeat. Returns {more, {{a, r, s, participant JSON, {stream JSON...}}...}}.
  */
-const sweepScript = script(`
+export const sweepScript = script(`
 local me, batch = ARGV[1], num(ARGV[2])
 local live = {}
 for k = 3, #ARGV do live[ARGV[k]] = true end
@@ -220,10 +190,85 @@ end
 return {0, {}}
 `);
 
-export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, log }: RedisRoomStoreOptions): RedisRoomStore {
-  let closed = false;
-  const keys = keyLayout(prefix, buckets);
+/**
+ * Makes this instance's seats in one bucket what its sockets hold, after
+ * Redis lost them (a restart, a failover). ARGV: inst, seat count, then per
+ * seat a, r, s, u, participant JSON, stream count, then i, stream JSON per
+ * stream. A seat still there is kept as it is; a missing one is written back
+ * with its streams, outside the room bounds (its participant was admitted
+ * already), unless another socket took its user's seat meanwhile, and a
+ * stream unless another socket took its name. Seats and streams Redis holds
+ * for this instance that no socket holds go.
+ * Returns {{a, r, s, participant JSON, {stream JSON...}}... (seats gone),
+ * {a, r, {stream JSON...}}... (streams gone), {a, r, s}... (seats lost),
+ * {a, r, s, i}... (streams lost)}.
+ */
+export const restoreScript = script(`
+local inst = ARGV[1]
+local seats, wanted = {}, {}
+local at = 3
+for _ = 1, num(ARGV[2]) do
+  local seat = {a = ARGV[at], r = ARGV[at + 1], s = ARGV[at + 2], u = ARGV[at + 3], pj = ARGV[at + 4], streams = {}}
+  local n = num(ARGV[at + 5])
+  at = at + 6
+  for k = 1, n do
+    seat.streams[k] = {ARGV[at], ARGV[at + 1]}
+    at = at + 2
+  end
+  seats[#seats + 1] = seat
+  wanted[seat.a .. seat.r .. seat.s] = true
+end
+local ik = instKey(inst)
+local departed, streamsGone, seatsLost, streamsLost = {}, {}, {}, {}
+local held = redis.call('HGETALL', ik)
+for k = 1, #held, 2 do
+  if not wanted[held[k]] then
+    local a, r, s = string.match(held[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+    local left = a and leaveRoom(a, r, s, inst)
+    if left then departed[#departed + 1] = {a, r, s, left[1], left[2]} end
+    redis.call('HDEL', ik, held[k])
+  end
+end
+for _, seat in ipairs(seats) do
+  local a, r, s, u = seat.a, seat.r, seat.s, seat.u
+  local sk, uk, stk = seatsKey(a, r), usersKey(a, r), streamsKey(a, r)
+  local present = redis.call('HEXISTS', sk, s) == 1
+  local owner = redis.call('HGET', uk, u)
+  if not present and owner and owner ~= s and redis.call('HEXISTS', sk, owner) == 1 then
+    seatsLost[#seatsLost + 1] = {a, r, s}
+  else
+    if not present then
+      redis.call('HSET', sk, s, u .. '\\n' .. inst .. '\\n' .. seat.pj)
+      redis.call('SADD', roomsKey(a), r)
+      redis.call('SADD', ACCTS, a)
+    end
+    redis.call('HSET', uk, u, s)
+    redis.call('HSET', ik, a .. r .. s, a .. '\\n' .. r .. '\\n' .. s)
+    redis.call('SADD', INSTS, inst)
+    local keep, owners, gone = {}, {}, {}
+    for _, st in ipairs(seat.streams) do keep[st[1]] = true end
+    local have = redis.call('HGETALL', stk)
+    for k = 1, #have, 2 do
+      local o, sj = string.match(have[k + 1], '^([^\\n]*)\\n(.*)$')
+      owners[have[k]] = o
+      if o == s and not keep[have[k]] then
+        redis.call('HDEL', stk, have[k])
+        gone[#gone + 1] = sj
+      end
+    end
+    if #gone > 0 then streamsGone[#streamsGone + 1] = {a, r, gone} end
+    for _, st in ipairs(seat.streams) do
+      local o = owners[st[1]]
+      if not o then redis.call('HSET', stk, st[1], s .. '\\n' .. st[2])
+      elseif o ~= s then streamsLost[#streamsLost + 1] = {a, r, s, st[1]} end
+    end
+  end
+end
+return {departed, streamsGone, seatsLost, streamsLost}
+`);
 
+/** Sends commands and runs the scripts above, each on the keys of one bucket. */
+export function createRoomScriptRunner(client: RedisCommands) {
   /** A Redis that stops answering must not hold a socket's events forever. */
   function send(args: string[], key: string): Promise<unknown> {
     let timer: NodeJS.Timeout | undefined;
@@ -235,7 +280,6 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
 
   /** Runs a script on the keys of one bucket (`base`, its KEYS[1]). */
   async function run(s: Script, base: string, args: string[]): Promise<unknown> {
-    if (closed) throw new Error('room store closed');
     const argv = ['1', base, ...args];
     try {
       return await send(['EVALSHA', s.sha, ...argv], base);
@@ -245,121 +289,5 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
       throw err;
     }
   }
-  const bucket = (account: string) => keys.bucketOf(encode(account));
-
-  const streamsOf = (flat: unknown) =>
-    Object.fromEntries(pairs(flat).map(([field, value]) => [decode(field), JSON.parse(after(value, 1)) as RoomStream] as const));
-
-  return {
-    async join({ account, room, socketId, participant, maxRooms, maxParticipants, history }): Promise<RoomJoinResult> {
-      const reply = list(
-        await run(joinScript, bucket(account), [
-          instanceId,
-          encode(account),
-          encode(room),
-          encode(socketId),
-          encode(participant.name),
-          JSON.stringify(participant),
-          String(maxRooms),
-          String(maxParticipants),
-          String(history),
-        ]),
-      );
-      const [outcome, seats, streams, messages] = reply;
-      if (outcome !== 'ok') {
-        if (refusals.includes(outcome as RoomRefusal)) return { ok: false, refusal: outcome as RoomRefusal };
-        throw new Error(`unexpected reply from Redis: ${String(outcome)}`);
-      }
-      const participants = Object.fromEntries(
-        pairs(seats).map(([field, value]) => [decode(field), JSON.parse(after(value, 2)) as RoomParticipant] as const),
-      );
-      return {
-        ok: true,
-        view: {
-          participants,
-          streams: streamsOf(streams),
-          messages: list(messages).map((m) => JSON.parse(String(m)) as RoomMessage),
-          meta: {},
-        },
-      };
-    },
-
-    async leave(account, room, socketId) {
-      const reply = await run(leaveScript, bucket(account), [encode(account), encode(room), encode(socketId)]);
-      if (!Array.isArray(reply)) return null;
-      const [participant, streams] = reply;
-      return {
-        account,
-        room,
-        socketId,
-        participant: JSON.parse(String(participant)) as RoomParticipant,
-        streams: list(streams).map((s) => JSON.parse(String(s)) as RoomStream),
-      };
-    },
-
-    async addStream(account, room, stream, maxPerParticipant) {
-      const reply = await run(addStreamScript, bucket(account), [
-        encode(account),
-        encode(room),
-        encode(stream.socketId),
-        encode(stream.streamId),
-        JSON.stringify(stream),
-        String(maxPerParticipant),
-      ]);
-      if (reply === 'ok' || reply === 'exists' || reply === 'absent' || reply === 'tooMany') return reply;
-      throw new Error(`unexpected reply from Redis: ${String(reply)}`);
-    },
-
-    async removeStream(account, room, streamId, socketId) {
-      const reply = await run(removeStreamScript, bucket(account), [encode(account), encode(room), encode(socketId), encode(streamId)]);
-      return typeof reply === 'string' ? (JSON.parse(reply) as RoomStream) : null;
-    },
-
-    async addMessage(account, room, socketId, message, keep) {
-      const reply = await run(messageScript, bucket(account), [
-        encode(account),
-        encode(room),
-        encode(socketId),
-        JSON.stringify(message),
-        String(keep),
-      ]);
-      return reply === 1;
-    },
-
-    async list() {
-      const replies = await Promise.all(keys.buckets.map((base) => run(listScript, base, [])));
-      const rooms: RoomSummary[] = replies.flatMap(list).map((entry) => {
-        const [a, r, participants, streams] = list(entry);
-        return { account: decode(String(a)), room: decode(String(r)), participants: Number(participants), streams: Number(streams) };
-      });
-      return rooms.sort(bySummary);
-    },
-
-    async sweep() {
-      const departures: RoomDeparture[] = [];
-      // The channel registry's live instances: those with seats that are not among them are dead.
-      const live = list(await send(['SMEMBERS', keys.instances], keys.instances)).map(String);
-      for (const base of keys.buckets)
-        for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-          const [more, entries] = list(await run(sweepScript, base, [instanceId, String(SWEEP_BATCH), ...live]));
-          for (const entry of list(entries)) {
-            const [a, r, s, participant, streams] = list(entry);
-            departures.push({
-              account: decode(String(a)),
-              room: decode(String(r)),
-              socketId: decode(String(s)),
-              participant: JSON.parse(String(participant)) as RoomParticipant,
-              streams: list(streams).map((v) => JSON.parse(String(v)) as RoomStream),
-            });
-          }
-          if (more !== 1) break;
-        }
-      if (departures.length)
-        log.warn({ participants: departures.length }, 'participants of an instance that stopped answering left their rooms');
-      return departures;
-    },
-
-    // The participants of this instance's sockets leave with the sockets (app close).
-    close: async () => void (closed = true),
-  };
+  return { send, run };
 }
