@@ -266,6 +266,7 @@ function page(
     `- load: the join scenario, ${s.join.workers} handshakes in flight over ${s.join.pairs} pairs, ${s.join.background.at(-1)} idle sockets in channels of two, ` +
       `a ${s.join.windowMs / 1000} s window, spread over ${s.accounts} accounts (channel k on account k mod ${s.accounts}, each with a plan whose limits are checked); ` +
       "channel k's broadcaster on instance k mod n and its player on the next, so with 2 or 4 instances every handshake crosses instances. " +
+      "The admin console's sampler is off (ADMIN=false): each instance reads the whole registry every 5 s for it, a cost that grows with channels and instances, not with handshakes. " +
       `The instances are pinned in turn to instance A's core and instance B's (${h.cores.description}); medians of ${profile.rounds} round(s), the rows taking turns at going first.`,
     '',
     ...details('Every round (medians above)', shards.rounds),

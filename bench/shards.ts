@@ -17,6 +17,7 @@
 // so in one shard), each with the bench plan, so limits are checked as in
 // production; channel k's broadcaster connects to instance k mod n and its
 // player to the next, so with more than one instance every handshake crosses.
+// The admin console's sampler is off (see `run` below).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
