@@ -193,16 +193,21 @@ export async function runShards(h: ClusterHarness, cluster: TestRedisCluster): P
       for (const key of shardFigures(row)) medians[key] = round(median((figures.get(row.id) ?? []).map((f) => f[key] ?? Number.NaN)));
       result.rows[row.id] = medians;
     }
+    // Each round's ratio too: the two rows of a round ran minutes apart at most, under much the same load from others.
+    const roundRatios: Record<string, number[]> = {};
     for (const id of shardRatios(rows)) {
       const rate = (store: ShardRow['store']) => result.rows[`${store}.${id}`]?.handshakesPerSec ?? Number.NaN;
       result.ratios[id] = round(rate('shards') / rate('redis'));
+      const rates = (store: ShardRow['store']) => (figures.get(`${store}.${id}`) ?? []).map((f) => f.handshakesPerSec ?? Number.NaN);
+      const redis = rates('redis');
+      roundRatios[id] = rates('shards').map((rate, r) => rate / (redis[r] ?? Number.NaN));
     }
     const rounds = rows.flatMap((row) =>
       shardFigures(row).map(
         (key) => `${rowName(row, p.quota)} ${key}: ${(figures.get(row.id) ?? []).map((f) => format(f[key] ?? Number.NaN)).join(', ')}`,
       ),
     );
-    return { result, text: shardsText(rows, result, idle), rounds, notes };
+    return { result, text: shardsText(rows, result, roundRatios, idle), rounds, notes };
   } finally {
     limited?.remove();
     await single.stop();
@@ -215,8 +220,8 @@ const quotaName = (row: ShardRow, share: number) => (row.quota ? `${+(share * 10
 const rowName = (row: ShardRow, share: number) =>
   `${STORE_NAME[row.store]}, ${row.instances} instance${row.instances > 1 ? 's' : ''}, quota ${quotaName(row, share)}`;
 
-/** The table of the rows and the line of ratios. */
-function shardsText(rows: ShardRow[], result: ShardsResult, idle: number): string {
+/** The table of the rows and the ratios, of the medians and of each round. */
+function shardsText(rows: ShardRow[], result: ShardsResult, roundRatios: Record<string, number[]>, idle: number): string {
   const share = result.quota?.share ?? 0;
   const header = [
     'Redis',
@@ -245,7 +250,8 @@ function shardsText(rows: ShardRow[], result: ShardsResult, idle: number): strin
   const ratios = Object.entries(result.ratios).map(([id, ratio]) => {
     const [instances, unlimited] = id.split('.');
     const met = unlimited ? '' : ` (target >= ${SHARDS_TARGET}x: ${ratio >= SHARDS_TARGET ? 'met' : 'MISSED'})`;
-    return `- ${instances} instance${instances === '1' ? '' : 's'}${unlimited ? ', no quota' : ''}: ${ratio.toFixed(2)}x${met}`;
+    const each = (roundRatios[id] ?? []).map((r) => r.toFixed(2)).join(', ');
+    return `- ${instances} instance${instances === '1' ? '' : 's'}${unlimited ? ', no quota' : ''}: ${ratio.toFixed(2)}x (rounds: ${each})${met}`;
   });
   return [
     markdownTable([header, ...cells], 3),
