@@ -22,7 +22,8 @@ import {
   type Profile,
   type Setup,
 } from './profile';
-import { details, format, median, round } from './report';
+import { details, format, markdownTable, median, round } from './report';
+import { runShards, type ShardsReport } from './shards';
 
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -171,6 +172,9 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
       h.log(`  round trips ${SETUP_NAME[setup]}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
 
+    // Redis as the limit: 1 Redis against 3 shards under the same CPU quota (bench/shards.ts).
+    const shards = await runShards(h, redisCluster);
+
     const results: Results = {};
     for (const metric of clusterMetrics(profile)) {
       const row: Partial<Record<Setup, number>> = {};
@@ -184,10 +188,12 @@ export async function runCluster(h: ClusterHarness): Promise<void> {
 
     const text = table(profile, results);
     const seconds = Math.round((performance.now() - started) / 1000);
-    process.stdout.write(`\n${text}\n\nCores: ${h.cores.description}. Medians of ${profile.rounds} round(s); ${seconds} s.\n`);
+    process.stdout.write(
+      `\n${text}\n\nRedis as the limit (bench/shards.ts):\n\n${shards.text}\n\nCores: ${h.cores.description}. Medians of ${profile.rounds} round(s); ${seconds} s.\n`,
+    );
     mkdirSync(dirname(h.out), { recursive: true });
-    writeFileSync(h.out, `${JSON.stringify(results, null, 2)}\n`);
-    if (h.out.endsWith('.json')) writeFileSync(h.out.replace(/\.json$/, '.md'), page(h, text, seconds, figures, notes));
+    writeFileSync(h.out, `${JSON.stringify({ ...results, shards: shards.result }, null, 2)}\n`);
+    if (h.out.endsWith('.json')) writeFileSync(h.out.replace(/\.json$/, '.md'), page(h, text, seconds, figures, notes, shards));
     h.log(`written: ${h.out}`);
   } finally {
     // Also after a failure halfway: no run's keys are left behind (the Redis Cluster goes whole).
@@ -203,17 +209,22 @@ function table(profile: ClusterProfile, results: Results): string {
     const row = results[metric.key] ?? {};
     rows.push([metric.label, ...SETUPS.map((s) => (row[s] === undefined ? '–' : format(row[s])))]);
   }
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] as string).length))) ?? [];
-  const line = (row: string[]) =>
-    `| ${row.map((cell, i) => (i > 0 ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i > 0 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
-  return [line(rows[0] as string[]), rule, ...rows.slice(1).map(line)].join('\n');
+  return markdownTable(rows);
 }
 
-function page(h: ClusterHarness, text: string, seconds: number, figures: Record<Setup, Record<string, number>[]>, notes: string[]): string {
+function page(
+  h: ClusterHarness,
+  text: string,
+  seconds: number,
+  figures: Record<Setup, Record<string, number>[]>,
+  notes: string[],
+  shards: ShardsReport,
+): string {
   const { profile } = h;
   const j = profile.join;
   const e = profile.events;
+  const s = profile.shards;
+  const q = shards.result.quota;
   return [
     `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench -- --cluster${profile.name === 'quick' ? ' --quick' : ''}\` (${profile.name}, ${profile.rounds} round(s), ${seconds} s)`,
     `on ${h.machine}.`,
@@ -243,5 +254,21 @@ function page(h: ClusterHarness, text: string, seconds: number, figures: Record<
       ),
     ),
     ...details('Per-run notes (round trips by command, per event)', notes),
+    '## Redis as the limit: 1 Redis against 3 shards',
+    '',
+    shards.text,
+    '',
+    (q
+      ? `- quota: every redis-server (the bench's own single Redis, and each of the cluster's 3 masters, no replicas) in a ${q.controller} group of its own, ` +
+        `allowed ${q.runtimeUs} µs of CPU every ${q.periodUs} µs (${+(q.share * 100).toFixed(2)}% of a core); "periods throttled" is the share of the busiest one's periods in which it used up its quota, ` +
+        'and "busiest redis-server" its CPU over the window (at the quota when Redis is the bottleneck). '
+      : `- no quota: ${shards.result.skipped}. `) + 'The rows without a quota run the same processes with the quota lifted.',
+    `- load: the join scenario, ${s.join.workers} handshakes in flight over ${s.join.pairs} pairs, ${s.join.background.at(-1)} idle sockets in channels of two, ` +
+      `a ${s.join.windowMs / 1000} s window, spread over ${s.accounts} accounts (channel k on account k mod ${s.accounts}, each with a plan whose limits are checked); ` +
+      "channel k's broadcaster on instance k mod n and its player on the next, so with 2 or 4 instances every handshake crosses instances. " +
+      `The instances are pinned in turn to instance A's core and instance B's (${h.cores.description}); medians of ${profile.rounds} round(s), the rows taking turns at going first.`,
+    '',
+    ...details('Every round (medians above)', shards.rounds),
+    ...details('Per-run notes', shards.notes),
   ].join('\n');
 }

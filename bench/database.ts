@@ -13,6 +13,17 @@ export const DB = {
   name: 'vw_bench',
 };
 
+/** A plan no scenario comes near, so that its limits are checked as in production without refusing anything. */
+export const BENCH_PLAN = {
+  connections: 100000,
+  totalBitrate: 100000000,
+  bitrate: 10000,
+  framerate: 60,
+  audioBitrate: 512,
+  width: 3840,
+  height: 2160,
+};
+
 /** The DB_* variables that point a server at the bench's database. */
 export const databaseEnv = (): NodeJS.ProcessEnv => ({
   DB_HOST: DB.host,
@@ -35,15 +46,7 @@ export async function setupDatabase(accountToken: string) {
     await conn.query(`CREATE DATABASE IF NOT EXISTS ${DB.name}`);
     await conn.query(`USE ${DB.name}`);
     await conn.query(readFileSync(join(ROOT, 'sql', 'schema.sql'), 'utf8'));
-    const plan = JSON.stringify({
-      connections: 100000,
-      totalBitrate: 100000000,
-      bitrate: 10000,
-      framerate: 60,
-      audioBitrate: 512,
-      width: 3840,
-      height: 2160,
-    });
+    const plan = JSON.stringify(BENCH_PLAN);
     const [rows] = await conn.query<import('mysql2/promise').RowDataPacket[]>('SELECT id FROM plans WHERE name = ?', ['Bench Plan']);
     let planId = rows[0]?.id as number | undefined;
     if (planId === undefined) {

@@ -190,6 +190,23 @@ export interface ClusterProfile {
   /** The join scenario's settings (one background level). */
   join: Profile['join'];
   events: RedisEvents;
+  shards: ShardsProfile;
+}
+
+/**
+ * 1 Redis against a 3-master Redis Cluster where Redis is the only limited
+ * resource: every redis-server gets the same CPU quota (bench/cgroup.ts).
+ */
+export interface ShardsProfile {
+  /** Server instances of the rows under the quota. */
+  instances: number[];
+  /** Instance counts also run without the quota. */
+  unlimited: number[];
+  /** Each redis-server's CPU quota, a share of one core. */
+  quota: number;
+  /** Accounts the pairs and idle channels take in turn: an account's keys sit in one shard. */
+  accounts: number;
+  join: Profile['join'];
 }
 
 export interface RedisEvents {
@@ -205,6 +222,16 @@ export const CLUSTER_FULL: ClusterProfile = {
   rounds: 3,
   join: { background: [1000], workers: 64, pairs: 400, warmupMs: 1000, windowMs: 5000 },
   events: { count: 200, handshakes: 200, workers: 8 },
+  shards: {
+    instances: [1, 2, 4],
+    unlimited: [4],
+    // 1 ms every 50 ms: 1 Redis then tops out at 100-250 handshakes/s, well below the 300-550 that 4 instances reach on 2 cores without a quota.
+    quota: 0.02,
+    accounts: 240,
+    // Many handshakes in flight: a redis-server runs once a period, so each round trip may wait up to 50 ms,
+    // and only enough of them waiting keeps 3 shards busy (throughput = handshakes in flight / time per handshake).
+    join: { background: [1000], workers: 256, pairs: 640, warmupMs: 1000, windowMs: 5000 },
+  },
 };
 
 export const CLUSTER_QUICK: ClusterProfile = {
@@ -213,6 +240,14 @@ export const CLUSTER_QUICK: ClusterProfile = {
   // Enough pairs that none goes over the server's 100 events/s per socket, even at 5,000 handshakes/s.
   join: { background: [100], workers: 16, pairs: 300, warmupMs: 300, windowMs: 1000 },
   events: { count: 40, handshakes: 40, workers: 8 },
+  // Fewer rows: 1 and 4 instances under the quota, 4 without.
+  shards: {
+    instances: [1, 4],
+    unlimited: [4],
+    quota: 0.02,
+    accounts: 120,
+    join: { background: [100], workers: 192, pairs: 400, warmupMs: 300, windowMs: 1500 },
+  },
 };
 
 export type Setup = 'memory' | 'redis' | 'twoInstances' | 'redisCluster' | 'twoOnRedisCluster';
@@ -226,6 +261,42 @@ export const SETUP_NAME: Record<Setup, string> = {
 };
 /** Setups on a Redis Cluster the bench starts on loopback ports. */
 export const ON_REDIS_CLUSTER: readonly Setup[] = ['redisCluster', 'twoOnRedisCluster'];
+
+/** A row of the shards table: a store, a number of instances, and whether Redis runs under the quota. */
+export interface ShardRow {
+  id: string;
+  store: 'redis' | 'shards';
+  instances: number;
+  quota: boolean;
+}
+
+export const STORE_NAME: Record<ShardRow['store'], string> = { redis: '1 Redis', shards: '3 shards' };
+
+/** The rows, in table order; without a CPU controller only those without the quota. */
+export function shardRows(p: ShardsProfile, quotaPossible: boolean): ShardRow[] {
+  const rows: ShardRow[] = [];
+  const add = (instances: number, quota: boolean) => {
+    for (const store of ['redis', 'shards'] as const)
+      rows.push({ id: `${store}.${instances}${quota ? '' : '.unlimited'}`, store, instances, quota });
+  };
+  if (quotaPossible) for (const n of p.instances) add(n, true);
+  for (const n of p.unlimited) add(n, false);
+  return rows;
+}
+
+/** The figures of a shards row, in table order (the throttling only under the quota). */
+export function shardFigures(row: ShardRow): string[] {
+  return [
+    'handshakesPerSec',
+    'redisCpuPerHandshakeUs',
+    'redisBusiestCpuPct',
+    ...(row.quota ? ['throttledPct'] : []),
+    'serverCpuPerHandshakeUs',
+  ];
+}
+
+/** The ratios 3 shards / 1 Redis of handshakes/s, one per instance count (and quota). */
+export const shardRatios = (rows: ShardRow[]) => rows.filter((r) => r.store === 'shards').map((r) => r.id.replace(/^shards\./, ''));
 
 /** Events whose Redis round trips are counted one kind at a time (bench/load/redis-events.ts). */
 export const REDIS_EVENTS = ['handshake', 'publish', 'subscribe', 'messagePeer', 'disconnect'] as const;
@@ -264,11 +335,20 @@ export interface Job {
   playerUrl?: string;
   /** Every server process whose CPU counts; [pid] when absent. */
   pids?: number[];
-  /** The Redis the servers share, to count its commands and CPU. */
   /** Redis to read INFO from: one URL, or a Redis Cluster's masters, comma-separated. */
   redisUrl?: string;
   /** For redisEvents. */
   events?: RedisEvents;
+  /**
+   * Every instance, when there are more than two or the load is to be even:
+   * channel k's broadcaster connects to instance k mod n, its player to the
+   * next one (so with n > 1 every handshake crosses instances).
+   */
+  instanceUrls?: string[];
+  /** Account tokens the channels take in turn (channel k: token k mod length); `token` when absent. */
+  tokens?: string[];
+  /** cgroup cpu.stat files of the Redis processes, to read how often they hit their quota. */
+  cpuStatFiles?: string[];
   /** For reconnect: whether clients offer their TLS session again. */
   resume?: boolean;
 }

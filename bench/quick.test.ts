@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { CLUSTER_QUICK, clusterMetrics, metrics, QUICK, SCENARIOS } from './profile';
+import { CLUSTER_QUICK, clusterMetrics, metrics, QUICK, SCENARIOS, shardFigures, shardRatios, shardRows } from './profile';
+import type { ShardsResult } from './shards';
 import { testRedis } from '../test/helpers/redis';
 import { within } from '../test/helpers/wait';
 
@@ -63,11 +64,22 @@ test('npm run bench -- --cluster --quick produces every figure of every setup', 
   if (!redis) return;
   const { results, output } = await bench(t, ['--cluster', '--quick'], { BENCH_REDIS_URL: redis.url });
   const expected = clusterMetrics(CLUSTER_QUICK);
+  assert.deepEqual(Object.keys(results), [...expected.map((m) => m.key), 'shards'], 'the figures');
+  // Redis as the limit: every row and ratio; the rows under a CPU quota only where a cgroup can be made (root).
+  const shards = results.shards as unknown as ShardsResult;
+  const quotaPossible = shards.quota !== undefined;
+  if (!quotaPossible) assert.match(shards.skipped ?? '', /./, 'says why there is no quota');
+  const rows = shardRows(CLUSTER_QUICK.shards, quotaPossible);
   assert.deepEqual(
-    Object.keys(results),
-    expected.map((m) => m.key),
-    'the figures',
+    Object.keys(shards.rows),
+    rows.map((r) => r.id),
+    'the shards rows',
   );
+  for (const row of rows)
+    for (const key of shardFigures(row))
+      assert.ok(isFinite(shards.rows[row.id]?.[key]), `shards.${row.id}.${key} is ${String(shards.rows[row.id]?.[key])}`);
+  for (const id of shardRatios(rows)) assert.ok(isFinite(shards.ratios[id]), `shards ratio ${id} is ${String(shards.ratios[id])}`);
+  assert.match(output, /3 shards \/ 1 Redis, handshakes\/s:/, 'the shards table is printed');
   for (const { key, setups } of expected) {
     assert.deepEqual(Object.keys(results[key] ?? {}), setups, `${key}: the setups`);
     for (const setup of setups) assert.ok(isFinite(results[key]?.[setup]), `${key}.${setup} is ${String(results[key]?.[setup])}`);

@@ -26,6 +26,15 @@ export function format(value: number): string {
   return value.toFixed(2);
 }
 
+/** A markdown table of a header row and rows; the columns from `left` on are right-aligned. */
+export function markdownTable(rows: string[][], left = 1): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
+  const line = (row: string[]) =>
+    `| ${row.map((cell, i) => (i >= left ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i >= left ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(rows[0] ?? []), rule, ...rows.slice(1).map(line)].join('\n');
+}
+
 /** A collapsed markdown block of list items. */
 export const details = (summary: string, items: string[]) => [
   `<details><summary>${summary}</summary>`,

@@ -180,8 +180,8 @@ export async function startTarget(
   };
   const failure = (why: string) => new Error(`${TARGET_NAME[target]} ${why}; its log:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
   const deadline = performance.now() + 20_000;
-  // On Redis, connections are refused until Redis answers: /ready says when.
-  const probe = extra.env?.REDIS_URL ? '/ready' : '/';
+  // On Redis, connections are refused until Redis answers, and accounts from a file until they are read: /ready says when.
+  const probe = extra.env?.REDIS_URL || extra.env?.REDIS_CLUSTER_NODES || extra.env?.ACCOUNTS_FILE ? '/ready' : '/';
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw failure(`exited (${child.exitCode ?? child.signalCode})`);
     if (performance.now() > deadline) {

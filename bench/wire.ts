@@ -97,15 +97,22 @@ export function openWire({ url, token, ca, timeoutMs = 15_000, session, onTls }:
   });
 }
 
-/** Opens `count` connections, `concurrency` at a time. */
-export async function openMany(count: number, concurrency: number, options: WireOptions, deadline: number): Promise<Wire[]> {
+/** Opens `count` connections, `concurrency` at a time; connection i with `options(i)` when it is a function, in that order. */
+export async function openMany(
+  count: number,
+  concurrency: number,
+  options: WireOptions | ((i: number) => WireOptions),
+  deadline: number,
+): Promise<Wire[]> {
   const wires: Wire[] = [];
   let next = 0;
+  let opened = 0;
   const worker = async () => {
     while (next < count) {
-      if (performance.now() > deadline) throw new Error(`only ${wires.length} of ${count} connections before the deadline`);
-      next++;
-      wires.push(await openWire(options));
+      if (performance.now() > deadline) throw new Error(`only ${opened} of ${count} connections before the deadline`);
+      const i = next++;
+      wires[i] = await openWire(typeof options === 'function' ? options(i) : options);
+      opened++;
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));

@@ -10,8 +10,9 @@
 import { candidate, sdp, STREAM } from '../messages';
 import type { Job, Outcome, Window } from '../profile';
 import { cpuMs } from '../proc';
-import { messageType, type Wire } from '../wire';
-import { connectIdle, monotonicUs, registerChannels, sleep } from './common';
+import { throttleCounts, type ThrottleCounts } from '../cgroup';
+import { messageType, openMany, type Wire } from '../wire';
+import { connectIdle, monotonicUs, registerChannels, sleep, wireOptions } from './common';
 import { minus, RedisCounters } from './redis';
 
 /** One broadcaster/player pair; each handshake uses a new channel (registering elsewhere leaves the old one). */
@@ -107,14 +108,41 @@ export class Pair {
 /** The job with players' connections going to the second instance, if any. */
 export const playerSide = (job: Job): Job => ({ ...job, url: job.playerUrl ?? job.url });
 
-/** `count` sockets; with a second instance, every other one is on it (so channels of two cross instances). */
+/**
+ * `count` sockets, in channels of two (sockets 2k and 2k + 1): with a second
+ * instance, every other one is on it (so channels of two cross instances);
+ * with `instanceUrls` and `tokens`, as the Job says.
+ */
 async function connectSpread(job: Job, count: number): Promise<Wire[]> {
+  if (job.instanceUrls || job.tokens) {
+    const urls = job.instanceUrls ?? [job.url];
+    const tokens = job.tokens ?? [job.token];
+    return openMany(
+      count,
+      64,
+      (i) => {
+        const k = Math.floor(i / 2);
+        return { ...wireOptions(job), url: urls[(k + (i % 2)) % urls.length] as string, token: tokens[k % tokens.length] as string };
+      },
+      performance.now() + 120_000,
+    );
+  }
   if (!job.playerUrl) return connectIdle(job, count, 64);
   const [first, second] = await Promise.all([
     connectIdle(job, Math.ceil(count / 2), 32),
     connectIdle(playerSide(job), Math.floor(count / 2), 32),
   ]);
   return first.flatMap((w, i) => (second[i] ? [w, second[i]] : [w]));
+}
+
+/** The share of periods (%) in which the most throttled process hit its CPU quota. */
+function mostThrottled(before: ThrottleCounts[], after: ThrottleCounts[]): number {
+  const shares = after.map((b, i) => {
+    const a = before[i] as ThrottleCounts;
+    const periods = b.periods - a.periods;
+    return periods > 0 ? ((b.throttled - a.throttled) / periods) * 100 : 0;
+  });
+  return Math.max(...shares);
 }
 
 const serverCpuMs = (job: Job) => (job.pids ?? [job.pid]).reduce((sum, pid) => sum + cpuMs(pid), 0);
@@ -158,6 +186,7 @@ export async function join(job: Job): Promise<Outcome> {
     // The first level also warms the server's JIT up.
     await sleep(level === 0 ? p.warmupMs * 3 : p.warmupMs);
     const redis0 = await redis?.read();
+    const throttle0 = job.cpuStatFiles?.map(throttleCounts);
     const done0 = completed;
     const cpu0 = serverCpuMs(job);
     const load0 = process.cpuUsage();
@@ -173,6 +202,7 @@ export async function join(job: Job): Promise<Outcome> {
     const serverCpu = serverCpuMs(job) - cpu0;
     const load = process.cpuUsage(load0);
     const redis1 = await redis?.read();
+    const throttle1 = job.cpuStatFiles?.map(throttleCounts);
     windows.push({ label: `${count} idle`, startUs, endUs: monotonicUs() });
     running = false;
     const stopBy = performance.now() + 10_000;
@@ -185,6 +215,7 @@ export async function join(job: Job): Promise<Outcome> {
     figures[`cpuPerHandshakeUs@${count}idle`] = (serverCpu * 1000) / done;
     notes[`serverCpuPct@${count}idle`] = (serverCpu / elapsed) * 100;
     notes[`loadGeneratorCpuPct@${count}idle`] = ((load.user + load.system) / 1000 / elapsed) * 100;
+    if (throttle0 && throttle1) figures[`throttledPct@${count}idle`] = mostThrottled(throttle0, throttle1);
     if (redis && redis0 && redis1) {
       // Heartbeats and the adapter's own traffic go on without handshakes: an
       // idle interval as long as the window is read and taken off.
@@ -197,6 +228,8 @@ export async function join(job: Job): Promise<Outcome> {
       figures[`redisCommandsPerHandshake@${count}idle`] = (busy.commands - quiet.commands * scale) / done;
       figures[`redisCpuPerHandshakeUs@${count}idle`] = ((busy.cpuMs - quiet.cpuMs * scale) * 1000) / done;
       notes[`redisCpuPct@${count}idle`] = (busy.cpuMs / busy.at) * 100;
+      // The busiest redis-server, in % of one core: at a CPU quota, the quota when Redis is the bottleneck.
+      figures[`redisBusiestCpuPct@${count}idle`] = (Math.max(...busy.nodeCpuMs) / busy.at) * 100;
       notes[`redisIdleCommandsPerSec@${count}idle`] = (quiet.commands * 1000) / quiet.at;
     }
   }

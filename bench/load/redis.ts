@@ -21,6 +21,8 @@ export interface RedisTotals {
   commands: number;
   /** used_cpu_sys + used_cpu_user of redis-server, ms. */
   cpuMs: number;
+  /** cpuMs of each redis-server, in the order of the URLs. */
+  nodeCpuMs: number[];
   /** performance.now() at the reading. */
   at: number;
 }
@@ -29,6 +31,7 @@ export interface RedisTotals {
 export const minus = (b: RedisTotals, a: RedisTotals): RedisTotals => ({
   commands: b.commands - a.commands,
   cpuMs: b.cpuMs - a.cpuMs,
+  nodeCpuMs: b.nodeCpuMs.map((ms, i) => ms - (a.nodeCpuMs[i] ?? Number.NaN)),
   at: b.at - a.at,
 });
 
@@ -42,11 +45,12 @@ export class RedisCounters {
 
   async read(): Promise<RedisTotals> {
     const infos = await Promise.all(this.clients.map(async (client) => String(await client.sendCommand(['INFO']))));
-    const field = (name: string) =>
-      infos.reduce((sum, info) => sum + Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN), 0);
+    const value = (info: string, name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+    const nodeCpuMs = infos.map((info) => (value(info, 'used_cpu_sys') + value(info, 'used_cpu_user')) * 1000);
     return {
-      commands: field('total_commands_processed'),
-      cpuMs: (field('used_cpu_sys') + field('used_cpu_user')) * 1000,
+      commands: infos.reduce((sum, info) => sum + value(info, 'total_commands_processed'), 0),
+      cpuMs: nodeCpuMs.reduce((a, b) => a + b, 0),
+      nodeCpuMs,
       at: performance.now(),
     };
   }
