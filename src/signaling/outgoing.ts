@@ -56,10 +56,11 @@ export function watchOutgoing(io: SignalingServer, { maxBytes, log, telemetry }:
 
   function onPacketCreate(this: EngineSocket, packet: Packet) {
     if (packet.type === 'ping') awaitingPong.add(this);
-    const before = (queued.get(this) ?? 0) + transportBuffered(this);
+    const waiting = queued.get(this) ?? 0;
+    const before = waiting + transportBuffered(this);
     // What waited before this packet decides: one large answer (a big channel's peer list) still goes out.
     if (before > maxBytes) return cutOff(this, 'slowReader', before);
-    queued.set(this, (queued.get(this) ?? 0) + sizeOf(packet.data));
+    queued.set(this, waiting + sizeOf(packet.data));
   }
 
   // The write buffer goes to the transport whole; from there its bytes are the transport's.

@@ -3,7 +3,7 @@
 // `from` stamped by the server. The hot path: offers, answers, candidates.
 import type { ChannelRegistry } from '../../channels/registry';
 import type { Telemetry } from '../../metrics';
-import type { EventSchemas } from '../../protocol';
+import type { EventSchemas, Peer } from '../../protocol';
 import type { Delivery } from '../delivery';
 import { bindings, describe, type PeerSocket, type Replies } from '../replies';
 import { roomChannelsToward } from '../session';
@@ -42,6 +42,8 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     return undefined;
   }
 
+  const ownChannelPeer = (target: Peer | undefined, from: string) => target && { target, from };
+
   return async function messagePeer(socket, args) {
     const registration = socket.data.registration;
     if (!registration && !socket.data.rooms?.size)
@@ -61,7 +63,12 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     const refusal = relayRefusal(socket.data.account, message, enforceSdp);
     if (refusal)
       return replies.refuse(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
-    const found = await findTarget(socket, message.target);
+    // The common case, a peer in its registration's channel alone: the one
+    // lookup is awaited here, without findTarget's promise around it.
+    const found =
+      registration && !socket.data.rooms
+        ? ownChannelPeer(await registry.findPeer(socket.data.account.name, registration.channel, message.target), registration.peerID)
+        : await findTarget(socket, message.target);
     if (!found)
       return replies.dropped(
         socket,
