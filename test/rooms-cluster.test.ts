@@ -54,6 +54,20 @@ async function publishIn(socket: Participant, room: string, stream: string) {
 
 const isPeer = (from: string) => (m: Record<string, unknown>) => m.type === 'peer' && m.from === from;
 
+/** Alice on one instance and Bob on another, in room `call`, each publishing a camera and each seeing the other. */
+async function bothPublishing(t: TestContext, aliceUrl: string, bobUrl: string) {
+  const alice = await signIn(t, aliceUrl, 'alice');
+  const bob = await signIn(t, bobUrl, 'bob');
+  await joinRoom(alice, 'call');
+  await publishIn(alice, 'call', 'alice-cam');
+  const aliceHearsBob = next(alice, 'message', isPeer('bob'));
+  await joinRoom(bob, 'call');
+  await aliceHearsBob;
+  await publishIn(bob, 'call', 'bob-cam');
+  await seen(bob, 'message', isPeer('alice'));
+  return { alice, bob };
+}
+
 test('a room across two instances: presence, cameras both ways, messagePeer, chat and history', timely, async (t) => {
   const c = await cluster(t, { ROOM_CHAT_PER_SECOND: '100' });
   if (!c) return;
@@ -268,15 +282,7 @@ test('an instance killed with SIGKILL: its participants leave their rooms within
     { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: file, STATIC_TOKEN: undefined },
   );
   await eventually('the doomed instance is ready', async () => (await get(doomed.url, '/ready')).status === 200);
-  const alice = await signIn(t, survivor.url, 'alice');
-  const bob = await signIn(t, doomed.url, 'bob');
-  await joinRoom(alice, 'call');
-  await publishIn(alice, 'call', 'alice-cam');
-  const aliceHearsBob = next(alice, 'message', isPeer('bob'));
-  await joinRoom(bob, 'call');
-  await aliceHearsBob;
-  await publishIn(bob, 'call', 'bob-cam');
-  await seen(bob, 'message', isPeer('alice'));
+  const { alice } = await bothPublishing(t, survivor.url, doomed.url);
 
   const left = nextUpdate(alice, 'participantLeft', 3 * TIMEOUT_MS);
   const removed = nextUpdate(alice, 'streamRemove', 3 * TIMEOUT_MS);
@@ -380,15 +386,7 @@ test('Redis lost everything: each instance writes its seats and streams back, th
   const env = { ROOM_MAX_PARTICIPANTS: '3' };
   const a = await instance(redis, file, env);
   const b = await instance(redis, file, env);
-  const alice = await signIn(t, a.url, 'alice');
-  const bob = await signIn(t, b.url, 'bob');
-  await joinRoom(alice, 'call');
-  await publishIn(alice, 'call', 'alice-cam');
-  const aliceHearsBob = next(alice, 'message', isPeer('bob'));
-  await joinRoom(bob, 'call');
-  await aliceHearsBob;
-  await publishIn(bob, 'call', 'bob-cam');
-  await seen(bob, 'message', isPeer('alice'));
+  const { alice, bob } = await bothPublishing(t, a.url, b.url);
   const roomsView = async () => (await get(b.url, `/rooms?apikey=${API_KEY}`)).json();
   const whole = { 'Site A': { call: { participants: 2, streams: 2 } } };
   assert.deepEqual(await roomsView(), whole);
