@@ -241,6 +241,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
       log.debug({ err: (err as Error).message }, 'Redis Cluster: slots not refreshed'),
     ),
   );
+  const onFailure = rediscoverOnFailure(rediscover);
   cluster.on('error', failed);
   cluster.on('node-error', (err: Error) => {
     failed(err);
@@ -254,18 +255,10 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     // The adapter's channel of a room in the default namespace (ShardedRedisAdapter.dynamicChannel).
     roomSubscribed: async (room) => void (await inFlight.get(`${channelPrefix}#/#${room}#`)),
     commands: {
-      send: (args, key) =>
-        cluster.sendCommand(key, false, args).catch((err: unknown) => {
-          if (!isErrorReply(err)) rediscover();
-          throw err;
-        }),
+      send: (args, key) => cluster.sendCommand(key, false, args).catch(onFailure),
     },
     cachedReads: {
-      hashField: async (key, field) =>
-        (await lookups.hGet(key, field).catch((err: unknown) => {
-          if (!isErrorReply(err)) rediscover();
-          throw err;
-        })) ?? undefined,
+      hashField: async (key, field) => (await lookups.hGet(key, field).catch(onFailure)) ?? undefined,
     },
     client: cluster,
     adapter,
@@ -291,6 +284,17 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     },
   };
 }
+
+/**
+ * A failed command's handler: a failure other than an error reply (a node
+ * gone, a closed connection) asks the cluster for its slots again.
+ */
+const rediscoverOnFailure =
+  (rediscover: () => void) =>
+  (err: unknown): never => {
+    if (!isErrorReply(err)) rediscover();
+    throw err;
+  };
 
 /** How often the slots may be asked for again while nodes fail. */
 const REDISCOVER_MS = 250;
@@ -357,13 +361,10 @@ export function createCommandClient(target: RedisTarget, { offlineQueue = false 
     });
     let ready = false;
     const rediscover = throttled(REDISCOVER_MS, () => rediscoverSlots(cluster, rootNodes[0]?.url).catch(() => undefined));
+    const onFailure = rediscoverOnFailure(rediscover);
     cluster.on('node-error', () => rediscover());
     return {
-      send: (args, key) =>
-        cluster.sendCommand(key, false, args).catch((err: unknown) => {
-          if (!isErrorReply(err)) rediscover();
-          throw err;
-        }),
+      send: (args, key) => cluster.sendCommand(key, false, args).catch(onFailure),
       isReady: () => ready && cluster.isOpen,
       connect: async () => {
         await cluster.connect();

@@ -27,11 +27,13 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
    * channels its rooms hold (those likely to hold the target first, each
    * group asked at once).
    */
+  const ownChannelPeer = (target: Peer | undefined, from: string) => target && { target, from };
+
   async function findTarget(socket: PeerSocket, peerID: string) {
     const { registration, account, identity } = socket.data;
     if (registration) {
       const target = await registry.findPeer(account.name, registration.channel, peerID);
-      if (target || !socket.data.rooms) return target && { target, from: registration.peerID };
+      if (target || !socket.data.rooms) return ownChannelPeer(target, registration.peerID);
     }
     if (!identity || !socket.data.rooms) return undefined;
     for (const channels of roomChannelsToward(socket.data, peerID)) {
@@ -41,8 +43,6 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     }
     return undefined;
   }
-
-  const ownChannelPeer = (target: Peer | undefined, from: string) => target && { target, from };
 
   return async function messagePeer(socket, args) {
     const registration = socket.data.registration;
