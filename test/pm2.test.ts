@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { get } from './helpers/api';
-import { connect, nextMessage, type Client } from './helpers/client';
+import { connect, nextMessage, offerAndAnswer, type Client } from './helpers/client';
 import { testDatabase } from './helpers/mysql';
 import { freePort } from './helpers/process';
 import { testRedis } from './helpers/redis';
@@ -217,14 +217,7 @@ test(
     const noticed = nextMessage(broadcaster, 'peer');
     player.emit('subscribe', 'Viewer', 'across');
     await noticed;
-    const call = async () => {
-      const offered = nextMessage(player, 'offer');
-      broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
-      await offered;
-      const answered = nextMessage(broadcaster, 'answer');
-      player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
-      await answered;
-    };
+    const call = () => offerAndAnswer(broadcaster, player);
     await call();
 
     // An account added to MySQL, then one /update-accounts: every process knows it.

@@ -9,7 +9,7 @@ import { test, type TestContext } from 'node:test';
 import WebSocket from 'ws';
 import { loadConfig } from '../src/config';
 import { get } from './helpers/api';
-import { broadcastAndWatch, nextMessage, refusal } from './helpers/client';
+import { broadcastAndWatch, nextMessage, offerAndAnswer, refusal } from './helpers/client';
 import { spawnServer, type ServerProcess } from './helpers/process';
 import { TOKEN } from './helpers/server';
 import { testCertificate } from './helpers/tls';
@@ -128,12 +128,7 @@ test(
     await assert.rejects(get(url, '/health'), 'the port is closed');
 
     // The call's signaling still flows both ways.
-    const offered = nextMessage(player, 'offer');
-    broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
-    await offered;
-    const answered = nextMessage(broadcaster, 'answer');
-    player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
-    await answered;
+    await offerAndAnswer(broadcaster, player);
     assert.ok(broadcaster.connected && player.connected);
 
     // Once the call ends, the process finishes at once.

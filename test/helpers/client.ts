@@ -128,3 +128,13 @@ export async function broadcastAndWatch(
   watching.emit('subscribe', player, channel);
   return { broadcaster: broadcasting, player: watching, notice: await noticed };
 }
+
+/** An offer from the broadcaster `Studio` to the player `Viewer` and the answer back, each awaited where it lands. */
+export async function offerAndAnswer(broadcaster: Client, player: Client) {
+  const offered = nextMessage(player, 'offer');
+  broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: 'v=0' } });
+  await offered;
+  const answered = nextMessage(broadcaster, 'answer');
+  player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: 'v=0' } });
+  await answered;
+}
