@@ -9,16 +9,7 @@ import { join, resolve } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Page } from 'playwright-core';
 import { mintToken } from '../src/auth/tokens';
-import {
-  buildDemoClient,
-  CHROMIUM,
-  type Chromium,
-  type DemoServer,
-  createLoopbackNetwork,
-  launchChromium,
-  loopbackNetworkUnavailable,
-  startDemoServer,
-} from './helpers/browser';
+import { buildDemoClient, CHROMIUM, loopbackNetworkUnavailable, startDemoWorld } from './helpers/browser';
 import { until } from './helpers/wait';
 
 // Three fake cameras, encoders and decoders share two cores: the first frames may take a while.
@@ -70,16 +61,7 @@ test("demo room: three tabs see each other's cameras and chat", { timeout: 150_0
   if (unavailable) return skipOrFail(t, unavailable);
 
   buildDemoClient();
-  const net = createLoopbackNetwork();
-  let server: DemoServer | undefined;
-  let chromium: Chromium | undefined;
-  t.after(async () => {
-    await chromium?.close().catch((err: unknown) => console.error('closing Chromium failed:', err));
-    await server?.stop();
-    net.close();
-  });
-  server = await startDemoServer(net);
-  chromium = await launchChromium(net);
+  const { server, chromium } = await startDemoWorld(t);
   const context = await chromium.browser.newContext({ viewport: { width: 1100, height: 760 } });
   const pages: { user: string; page: Page }[] = [];
 

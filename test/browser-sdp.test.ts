@@ -10,16 +10,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Page } from 'playwright-core';
 import { parse } from 'sdp-transform';
-import {
-  buildDemoClient,
-  CHROMIUM,
-  type Chromium,
-  type DemoServer,
-  createLoopbackNetwork,
-  launchChromium,
-  loopbackNetworkUnavailable,
-  startDemoServer,
-} from './helpers/browser';
+import { buildDemoClient, CHROMIUM, loopbackNetworkUnavailable, startDemoWorld } from './helpers/browser';
 import { until } from './helpers/wait';
 
 /** How long a page may take to reach what a test waits for. */
@@ -78,20 +69,11 @@ test(
         accounts: [{ name: 'Site', token: TOKEN, planId: 1, properties: {} }],
       }),
     );
-    const net = createLoopbackNetwork();
-    let server: DemoServer | undefined;
-    let chromium: Chromium | undefined;
-    t.after(async () => {
-      await chromium?.close().catch((err: unknown) => console.error('closing Chromium failed:', err));
-      await server?.stop();
-      net.close();
-    });
-    server = await startDemoServer(net, { ACCOUNTS_FILE: accounts, ENFORCE_SDP: 'true' });
-    chromium = await launchChromium(net);
+    const { server, chromium } = await startDemoWorld(t, { ACCOUNTS_FILE: accounts, ENFORCE_SDP: 'true' });
     const context = await chromium.browser.newContext();
     const open = async (mode: 'broadcast' | 'watch', name: string) => {
       const page = await context.newPage();
-      await page.goto(`${server!.url}/demo?${new URLSearchParams({ mode, channel, name, token: TOKEN })}`);
+      await page.goto(`${server.url}/demo?${new URLSearchParams({ mode, channel, name, token: TOKEN })}`);
       return page;
     };
 

@@ -7,16 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import {
-  buildDemoClient,
-  CHROMIUM,
-  type Chromium,
-  type DemoServer,
-  createLoopbackNetwork,
-  launchChromium,
-  loopbackNetworkUnavailable,
-  startDemoServer,
-} from './helpers/browser';
+import { buildDemoClient, CHROMIUM, loopbackNetworkUnavailable, startDemoWorld } from './helpers/browser';
 import { until } from './helpers/wait';
 
 /** How long a page may take to reach what a test waits for. */
@@ -76,17 +67,7 @@ test('demo page: a broadcast reaches two viewers, who then see it end', async (t
 
   const started = performance.now();
   buildDemoClient();
-  const net = createLoopbackNetwork();
-  let server: DemoServer | undefined;
-  let chromium: Chromium | undefined;
-  // The browser first, then the server; the namespace takes anything left with it.
-  t.after(async () => {
-    await chromium?.close().catch((err: unknown) => console.error('closing Chromium failed:', err));
-    await server?.stop();
-    net.close();
-  });
-  server = await startDemoServer(net);
-  chromium = await launchChromium(net);
+  const { server, chromium } = await startDemoWorld(t);
   const context = await chromium.browser.newContext({ viewport: { width: 1100, height: 660 } });
   const { url, token } = server;
   const tabs: { name: string; page: Page }[] = [];

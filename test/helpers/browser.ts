@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import type { TestContext } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import { testCertificate } from './tls';
 import { STARTUP_MS } from './wait';
@@ -202,4 +203,23 @@ export function buildDemoClient() {
   const tsc = join(dirname(require.resolve('@typescript/native/package.json')), 'bin', 'tsc');
   execFileSync(process.execPath, [tsc, '-p', 'src/demo/tsconfig.json'], { cwd: root, stdio: 'inherit' });
   if (!existsSync(join(root, 'dist', 'demo', 'client', 'demo.js'))) throw new Error('the demo script was not built');
+}
+
+/**
+ * A browser test's world: a loopback network with the demo server and
+ * Chromium in it, closed after the test: the browser first, then the server;
+ * the namespace takes anything left with it.
+ */
+export async function startDemoWorld(t: TestContext, serverEnv: Record<string, string> = {}) {
+  const net = createLoopbackNetwork();
+  let server: DemoServer | undefined;
+  let browser: Chromium | undefined;
+  t.after(async () => {
+    await browser?.close().catch((err: unknown) => console.error('closing Chromium failed:', err));
+    await server?.stop();
+    net.close();
+  });
+  server = await startDemoServer(net, serverEnv);
+  browser = await launchChromium(net);
+  return { server, chromium: browser };
 }
