@@ -2,7 +2,9 @@
 // instances, limits hold cluster-wide, a dead instance's peers are closed,
 // and a Redis restart is survived. Needs Redis on 127.0.0.1:6379.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import fc from 'fast-check';
@@ -19,7 +21,8 @@ import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, t
 import { spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer, oneAccount } from './helpers/server';
-import { eventually } from './helpers/wait';
+import { testCertificate } from './helpers/tls';
+import { eventually, until, within } from './helpers/wait';
 
 const TIMEOUT_MS = 4000;
 const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
@@ -272,6 +275,41 @@ test('a peer that comes back on a new connection gets the next message: cached l
   }
 });
 
+/**
+ * Drops every instance's peer-lookup connection (named `<prefix>peer-lookups`):
+ * each reconnects on its own schedule, later than the rest may.
+ */
+async function dropLookupConnections(redis: TestRedis) {
+  const kill = async (list: string, send: (args: string[]) => Promise<unknown>) => {
+    const ids = list
+      .split('\n')
+      .flatMap((line) => (line.includes(` name=${redis.prefix}peer-lookups `) ? (/\bid=(\d+)/.exec(line)?.[1] ?? []) : []));
+    for (const id of ids) await send(['CLIENT', 'KILL', 'ID', id]);
+    return ids.length;
+  };
+  const { cluster } = redis;
+  let dropped = 0;
+  if (cluster)
+    for (const node of cluster.masters())
+      dropped += await kill(cluster.cli(node, 'CLIENT', 'LIST'), async (args) => cluster.cli(node, ...args));
+  else
+    dropped = await kill(String(await redis.commands.send(['CLIENT', 'LIST'], undefined)), (args) => redis.commands.send(args, undefined));
+  assert.ok(dropped > 0, 'no peer-lookup connection found');
+}
+
+test('a message sent while the peer-lookup connection is down is delivered: lookups fall back to the main connection', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  const { broadcaster, player } = await broadcastAndWatch(t, one.url, TOKEN, { channel: 'fallback', playerUrl: two.url });
+  for (const type of ['offer', 'candidate', 'offer']) {
+    await dropLookupConnections(redis);
+    const heard = nextMessage(player, type);
+    broadcaster.emit('messagePeer', { target: 'Viewer', type, ...(type === 'offer' ? { content: sdp('offer') } : { candidate }) });
+    assert.equal((await heard).from, 'Studio');
+  }
+});
+
 test('a peerID held on one instance gets uniquenessError on another; once it leaves, the name is free', async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
@@ -473,4 +511,46 @@ test(restartTitle, async (t) => {
   // Closed while Redis is up, so each instance removes its own part.
   await Promise.all([one.close(), two.close()]);
   assert.deepEqual(await redis.keys(), []);
+});
+
+test('an instance closed while Redis is down lets its process exit: no connection is left reconnecting', async (t) => {
+  const redis = await privateRedis(t);
+  if (!redis) return;
+  // Not src/main.ts: it exits the process after a shutdown, which would hide a connection left behind.
+  const script = `
+    const { createServer } = require('./src/app');
+    const { loadConfig } = require('./src/config');
+    const server = createServer(loadConfig(process.env), {});
+    server.listen().then((port) => console.log('port=' + port));
+    process.stdin.once('data', () => server.close().then(() => console.log('closed')));
+  `;
+  const env = {
+    PATH: process.env.PATH,
+    NODE_ENV: 'production',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    CERTIFICATE: testCertificate().prefix,
+    STATIC_TOKEN: TOKEN,
+    API_KEY,
+    LOG_LEVEL: 'warn',
+    REDIS_URL: redis.url,
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
+    cwd: join(__dirname, '..'),
+    env,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.after(() => void child.kill('SIGKILL'));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const port = await until('the instance listens', () => /port=(\d+)/.exec(output)?.[1], 60_000);
+  const url = `https://127.0.0.1:${port}`;
+  await eventually('the instance is ready', async () => (await get(url, '/ready')).status === 200);
+
+  await redis.stop();
+  await eventually('the instance sees Redis gone', async () => (await get(url, '/ready')).status === 503);
+  child.stdin.end('close\n');
+  await until('the instance closed', () => output.includes('closed'));
+  assert.equal(await within(exited, 'the process to exit by itself', 20_000), 0);
 });

@@ -67,6 +67,9 @@ const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.f
  * invalidation messages need). Entries live until Redis invalidates them; the
  * bound keeps an instance whose peers come and go from growing it.
  */
+/** The lookup connection's name in CLIENT LIST (a name holds no spaces). */
+const lookupsName = (prefix: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}peer-lookups`;
+
 const LOOKUP_CACHE = { ttl: 0, maxEntries: 20_000, evictPolicy: 'LRU', recordStats: false } as const;
 
 /** A seed node as a URL: `host:port` gets the scheme and credentials of REDIS_URL (or plain redis://). */
@@ -96,10 +99,14 @@ function connectOne(url: string, prefix: string): RedisConnection {
   // The adapter reads its stream on a copy of the client, blocked in XREAD;
   // that copy keeps an offline queue so a Redis outage parks it instead of
   // making it spin. Its copies are kept to be released on close.
-  const copies: { isOpen: boolean; unref(): void }[] = [];
+  const copies: { isOpen: boolean; isReady: boolean; unref(): void; destroy(): void }[] = [];
   const duplicate = client.duplicate.bind(client);
   client.duplicate = ((overrides?: Parameters<typeof duplicate>[0]) => {
     const copy = duplicate({ ...overrides, disableOfflineQueue: false });
+    // The adapter disconnects its copy when its reader stops, which may be
+    // after close() has destroyed it: that must not throw.
+    const disconnect = copy.disconnect.bind(copy);
+    copy.disconnect = () => (copy.isOpen ? disconnect() : Promise.resolve());
     copies.push(copy);
     return copy;
   }) as typeof client.duplicate;
@@ -111,6 +118,7 @@ function connectOne(url: string, prefix: string): RedisConnection {
   client.duplicate = duplicate;
   const lookups = createClient({
     url,
+    name: lookupsName(prefix),
     RESP: 3,
     clientSideCache: LOOKUP_CACHE,
     disableOfflineQueue: true,
@@ -122,7 +130,11 @@ function connectOne(url: string, prefix: string): RedisConnection {
   return {
     clustered: false,
     commands: { send: (args) => client.sendCommand(args) },
-    cachedReads: { hashField: async (key, field) => (await lookups.hGet(key, field)) ?? undefined },
+    cachedReads: {
+      // While the lookup connection is away (it reconnects on its own
+      // schedule, after the main one may have), the read goes uncached.
+      hashField: async (key, field) => (await lookups.hGet(key, field).catch(() => client.hGet(key, field))) ?? undefined,
+    },
     client,
     adapter,
     where: redactedUrl(url),
@@ -137,7 +149,12 @@ function connectOne(url: string, prefix: string): RedisConnection {
     async close() {
       // The adapter ends its stream reader after the reader's current XREAD
       // (up to 5 s); it must not hold the process until then.
-      for (const copy of copies) if (copy.isOpen) copy.unref();
+      // A copy still reconnecting would wait for Redis forever, its XREAD
+      // queued: it is destroyed.
+      for (const copy of copies) {
+        if (copy.isReady) copy.unref();
+        else if (copy.isOpen) copy.destroy();
+      }
       for (const one of [client, lookups]) {
         if (one.isReady) await one.close();
         else if (one.isOpen) one.destroy();
@@ -164,7 +181,12 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     },
   };
   const cluster = createCluster(options);
-  const lookups = createCluster({ ...options, RESP: 3, clientSideCache: LOOKUP_CACHE });
+  const lookups = createCluster({
+    ...options,
+    defaults: { ...options.defaults, name: lookupsName(prefix) },
+    RESP: 3,
+    clientSideCache: LOOKUP_CACHE,
+  });
   lookups.on('error', () => undefined);
   let connected = () => {};
   // Sharded Pub/Sub on a connection of its own, replaced after a failover.
@@ -258,7 +280,8 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
       send: (args, key) => cluster.sendCommand(key, false, args).catch(onFailure),
     },
     cachedReads: {
-      hashField: async (key, field) => (await lookups.hGet(key, field).catch(onFailure)) ?? undefined,
+      // Uncached while the lookup connection is away, as on one Redis.
+      hashField: async (key, field) => (await lookups.hGet(key, field).catch(() => cluster.hGet(key, field).catch(onFailure))) ?? undefined,
     },
     client: cluster,
     adapter,
