@@ -8,12 +8,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import pino from 'pino';
 import { loadConfig } from '../src/config';
 import type { ServerEvent } from '../src/server-events';
 import type { WebhookEnvelope } from '../src/webhooks';
+import { createRedisQueue } from '../src/webhooks/redis-queue';
 import { broadcastAndWatch, connect, next, nextMessage, refusal, STREAM } from './helpers/client';
 import { freePort } from './helpers/process';
-import { testRedis } from './helpers/redis';
+import { connectRedis, privateRedis, testRedis } from './helpers/redis';
 import { startServer, TOKEN, type TestServer } from './helpers/server';
 import { eventually } from './helpers/wait';
 import { startReceiver } from './helpers/webhook-receiver';
@@ -359,4 +361,34 @@ test('an event still refused when its retry window is over is given up, counted 
   assert.equal(receiver.requests.length, emitted.length, 'each tried once');
   assert.equal(server.logs.filter((l) => l.msg === 'webhook given up: retry window over').length, emitted.length);
   assert.deepEqual(server.server.webhooks.stats(), { queued: 0, delivered: 0, expired: emitted.length, dropped: 0 });
+});
+
+test('an instance that closes while it takes the delivery lease releases it: none is left behind', timely, async (t) => {
+  const redis = await privateRedis(t);
+  if (!redis) return;
+  const watcher = await connectRedis(redis.url);
+  // The private Redis stops first, closing it.
+  t.after(() => {
+    if (watcher.isOpen) watcher.destroy();
+  });
+  // Writes wait in Redis: the queue's first lease request is in flight when it closes.
+  await watcher.sendCommand(['CLIENT', 'PAUSE', '20000', 'WRITE']);
+  const queue = createRedisQueue({
+    target: { url: redis.url },
+    prefix: 'lease-test:',
+    instanceId: 'closing',
+    leaseMs: 3000,
+    send: async () => true,
+    concurrency: 1,
+    backoffMs: 20,
+    backoffMaxMs: 300,
+    retryMs: 1000,
+    maxQueued: 10,
+    log: pino({ level: 'silent' }),
+  });
+  await eventually('the lease request waits in Redis', async () => /blocked_clients:1\b/.test(await watcher.info('clients')));
+  const closed = queue.close();
+  await watcher.sendCommand(['CLIENT', 'UNPAUSE']);
+  await closed;
+  assert.deepEqual(await watcher.keys('lease-test:*'), []);
 });

@@ -154,6 +154,8 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
     try {
       const held = Number(await client.send(['EVAL', LEASE_SCRIPT, '1', leaseKey, me, String(options.leaseMs)], leaseKey)) === 1;
       holding = held;
+      // Closed meanwhile: close() waits for this renewal, then releases what it took.
+      if (closed) return;
       // The first event creates the stream: until then there is nothing to read, and no key is left behind.
       if (held && !leading && Number(await client.send(['EXISTS', stream], stream)) === 1) {
         await ensureGroup();
@@ -187,10 +189,13 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
     log.info({ why }, 'webhook delivery: this instance stands by');
   }
 
+  // One renewal at a time; close() waits for the one in flight, which may take the lease.
+  let renewing: Promise<void> | undefined;
+  const renew = () => (renewing ??= lead().finally(() => (renewing = undefined)));
   const renewEvery = Math.max(50, Math.round(options.leaseMs / 3));
-  const timer = setInterval(() => void lead(), renewEvery);
+  const timer = setInterval(() => void renew(), renewEvery);
   timer.unref();
-  void connecting.then(() => lead());
+  void connecting.then(renew);
 
   return {
     push(item) {
@@ -224,6 +229,7 @@ export function createRedisQueue(options: RedisQueueOptions): WebhookQueue {
     async close() {
       closed = true;
       clearInterval(timer);
+      await renewing;
       const wasHolding = holding;
       holding = false;
       leading = false;
