@@ -18,10 +18,9 @@ import { UNLIMITED } from '../src/limits';
 import { get } from './helpers/api';
 import { manualClock } from './helpers/clock';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
-import { spawnServer } from './helpers/process';
+import { serverEnv, spawnServer } from './helpers/process';
 import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer, oneAccount } from './helpers/server';
-import { testCertificate } from './helpers/tls';
 import { eventually, until, within } from './helpers/wait';
 
 const TIMEOUT_MS = 4000;
@@ -524,20 +523,9 @@ test('an instance closed while Redis is down lets its process exit: no connectio
     server.listen().then((port) => console.log('port=' + port));
     process.stdin.once('data', () => server.close().then(() => console.log('closed')));
   `;
-  const env = {
-    PATH: process.env.PATH,
-    NODE_ENV: 'production',
-    PORT: '0',
-    HOST: '127.0.0.1',
-    CERTIFICATE: testCertificate().prefix,
-    STATIC_TOKEN: TOKEN,
-    API_KEY,
-    LOG_LEVEL: 'warn',
-    REDIS_URL: redis.url,
-  };
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', script], {
     cwd: join(__dirname, '..'),
-    env,
+    env: serverEnv({ LOG_LEVEL: 'warn', REDIS_URL: redis.url }),
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   t.after(() => void child.kill('SIGKILL'));

@@ -109,12 +109,11 @@ export interface ServerProcess {
 const MAIN = join(__dirname, '..', '..', 'src', 'main.ts');
 
 /**
- * src/main.ts in a process of its own, with what `startServer` gives an
- * in-process server (production, TLS, the static token, the API key, a free
- * port) and `env` over it, where undefined removes a variable. Resolves once
- * it listens; killed after the test.
+ * The environment of a server process: what `startServer` gives an in-process
+ * server (production, TLS, the static token, the API key, a free port) and
+ * `env` over it, where undefined removes a variable.
  */
-export async function spawnServer(cleanup: Cleanup, env: Record<string, string | undefined> = {}): Promise<ServerProcess> {
+export function serverEnv(env: Record<string, string | undefined> = {}): Record<string, string> {
   const settings: Record<string, string | undefined> = {
     ...process.env,
     NODE_ENV: 'production',
@@ -128,10 +127,15 @@ export async function spawnServer(cleanup: Cleanup, env: Record<string, string |
     DOTENV_CONFIG_PATH: '/nonexistent',
     ...env,
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-    env: Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined)),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  return Object.fromEntries(Object.entries(settings).filter((entry): entry is [string, string] => entry[1] !== undefined));
+}
+
+/**
+ * src/main.ts in a process of its own, with `serverEnv(env)`. Resolves once
+ * it listens; killed after the test.
+ */
+export async function spawnServer(cleanup: Cleanup, env: Record<string, string | undefined> = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], { env: serverEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   cleanup.after(() => void child.kill('SIGKILL'));
 
   const lines: LogLine[] = [];
