@@ -34,6 +34,11 @@ const MIGRATION_RETRIES = 12;
 const MIGRATION_RETRY_MS = 30;
 
 export interface Script<Input, Reply> {
+  /** Its function's name in the library, after the library's own name. */
+  readonly name: string;
+  /** The Lua of this script alone, run after the shared helpers. */
+  readonly body: string;
+  /** The whole script for EVAL, where Redis has no functions (Redis 6). */
   readonly source: string;
   readonly sha: string;
   /** ARGV; KEYS[1] is the base of the keys the script touches (keys.ts). */
@@ -48,13 +53,41 @@ export interface Script<Input, Reply> {
 }
 
 function defineScript<Input, Reply>(
+  name: string,
   body: string,
   args: (input: Input) => string[],
   decode: (reply: unknown) => Reply,
   touches: (input: Input) => string[] = () => [],
 ): Script<Input, Reply> {
-  const source = `${KEYS_LUA}\n${LIBRARY_LUA}\n${body}`;
-  return { source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
+  const source = `${KEYS_LUA}\n${LIBRARY_LUA}\nbegin(KEYS)\n${body}`;
+  return { name, body, source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
+}
+
+/**
+ * The scripts as one Redis Functions library (Redis 7): FUNCTION LOAD defines
+ * the shared helpers once, where EVAL defines them again on every call. Its
+ * name carries a hash of its code, so instances of different versions never
+ * replace each other's functions.
+ */
+export interface ScriptLibrary {
+  readonly name: string;
+  readonly source: string;
+  /** The FCALL name of a script of the library; undefined for another script. */
+  functionName(script: Script<never, unknown>): string | undefined;
+}
+
+export function defineLibrary(scripts: readonly Script<never, unknown>[]): ScriptLibrary {
+  const functions = scripts.map(
+    (script) => `redis.register_function('%LIB%_${script.name}', function(KEYS, ARGV)\nbegin(KEYS)\n${script.body}\nend)`,
+  );
+  const code = `${KEYS_LUA}\n${LIBRARY_LUA}\n${functions.join('\n')}`;
+  const name = `vw_${createHash('sha1').update(code).digest('hex').slice(0, 16)}`;
+  const members = new Set<Script<never, unknown>>(scripts);
+  return {
+    name,
+    source: `#!lua name=${name}\n${code.replaceAll('%LIB%', name)}`,
+    functionName: (script) => (members.has(script) ? `${name}_${script.name}` : undefined),
+  };
 }
 
 export interface ScriptRunner {
@@ -89,8 +122,20 @@ export function isErrorReply(err: unknown): boolean {
   return false;
 }
 
-export function createScriptRunner(client: RedisCommands): ScriptRunner {
+const errorText = (err: unknown) => (err instanceof Error ? err.message : '');
+/** FCALL of a function Redis does not have (restarted without persistence, FUNCTION FLUSH, a new version). */
+const isMissingFunction = (err: unknown) => isErrorReply(err) && /^ERR Function not found/i.test(errorText(err));
+/** A Redis without functions (6), or one that refuses them to this user. */
+const cannotUseFunctions = (err: unknown) => isErrorReply(err) && /^(ERR unknown command|NOPERM)/i.test(errorText(err));
+
+/**
+ * Runs scripts as the functions of `library` where Redis has them (7 and
+ * newer), loading the library on the first call that misses it; else, or for
+ * a script outside the library, with EVALSHA (EVAL when Redis forgot it).
+ */
+export function createScriptRunner(client: RedisCommands, library?: ScriptLibrary): ScriptRunner {
   const send = (args: string[], key: string) => guard(client.send(args, key));
+  let functions = library !== undefined;
   function guard<T>(request: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
@@ -103,16 +148,45 @@ export function createScriptRunner(client: RedisCommands): ScriptRunner {
       })
       .finally(() => clearTimeout(timer));
   }
+  /** Loads the library on the shard of `key`; false when Redis will not take it (the runner then uses EVALSHA). */
+  async function load(key: string): Promise<boolean> {
+    try {
+      await send(['FUNCTION', 'LOAD', (library as ScriptLibrary).source], key);
+    } catch (err) {
+      // Another instance loaded it meanwhile.
+      if (isErrorReply(err) && /already exists/i.test(errorText(err))) return true;
+      if (!cannotUseFunctions(err)) throw err;
+      functions = false;
+      return false;
+    }
+    return true;
+  }
+  async function call(script: Script<never, unknown>, argv: string[], base: string): Promise<unknown> {
+    const name = functions ? library?.functionName(script) : undefined;
+    if (name !== undefined) {
+      try {
+        return await send(['FCALL', name, ...argv], base);
+      } catch (err) {
+        if (cannotUseFunctions(err)) functions = false;
+        else if (!isMissingFunction(err)) throw err;
+        else if (await load(base)) return await send(['FCALL', name, ...argv], base);
+      }
+    }
+    try {
+      return await send(['EVALSHA', script.sha, ...argv], base);
+    } catch (err) {
+      // Scripts are forgotten when Redis restarts (or a replica takes over).
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return await send(['EVAL', script.source, ...argv], base);
+      throw err;
+    }
+  }
   async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
     const keys = [base, ...script.touches(input).map((key) => base + key)];
     const argv = [String(keys.length), ...keys, ...script.args(input)];
     for (let attempt = 1; ; attempt++) {
       try {
-        return script.decode(await send(['EVALSHA', script.sha, ...argv], base));
+        return script.decode(await call(script as Script<never, unknown>, argv, base));
       } catch (err) {
-        // Scripts are forgotten when Redis restarts (or a replica takes over).
-        if (err instanceof Error && err.message.startsWith('NOSCRIPT'))
-          return script.decode(await send(['EVAL', script.source, ...argv], base));
         // A slot being moved to another shard: its keys are on both sides for a moment.
         const moving = err instanceof RegistryUnavailableError && err.cause instanceof Error && err.cause.message.startsWith('TRYAGAIN');
         if (!moving || attempt >= MIGRATION_RETRIES) throw err;
@@ -237,7 +311,9 @@ end
 local COUNTERS = {'connections', 'channels', 'players', 'broadcasters', 'bitrate', 'audioBitrate',
   'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message'}
 local FRACTIONAL = {bitrate = true, audioBitrate = true}
-local usage, touched = {}, {}
+-- The accounts this call read or changed (the library's functions share
+-- these; begin() empties them at the start of each call).
+local usage, touched
 
 local function usageOf(a)
   local u = usage[a]
@@ -506,6 +582,12 @@ local function removeRegistration(r)
   return remaining
 end
 
+-- Every call starts here.
+local function begin(keys)
+  setBase(keys[1])
+  usage, touched = {}, {}
+end
+
 -- Adds what the channel's remaining peers must hear, {c, p, {socket, ...}},
 -- leaving out the sockets of instance skip (they are gone too).
 local function addDeparture(notes, c, p, remaining, skip)
@@ -522,6 +604,7 @@ export type ConnectReply = 'ok' | 'connections' | 'totalBitrate' | 'unregistered
 
 /** Counts one more connection of the account, unless its plan refuses it. */
 export const connectScript = defineScript(
+  'connect',
   `
 local inst, a, maxConnections, maxTotalBitrate = ARGV[1], ARGV[2], asNumber(ARGV[3]), asNumber(ARGV[4])
 if redis.call('SISMEMBER', SYNCED, inst) == 0 then return 'unregistered' end
@@ -545,6 +628,7 @@ return 'ok'
 
 /** Releases one connection this instance counted; true when there was one. */
 export const disconnectScript = defineScript(
+  'disconnect',
   `
 local inst, a = ARGV[1], ARGV[2]
 local mine = asNumber(redis.call('HGET', connKey(inst), a))
@@ -583,6 +667,7 @@ export type JoinReply =
  * join is refused or not.
  */
 export const joinScript = defineScript(
+  'join',
   `
 local inst, a, c, p, s, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
@@ -642,6 +727,7 @@ type LeaveInput = Pick<Registration, 'account' | 'channel' | 'peerID' | 'socketI
 
 /** Removes a registration made by a socket; the channel's remaining peers, or null when it had none. */
 export const leaveScript = defineScript(
+  'leave',
   `
 local r = findRegistration(ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
 if not r then return false end
@@ -657,6 +743,7 @@ return remaining
 );
 
 export const refusalScript = defineScript(
+  'refusal',
   `
 local a, action = ARGV[1], ARGV[2]
 local ak = accountKey(a)
@@ -672,6 +759,7 @@ return 1
 
 /** Renews the instance's heartbeat; false when Redis did not know it (its state may be gone). */
 export const heartbeatScript = defineScript(
+  'heartbeat',
   `
 local inst, aliveMs = ARGV[1], ARGV[2]
 local known = redis.call('SISMEMBER', INSTANCES, inst)
@@ -686,6 +774,7 @@ return known
 
 /** Forgets a dead instance once every bucket is swept. */
 export const forgetScript = defineScript(
+  'forget',
   `
 redis.call('SREM', GONE, ARGV[1])
 return 1
@@ -696,6 +785,7 @@ return 1
 
 /** Forgets a leaving instance: it has removed its own state from every bucket. */
 export const retireScript = defineScript(
+  'retire',
   `
 local inst = ARGV[1]
 redis.call('SREM', INSTANCES, inst)
@@ -709,6 +799,7 @@ return 1
 
 /** Moves instances without a heartbeat to the gone set; the gone ones, other than the caller. */
 export const claimScript = defineScript(
+  'claim',
   `
 local me = ARGV[1]
 for _, i in ipairs(redis.call('SMEMBERS', INSTANCES)) do
@@ -732,6 +823,7 @@ return gone
  * is left there, releases its connections there and forgets it there.
  */
 export const sweepScript = defineScript(
+  'sweep',
   `
 local dead, batch = ARGV[1], ARGV[2]
 local pk = peersKey(dead)
@@ -779,6 +871,7 @@ export interface SyncInput {
  * refs of registrations that could not be restored (someone took the name).
  */
 export const syncScript = defineScript(
+  'sync',
   `
 local inst = ARGV[1]
 local at = 2
@@ -860,6 +953,7 @@ return {notes, dropped}
 
 /** Every account of a bucket with its usage and its number of channels: the account hashes without their channels' streams. */
 export const usageScript = defineScript(
+  'usage',
   `
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
@@ -889,6 +983,7 @@ export interface AccountSnapshot {
 
 /** Every account of a bucket with its usage and channels (for the REST API). */
 export const snapshotScript = defineScript(
+  'snapshot',
   `
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
@@ -923,3 +1018,20 @@ return out
       };
     }),
 );
+
+/** Every script of the registry, as one library of functions. */
+export const registryLibrary = defineLibrary([
+  connectScript,
+  disconnectScript,
+  joinScript,
+  leaveScript,
+  refusalScript,
+  heartbeatScript,
+  forgetScript,
+  retireScript,
+  claimScript,
+  sweepScript,
+  syncScript,
+  usageScript,
+  snapshotScript,
+] as Script<never, unknown>[]);
