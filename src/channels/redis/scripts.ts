@@ -133,7 +133,17 @@ const cannotUseFunctions = (err: unknown) => isErrorReply(err) && /^(ERR unknown
  * newer), loading the library on the first call that misses it; else, or for
  * a script outside the library, with EVALSHA (EVAL when Redis forgot it).
  */
-export function createScriptRunner(client: RedisCommands, library?: ScriptLibrary): ScriptRunner {
+export interface ScriptRunnerOptions {
+  library?: ScriptLibrary;
+  /**
+   * Declare the keys a script touches (Script.touches): needed on a Redis
+   * Cluster, where a slot may be moving; on one Redis they would only cost
+   * Redis their conversion on every call.
+   */
+  declareKeys?: boolean;
+}
+
+export function createScriptRunner(client: RedisCommands, { library, declareKeys = true }: ScriptRunnerOptions = {}): ScriptRunner {
   const send = (args: string[], key: string) => guard(client.send(args, key));
   let functions = library !== undefined;
   function guard<T>(request: Promise<T>): Promise<T> {
@@ -181,7 +191,7 @@ export function createScriptRunner(client: RedisCommands, library?: ScriptLibrar
     }
   }
   async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
-    const keys = [base, ...script.touches(input).map((key) => base + key)];
+    const keys = declareKeys ? [base, ...script.touches(input).map((key) => base + key)] : [base];
     const argv = [String(keys.length), ...keys, ...script.args(input)];
     for (let attempt = 1; ; attempt++) {
       try {
@@ -308,64 +318,81 @@ end
 -- needs them, and written once at its end (writeUsage). The account hash also
 -- lists the account's channels that have peers: a field per encoded channel,
 -- its stream as JSON (empty while unpublished), for the REST views.
-local COUNTERS = {'connections', 'channels', 'players', 'broadcasters', 'bitrate', 'audioBitrate',
-  'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message'}
+-- Tables are built whole where they can be: Lua then sizes each one once
+-- instead of growing it field by field.
+-- The counters scripts change; refusals are counted apart (the refusal script).
+local DELTAS = {'connections', 'channels', 'players', 'broadcasters', 'bitrate', 'audioBitrate'}
 local FRACTIONAL = {bitrate = true, audioBitrate = true}
 -- The accounts this call read or changed (the library's functions share
 -- these; begin() empties them at the start of each call).
 local usage, touched
 
+-- An account's changes in this call: how much each counter moved, the
+-- counters as stored (once read), and its channels listed (c -> stream) or
+-- unlisted (c -> false).
 local function usageOf(a)
   local u = usage[a]
   if not u then
-    u = {delta = {}, listed = {}, unlisted = {}}
+    u = {connections = 0, channels = 0, players = 0, broadcasters = 0, bitrate = 0, audioBitrate = 0, stored = false, relisted = false}
     usage[a] = u
     touched[#touched + 1] = a
   end
   return u
 end
 
+-- The counters, and the refusals summed (they only keep an account listed).
 local function readCounters(a)
-  local v = redis.call('HMGET', accountKey(a), unpack(COUNTERS))
-  local values = {}
-  for i, field in ipairs(COUNTERS) do values[field] = asNumber(v[i]) end
-  return values
+  local v = redis.call('HMGET', accountKey(a), 'connections', 'channels', 'players', 'broadcasters', 'bitrate',
+    'audioBitrate', 'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message')
+  return {
+    connections = tonumber(v[1]) or 0, channels = tonumber(v[2]) or 0, players = tonumber(v[3]) or 0,
+    broadcasters = tonumber(v[4]) or 0, bitrate = tonumber(v[5]) or 0, audioBitrate = tonumber(v[6]) or 0,
+    refused = (tonumber(v[7]) or 0) + (tonumber(v[8]) or 0) + (tonumber(v[9]) or 0) + (tonumber(v[10]) or 0),
+  }
 end
 
 -- An account's counter, with this script's changes.
 local function counter(a, field)
   local u = usageOf(a)
-  u.stored = u.stored or readCounters(a)
-  return u.stored[field] + (u.delta[field] or 0)
+  if not u.stored then u.stored = readCounters(a) end
+  return u.stored[field] + u[field]
 end
 
 local function count(a, field, n)
   if n == 0 then return end
   local u = usageOf(a)
-  u.delta[field] = (u.delta[field] or 0) + n
+  u[field] = u[field] + n
+end
+
+local function relist(u, c, stream)
+  local relisted = u.relisted
+  if not relisted then
+    relisted = {}
+    u.relisted = relisted
+  end
+  relisted[c] = stream
 end
 
 local function listChannel(a, c, stream)
   local u = usageOf(a)
-  u.listed[c], u.unlisted[c] = stream, nil
-  count(a, 'channels', 1)
+  relist(u, c, stream)
+  u.channels = u.channels + 1
 end
 
 local function listStream(a, c, stream)
-  usageOf(a).listed[c] = stream
+  relist(usageOf(a), c, stream)
 end
 
 local function unlistChannel(a, c)
   local u = usageOf(a)
-  u.unlisted[c], u.listed[c] = true, nil
-  count(a, 'channels', -1)
+  relist(u, c, false)
+  u.channels = u.channels - 1
 end
 
 -- An account with nothing to show is forgotten; refusal counters are its
 -- stats, so they keep it.
 local function showsSomething(v)
-  local refused = v['refused:connect'] + v['refused:publish'] + v['refused:subscribe'] + v['refused:message']
-  return v.connections > 0 or v.channels > 0 or refused > 0
+  return v.connections > 0 or v.channels > 0 or v.refused > 0
 end
 
 local function forget(a)
@@ -374,21 +401,19 @@ local function forget(a)
 end
 
 local function writeAccount(a, u)
-  local ak = accountKey(a)
-  local changed = {}
-  for _, field in ipairs(COUNTERS) do
-    if (u.delta[field] or 0) ~= 0 then changed[#changed + 1] = field end
+  local changed, last = 0, nil
+  for i = 1, #DELTAS do
+    if u[DELTAS[i]] ~= 0 then changed, last = changed + 1, DELTAS[i] end
   end
-  local relisted = next(u.listed) ~= nil or next(u.unlisted) ~= nil
-  if #changed == 0 and not relisted then return end
-  if not u.stored and #changed == 1 and not relisted then
+  if changed == 0 and not u.relisted then return end
+  local ak = accountKey(a)
+  if not u.stored and changed == 1 and not u.relisted then
     -- One counter moved and none was read: one increment.
-    local field = changed[1]
-    local n = u.delta[field]
+    local n = u[last]
     local now
-    if FRACTIONAL[field] then now = tonumber(redis.call('HINCRBYFLOAT', ak, field, n))
-    else now = redis.call('HINCRBY', ak, field, n) end
-    if field ~= 'connections' then return end
+    if FRACTIONAL[last] then now = tonumber(redis.call('HINCRBYFLOAT', ak, last, n))
+    else now = redis.call('HINCRBY', ak, last, n) end
+    if last ~= 'connections' then return end
     -- The first connection lists the account; after the last one it may have nothing to show.
     if now > 0 then
       if now == n then redis.call('SADD', ACCOUNTS, a) end
@@ -401,17 +426,30 @@ local function writeAccount(a, u)
     return
   end
   local before = u.stored or readCounters(a)
-  local after = {}
-  for _, field in ipairs(COUNTERS) do after[field] = before[field] + (u.delta[field] or 0) end
-  if after.connections < 0 then after.connections = 0 end
-  if not showsSomething(after) then return forget(a) end
-  local fields = {}
-  for _, field in ipairs(changed) do fields[#fields + 1], fields[#fields + 2] = field, decimal(after[field]) end
-  for c, stream in pairs(u.listed) do fields[#fields + 1], fields[#fields + 2] = c, stream end
-  if #fields > 0 then callInSlices('HSET', ak, fields) end
-  local unlisted = {}
-  for c in pairs(u.unlisted) do unlisted[#unlisted + 1] = c end
-  if #unlisted > 0 then callInSlices('HDEL', ak, unlisted) end
+  local connections = before.connections + u.connections
+  if connections < 0 then connections = 0 end
+  if connections <= 0 and before.channels + u.channels <= 0 and before.refused <= 0 then return forget(a) end
+  local fields, n = {}, 0
+  for i = 1, #DELTAS do
+    local field = DELTAS[i]
+    if u[field] ~= 0 then
+      local value = before[field] + u[field]
+      if field == 'connections' then value = connections end
+      fields[n + 1], fields[n + 2], n = field, decimal(value), n + 2
+    end
+  end
+  local unlisted
+  if u.relisted then
+    for c, stream in pairs(u.relisted) do
+      if stream then fields[n + 1], fields[n + 2], n = c, stream, n + 2
+      else
+        unlisted = unlisted or {}
+        unlisted[#unlisted + 1] = c
+      end
+    end
+  end
+  if n > 0 then callInSlices('HSET', ak, fields) end
+  if unlisted then callInSlices('HDEL', ak, unlisted) end
   if not showsSomething(before) then redis.call('SADD', ACCOUNTS, a) end
 end
 
@@ -420,20 +458,25 @@ local function writeUsage()
   for _, a in ipairs(touched) do writeAccount(a, usage[a]) end
 end
 
--- A channel read whole: its peers (a flat hash), p's entry and the stream.
+-- A channel read whole: its peers (a flat hash), p's entry and the stream,
+-- with room for what findRegistration adds.
 local function readChannel(a, c, p)
   local all = redis.call('HGETALL', channelKey(a, c))
-  local ch = {peers = {}, bitrate = 0, audioBitrate = 0}
+  local peers, n = {}, 0
+  local ch = {
+    peers = peers, size = 0, bitrate = 0, audioBitrate = 0, entry = nil, publisher = nil,
+    a = nil, c = nil, p = nil, s = nil, role = nil, instance = nil, record = nil,
+  }
   for k = 1, #all, 2 do
     local field, value = all[k], all[k + 1]
     if isName(field) then
-      ch.peers[#ch.peers + 1], ch.peers[#ch.peers + 2] = field, value
+      peers[n + 1], peers[n + 2], n = field, value, n + 2
       if field == p then ch.entry = value end
-    elseif field == 'publisher' then ch.publisher, ch.publisherEntry = parsePublisher(value)
+    elseif field == 'publisher' then ch.publisher = string.match(value, '^([^\\n]*)')
     elseif field == 'bitrate' then ch.bitrate = asNumber(value)
     elseif field == 'audioBitrate' then ch.audioBitrate = asNumber(value) end
   end
-  ch.size = #ch.peers / 2
+  ch.size = n / 2
   return ch
 end
 
