@@ -52,6 +52,11 @@ const instanceCounts = values.instances.split(',').map(Number);
 
 type Redis = ReturnType<typeof createClient>;
 
+// No server outlives the bench, also on Ctrl-C (the exit handlers then run).
+const running = new Set<ChildProcess>();
+process.on('exit', () => running.forEach((child) => child.kill('SIGKILL')));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
 interface Reading {
   cpuUs: number;
   /** usec and calls by command. */
@@ -74,7 +79,9 @@ function startInstance(tree: string, env: Record<string, string>): ChildProcess 
     env: { ...process.env, ...env },
     stdio: 'ignore',
   });
+  running.add(child);
   child.once('exit', (code, signal) => {
+    running.delete(child);
     if (signal !== 'SIGINT' && code !== 0) console.error(`${tree}: server exited ${code ?? signal}`);
   });
   return child;
