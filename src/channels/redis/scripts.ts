@@ -45,9 +45,9 @@ export interface Script<Input, Reply> {
   args(input: Input): string[];
   decode(reply: unknown): Reply;
   /**
-   * The keys it touches, after the base, declared as KEYS[2...]. While a slot
-   * moves between shards, Redis then runs the script only where all of them
-   * are (or answers TRYAGAIN), never on half of them.
+   * The keys it touches, after the base, declared as KEYS[2...] on a Redis
+   * Cluster. While a slot moves between shards, Redis then runs the script
+   * only where all of them are (or answers TRYAGAIN), never on half of them.
    */
   touches(input: Input): string[];
 }
