@@ -13,7 +13,15 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { Socket } from 'socket.io-client';
-import { claimScript, connectScript, disconnectScript, heartbeatScript, joinScript, leaveScript } from '../src/channels/redis/scripts';
+import {
+  claimScript,
+  connectScript,
+  disconnectScript,
+  heartbeatScript,
+  joinScript,
+  leaveScript,
+  registryLibrary,
+} from '../src/channels/redis/scripts';
 import { get } from './helpers/api';
 import { connect, next, nextMessage, STREAM } from './helpers/client';
 import { connectRedis, privateRedis } from './helpers/redis';
@@ -28,7 +36,10 @@ const SCRIPT_NAMES = new Map(
     leave: leaveScript,
     heartbeat: heartbeatScript,
     claim: claimScript,
-  }).map(([name, script]) => [script.sha, name]),
+  }).flatMap(([name, script]) => [
+    [script.sha, name],
+    [registryLibrary.functionName(script) ?? script.sha, name],
+  ]),
 );
 /** Sent on a timer or blocking, whatever the clients do. */
 const PERIODIC = new Set(['script heartbeat', 'script claim', 'XREAD']);
@@ -57,9 +68,10 @@ async function tap(url: string) {
       if (script && !PERIODIC.has(script)) add(step.inScripts, `${script}: ${name}`);
       return;
     }
-    // An EVAL is the script whose EVALSHA Redis did not know (NOSCRIPT) just before.
-    if (name === 'EVALSHA') script = `script ${SCRIPT_NAMES.get(first) ?? first}`;
-    else if (name !== 'EVAL') script = undefined;
+    // An EVAL is the script whose EVALSHA Redis did not know (NOSCRIPT) just
+    // before; a FUNCTION LOAD comes between an FCALL that missed and its retry.
+    if (name === 'EVALSHA' || name === 'FCALL') script = `script ${SCRIPT_NAMES.get(first) ?? first}`;
+    else if (name !== 'EVAL' && name !== 'FUNCTION') script = undefined;
     if (marker && name === 'ECHO' && first === marker.token) {
       marker.reached(step);
       step = { sent: new Map(), inScripts: new Map() };

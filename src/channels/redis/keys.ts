@@ -115,13 +115,16 @@ export function peerFromEntry(account: string, encodedPeerID: string, entry: str
   return { socketId: decodeName(socket ?? '""'), peerID: decodeName(encodedPeerID), type, account };
 }
 
-/** The key layout above, as Lua functions of the script's base (KEYS[1]). */
+/**
+ * The key layout above, as Lua functions of the call's base (KEYS[1]), which
+ * `begin` (scripts.ts) sets at the start of every call.
+ */
 export const KEYS_LUA = `
-local BASE = KEYS[1]
-local ACCOUNTS = BASE .. 'accounts'
-local SYNCED = BASE .. 'synced'
-local INSTANCES = BASE .. 'instances'
-local GONE = BASE .. 'gone'
+local BASE, ACCOUNTS, SYNCED, INSTANCES, GONE
+local function setBase(base)
+  BASE = base
+  ACCOUNTS, SYNCED, INSTANCES, GONE = base .. 'accounts', base .. 'synced', base .. 'instances', base .. 'gone'
+end
 local function accountKey(a) return BASE .. 'acct:' .. a end
 local function channelKey(a, c) return BASE .. 'ch:' .. a .. c end
 local function aliveKey(i) return BASE .. 'alive:' .. i end

@@ -33,6 +33,7 @@ import {
   joinScript,
   leaveScript,
   refusalScript,
+  registryLibrary,
   registrationRef,
   retireScript,
   snapshotScript,
@@ -91,7 +92,7 @@ const UNREGISTERED = Symbol('unregistered');
 export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistry {
   const { client, prefix, instanceId, aliveMs, log, clock } = options;
   const keys = keyLayout(prefix, options.buckets ?? 1);
-  const redis = createScriptRunner(client);
+  const redis = createScriptRunner(client, { library: registryLibrary, declareKeys: keys.buckets.length > 1 });
   const cachedReads = options.cachedReads ?? {
     hashField: async (key: string, field: string) => asString(await client.send(['HGET', key, field], key)),
   };

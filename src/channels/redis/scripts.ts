@@ -34,27 +34,60 @@ const MIGRATION_RETRIES = 12;
 const MIGRATION_RETRY_MS = 30;
 
 export interface Script<Input, Reply> {
+  /** Its function's name in the library, after the library's own name. */
+  readonly name: string;
+  /** The Lua of this script alone, run after the shared helpers. */
+  readonly body: string;
+  /** The whole script for EVAL, where Redis has no functions (Redis 6). */
   readonly source: string;
   readonly sha: string;
   /** ARGV; KEYS[1] is the base of the keys the script touches (keys.ts). */
   args(input: Input): string[];
   decode(reply: unknown): Reply;
   /**
-   * The keys it touches, after the base, declared as KEYS[2...]. While a slot
-   * moves between shards, Redis then runs the script only where all of them
-   * are (or answers TRYAGAIN), never on half of them.
+   * The keys it touches, after the base, declared as KEYS[2...] on a Redis
+   * Cluster. While a slot moves between shards, Redis then runs the script
+   * only where all of them are (or answers TRYAGAIN), never on half of them.
    */
   touches(input: Input): string[];
 }
 
 function defineScript<Input, Reply>(
+  name: string,
   body: string,
   args: (input: Input) => string[],
   decode: (reply: unknown) => Reply,
   touches: (input: Input) => string[] = () => [],
 ): Script<Input, Reply> {
-  const source = `${KEYS_LUA}\n${LIBRARY_LUA}\n${body}`;
-  return { source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
+  const source = `${KEYS_LUA}\n${LIBRARY_LUA}\nbegin(KEYS)\n${body}`;
+  return { name, body, source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
+}
+
+/**
+ * The scripts as one Redis Functions library (Redis 7): FUNCTION LOAD defines
+ * the shared helpers once, where EVAL defines them again on every call. Its
+ * name carries a hash of its code, so instances of different versions never
+ * replace each other's functions.
+ */
+export interface ScriptLibrary {
+  readonly name: string;
+  readonly source: string;
+  /** The FCALL name of a script of the library; undefined for another script. */
+  functionName(script: Script<never, unknown>): string | undefined;
+}
+
+export function defineLibrary(scripts: readonly Script<never, unknown>[]): ScriptLibrary {
+  const functions = scripts.map(
+    (script) => `redis.register_function('%LIB%_${script.name}', function(KEYS, ARGV)\nbegin(KEYS)\n${script.body}\nend)`,
+  );
+  const code = `${KEYS_LUA}\n${LIBRARY_LUA}\n${functions.join('\n')}`;
+  const name = `vw_${createHash('sha1').update(code).digest('hex').slice(0, 16)}`;
+  const members = new Set<Script<never, unknown>>(scripts);
+  return {
+    name,
+    source: `#!lua name=${name}\n${code.replaceAll('%LIB%', name)}`,
+    functionName: (script) => (members.has(script) ? `${name}_${script.name}` : undefined),
+  };
 }
 
 export interface ScriptRunner {
@@ -89,8 +122,30 @@ export function isErrorReply(err: unknown): boolean {
   return false;
 }
 
-export function createScriptRunner(client: RedisCommands): ScriptRunner {
+const errorText = (err: unknown) => (err instanceof Error ? err.message : '');
+/** FCALL of a function Redis does not have (restarted without persistence, FUNCTION FLUSH, a new version). */
+const isMissingFunction = (err: unknown) => isErrorReply(err) && /^ERR Function not found/i.test(errorText(err));
+/** A Redis without functions (6), or one that refuses them to this user. */
+const cannotUseFunctions = (err: unknown) => isErrorReply(err) && /^(ERR unknown command|NOPERM)/i.test(errorText(err));
+
+/**
+ * Runs scripts as the functions of `library` where Redis has them (7 and
+ * newer), loading the library on the first call that misses it; else, or for
+ * a script outside the library, with EVALSHA (EVAL when Redis forgot it).
+ */
+export interface ScriptRunnerOptions {
+  library?: ScriptLibrary;
+  /**
+   * Declare the keys a script touches (Script.touches): needed on a Redis
+   * Cluster, where a slot may be moving; on one Redis they would only cost
+   * Redis their conversion on every call.
+   */
+  declareKeys?: boolean;
+}
+
+export function createScriptRunner(client: RedisCommands, { library, declareKeys = true }: ScriptRunnerOptions = {}): ScriptRunner {
   const send = (args: string[], key: string) => guard(client.send(args, key));
+  let functions = library !== undefined;
   function guard<T>(request: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
@@ -103,16 +158,45 @@ export function createScriptRunner(client: RedisCommands): ScriptRunner {
       })
       .finally(() => clearTimeout(timer));
   }
+  /** Loads the library on the shard of `key`; false when Redis will not take it (the runner then uses EVALSHA). */
+  async function load(key: string): Promise<boolean> {
+    try {
+      await send(['FUNCTION', 'LOAD', (library as ScriptLibrary).source], key);
+    } catch (err) {
+      // Another instance loaded it meanwhile.
+      if (isErrorReply(err) && /already exists/i.test(errorText(err))) return true;
+      if (!cannotUseFunctions(err)) throw err;
+      functions = false;
+      return false;
+    }
+    return true;
+  }
+  async function call(script: Script<never, unknown>, argv: string[], base: string): Promise<unknown> {
+    const name = functions ? library?.functionName(script) : undefined;
+    if (name !== undefined) {
+      try {
+        return await send(['FCALL', name, ...argv], base);
+      } catch (err) {
+        if (cannotUseFunctions(err)) functions = false;
+        else if (!isMissingFunction(err)) throw err;
+        else if (await load(base)) return await send(['FCALL', name, ...argv], base);
+      }
+    }
+    try {
+      return await send(['EVALSHA', script.sha, ...argv], base);
+    } catch (err) {
+      // Scripts are forgotten when Redis restarts (or a replica takes over).
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return await send(['EVAL', script.source, ...argv], base);
+      throw err;
+    }
+  }
   async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
-    const keys = [base, ...script.touches(input).map((key) => base + key)];
+    const keys = declareKeys ? [base, ...script.touches(input).map((key) => base + key)] : [base];
     const argv = [String(keys.length), ...keys, ...script.args(input)];
     for (let attempt = 1; ; attempt++) {
       try {
-        return script.decode(await send(['EVALSHA', script.sha, ...argv], base));
+        return script.decode(await call(script as Script<never, unknown>, argv, base));
       } catch (err) {
-        // Scripts are forgotten when Redis restarts (or a replica takes over).
-        if (err instanceof Error && err.message.startsWith('NOSCRIPT'))
-          return script.decode(await send(['EVAL', script.source, ...argv], base));
         // A slot being moved to another shard: its keys are on both sides for a moment.
         const moving = err instanceof RegistryUnavailableError && err.cause instanceof Error && err.cause.message.startsWith('TRYAGAIN');
         if (!moving || attempt >= MIGRATION_RETRIES) throw err;
@@ -234,62 +318,81 @@ end
 -- needs them, and written once at its end (writeUsage). The account hash also
 -- lists the account's channels that have peers: a field per encoded channel,
 -- its stream as JSON (empty while unpublished), for the REST views.
-local COUNTERS = {'connections', 'channels', 'players', 'broadcasters', 'bitrate', 'audioBitrate',
-  'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message'}
+-- Tables are built whole where they can be: Lua then sizes each one once
+-- instead of growing it field by field.
+-- The counters scripts change; refusals are counted apart (the refusal script).
+local DELTAS = {'connections', 'channels', 'players', 'broadcasters', 'bitrate', 'audioBitrate'}
 local FRACTIONAL = {bitrate = true, audioBitrate = true}
-local usage, touched = {}, {}
+-- The accounts this call read or changed (the library's functions share
+-- these; begin() empties them at the start of each call).
+local usage, touched
 
+-- An account's changes in this call: how much each counter moved, the
+-- counters as stored (once read), and its channels listed (c -> stream) or
+-- unlisted (c -> false).
 local function usageOf(a)
   local u = usage[a]
   if not u then
-    u = {delta = {}, listed = {}, unlisted = {}}
+    u = {connections = 0, channels = 0, players = 0, broadcasters = 0, bitrate = 0, audioBitrate = 0, stored = false, relisted = false}
     usage[a] = u
     touched[#touched + 1] = a
   end
   return u
 end
 
+-- The counters, and the refusals summed (they only keep an account listed).
 local function readCounters(a)
-  local v = redis.call('HMGET', accountKey(a), unpack(COUNTERS))
-  local values = {}
-  for i, field in ipairs(COUNTERS) do values[field] = asNumber(v[i]) end
-  return values
+  local v = redis.call('HMGET', accountKey(a), 'connections', 'channels', 'players', 'broadcasters', 'bitrate',
+    'audioBitrate', 'refused:connect', 'refused:publish', 'refused:subscribe', 'refused:message')
+  return {
+    connections = tonumber(v[1]) or 0, channels = tonumber(v[2]) or 0, players = tonumber(v[3]) or 0,
+    broadcasters = tonumber(v[4]) or 0, bitrate = tonumber(v[5]) or 0, audioBitrate = tonumber(v[6]) or 0,
+    refused = (tonumber(v[7]) or 0) + (tonumber(v[8]) or 0) + (tonumber(v[9]) or 0) + (tonumber(v[10]) or 0),
+  }
 end
 
 -- An account's counter, with this script's changes.
 local function counter(a, field)
   local u = usageOf(a)
-  u.stored = u.stored or readCounters(a)
-  return u.stored[field] + (u.delta[field] or 0)
+  if not u.stored then u.stored = readCounters(a) end
+  return u.stored[field] + u[field]
 end
 
 local function count(a, field, n)
   if n == 0 then return end
   local u = usageOf(a)
-  u.delta[field] = (u.delta[field] or 0) + n
+  u[field] = u[field] + n
+end
+
+local function relist(u, c, stream)
+  local relisted = u.relisted
+  if not relisted then
+    relisted = {}
+    u.relisted = relisted
+  end
+  relisted[c] = stream
 end
 
 local function listChannel(a, c, stream)
   local u = usageOf(a)
-  u.listed[c], u.unlisted[c] = stream, nil
-  count(a, 'channels', 1)
+  relist(u, c, stream)
+  u.channels = u.channels + 1
 end
 
 local function listStream(a, c, stream)
-  usageOf(a).listed[c] = stream
+  relist(usageOf(a), c, stream)
 end
 
 local function unlistChannel(a, c)
   local u = usageOf(a)
-  u.unlisted[c], u.listed[c] = true, nil
-  count(a, 'channels', -1)
+  relist(u, c, false)
+  u.channels = u.channels - 1
 end
 
 -- An account with nothing to show is forgotten; refusal counters are its
 -- stats, so they keep it.
 local function showsSomething(v)
-  local refused = v['refused:connect'] + v['refused:publish'] + v['refused:subscribe'] + v['refused:message']
-  return v.connections > 0 or v.channels > 0 or refused > 0
+  return v.connections > 0 or v.channels > 0 or v.refused > 0
 end
 
 local function forget(a)
@@ -298,21 +401,19 @@ local function forget(a)
 end
 
 local function writeAccount(a, u)
-  local ak = accountKey(a)
-  local changed = {}
-  for _, field in ipairs(COUNTERS) do
-    if (u.delta[field] or 0) ~= 0 then changed[#changed + 1] = field end
+  local changed, last = 0, nil
+  for i = 1, #DELTAS do
+    if u[DELTAS[i]] ~= 0 then changed, last = changed + 1, DELTAS[i] end
   end
-  local relisted = next(u.listed) ~= nil or next(u.unlisted) ~= nil
-  if #changed == 0 and not relisted then return end
-  if not u.stored and #changed == 1 and not relisted then
+  if changed == 0 and not u.relisted then return end
+  local ak = accountKey(a)
+  if not u.stored and changed == 1 and not u.relisted then
     -- One counter moved and none was read: one increment.
-    local field = changed[1]
-    local n = u.delta[field]
+    local n = u[last]
     local now
-    if FRACTIONAL[field] then now = tonumber(redis.call('HINCRBYFLOAT', ak, field, n))
-    else now = redis.call('HINCRBY', ak, field, n) end
-    if field ~= 'connections' then return end
+    if FRACTIONAL[last] then now = tonumber(redis.call('HINCRBYFLOAT', ak, last, n))
+    else now = redis.call('HINCRBY', ak, last, n) end
+    if last ~= 'connections' then return end
     -- The first connection lists the account; after the last one it may have nothing to show.
     if now > 0 then
       if now == n then redis.call('SADD', ACCOUNTS, a) end
@@ -325,17 +426,30 @@ local function writeAccount(a, u)
     return
   end
   local before = u.stored or readCounters(a)
-  local after = {}
-  for _, field in ipairs(COUNTERS) do after[field] = before[field] + (u.delta[field] or 0) end
-  if after.connections < 0 then after.connections = 0 end
-  if not showsSomething(after) then return forget(a) end
-  local fields = {}
-  for _, field in ipairs(changed) do fields[#fields + 1], fields[#fields + 2] = field, decimal(after[field]) end
-  for c, stream in pairs(u.listed) do fields[#fields + 1], fields[#fields + 2] = c, stream end
-  if #fields > 0 then callInSlices('HSET', ak, fields) end
-  local unlisted = {}
-  for c in pairs(u.unlisted) do unlisted[#unlisted + 1] = c end
-  if #unlisted > 0 then callInSlices('HDEL', ak, unlisted) end
+  local connections = before.connections + u.connections
+  if connections < 0 then connections = 0 end
+  if connections <= 0 and before.channels + u.channels <= 0 and before.refused <= 0 then return forget(a) end
+  local fields, n = {}, 0
+  for i = 1, #DELTAS do
+    local field = DELTAS[i]
+    if u[field] ~= 0 then
+      local value = before[field] + u[field]
+      if field == 'connections' then value = connections end
+      fields[n + 1], fields[n + 2], n = field, decimal(value), n + 2
+    end
+  end
+  local unlisted
+  if u.relisted then
+    for c, stream in pairs(u.relisted) do
+      if stream then fields[n + 1], fields[n + 2], n = c, stream, n + 2
+      else
+        unlisted = unlisted or {}
+        unlisted[#unlisted + 1] = c
+      end
+    end
+  end
+  if n > 0 then callInSlices('HSET', ak, fields) end
+  if unlisted then callInSlices('HDEL', ak, unlisted) end
   if not showsSomething(before) then redis.call('SADD', ACCOUNTS, a) end
 end
 
@@ -344,20 +458,25 @@ local function writeUsage()
   for _, a in ipairs(touched) do writeAccount(a, usage[a]) end
 end
 
--- A channel read whole: its peers (a flat hash), p's entry and the stream.
+-- A channel read whole: its peers (a flat hash), p's entry and the stream,
+-- with room for what findRegistration adds.
 local function readChannel(a, c, p)
   local all = redis.call('HGETALL', channelKey(a, c))
-  local ch = {peers = {}, bitrate = 0, audioBitrate = 0}
+  local peers, n = {}, 0
+  local ch = {
+    peers = peers, size = 0, bitrate = 0, audioBitrate = 0, entry = nil, publisher = nil,
+    a = nil, c = nil, p = nil, s = nil, role = nil, instance = nil, record = nil,
+  }
   for k = 1, #all, 2 do
     local field, value = all[k], all[k + 1]
     if isName(field) then
-      ch.peers[#ch.peers + 1], ch.peers[#ch.peers + 2] = field, value
+      peers[n + 1], peers[n + 2], n = field, value, n + 2
       if field == p then ch.entry = value end
-    elseif field == 'publisher' then ch.publisher, ch.publisherEntry = parsePublisher(value)
+    elseif field == 'publisher' then ch.publisher = string.match(value, '^([^\\n]*)')
     elseif field == 'bitrate' then ch.bitrate = asNumber(value)
     elseif field == 'audioBitrate' then ch.audioBitrate = asNumber(value) end
   end
-  ch.size = #ch.peers / 2
+  ch.size = n / 2
   return ch
 end
 
@@ -506,6 +625,12 @@ local function removeRegistration(r)
   return remaining
 end
 
+-- Every call starts here.
+local function begin(keys)
+  setBase(keys[1])
+  usage, touched = {}, {}
+end
+
 -- Adds what the channel's remaining peers must hear, {c, p, {socket, ...}},
 -- leaving out the sockets of instance skip (they are gone too).
 local function addDeparture(notes, c, p, remaining, skip)
@@ -522,6 +647,7 @@ export type ConnectReply = 'ok' | 'connections' | 'totalBitrate' | 'unregistered
 
 /** Counts one more connection of the account, unless its plan refuses it. */
 export const connectScript = defineScript(
+  'connect',
   `
 local inst, a, maxConnections, maxTotalBitrate = ARGV[1], ARGV[2], asNumber(ARGV[3]), asNumber(ARGV[4])
 if redis.call('SISMEMBER', SYNCED, inst) == 0 then return 'unregistered' end
@@ -545,6 +671,7 @@ return 'ok'
 
 /** Releases one connection this instance counted; true when there was one. */
 export const disconnectScript = defineScript(
+  'disconnect',
   `
 local inst, a = ARGV[1], ARGV[2]
 local mine = asNumber(redis.call('HGET', connKey(inst), a))
@@ -583,6 +710,7 @@ export type JoinReply =
  * join is refused or not.
  */
 export const joinScript = defineScript(
+  'join',
   `
 local inst, a, c, p, s, role = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local maxTotalBitrate, bitrate, audioBitrate, stream = asNumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
@@ -642,6 +770,7 @@ type LeaveInput = Pick<Registration, 'account' | 'channel' | 'peerID' | 'socketI
 
 /** Removes a registration made by a socket; the channel's remaining peers, or null when it had none. */
 export const leaveScript = defineScript(
+  'leave',
   `
 local r = findRegistration(ARGV[1], ARGV[2], ARGV[3], ARGV[4], nil)
 if not r then return false end
@@ -657,6 +786,7 @@ return remaining
 );
 
 export const refusalScript = defineScript(
+  'refusal',
   `
 local a, action = ARGV[1], ARGV[2]
 local ak = accountKey(a)
@@ -672,6 +802,7 @@ return 1
 
 /** Renews the instance's heartbeat; false when Redis did not know it (its state may be gone). */
 export const heartbeatScript = defineScript(
+  'heartbeat',
   `
 local inst, aliveMs = ARGV[1], ARGV[2]
 local known = redis.call('SISMEMBER', INSTANCES, inst)
@@ -686,6 +817,7 @@ return known
 
 /** Forgets a dead instance once every bucket is swept. */
 export const forgetScript = defineScript(
+  'forget',
   `
 redis.call('SREM', GONE, ARGV[1])
 return 1
@@ -696,6 +828,7 @@ return 1
 
 /** Forgets a leaving instance: it has removed its own state from every bucket. */
 export const retireScript = defineScript(
+  'retire',
   `
 local inst = ARGV[1]
 redis.call('SREM', INSTANCES, inst)
@@ -709,6 +842,7 @@ return 1
 
 /** Moves instances without a heartbeat to the gone set; the gone ones, other than the caller. */
 export const claimScript = defineScript(
+  'claim',
   `
 local me = ARGV[1]
 for _, i in ipairs(redis.call('SMEMBERS', INSTANCES)) do
@@ -732,6 +866,7 @@ return gone
  * is left there, releases its connections there and forgets it there.
  */
 export const sweepScript = defineScript(
+  'sweep',
   `
 local dead, batch = ARGV[1], ARGV[2]
 local pk = peersKey(dead)
@@ -779,6 +914,7 @@ export interface SyncInput {
  * refs of registrations that could not be restored (someone took the name).
  */
 export const syncScript = defineScript(
+  'sync',
   `
 local inst = ARGV[1]
 local at = 2
@@ -860,6 +996,7 @@ return {notes, dropped}
 
 /** Every account of a bucket with its usage and its number of channels: the account hashes without their channels' streams. */
 export const usageScript = defineScript(
+  'usage',
   `
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
@@ -889,6 +1026,7 @@ export interface AccountSnapshot {
 
 /** Every account of a bucket with its usage and channels (for the REST API). */
 export const snapshotScript = defineScript(
+  'snapshot',
   `
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
@@ -923,3 +1061,20 @@ return out
       };
     }),
 );
+
+/** Every script of the registry, as one library of functions. */
+export const registryLibrary = defineLibrary([
+  connectScript,
+  disconnectScript,
+  joinScript,
+  leaveScript,
+  refusalScript,
+  heartbeatScript,
+  forgetScript,
+  retireScript,
+  claimScript,
+  sweepScript,
+  syncScript,
+  usageScript,
+  snapshotScript,
+] as Script<never, unknown>[]);
