@@ -39,6 +39,7 @@ import { createOriginCheck, parseOrigins } from './origins';
 import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
 import { coalesceBatchedWrites } from './signaling/coalesce';
+import { keepFirstRequestEssentials } from './signaling/first-request';
 import { createHandshake } from './signaling/handshake';
 import { createFailedAuthLimiter } from './signaling/rate-limits';
 import { watchOutgoing } from './signaling/outgoing';
@@ -282,6 +283,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     log,
   });
   coalesceBatchedWrites(io);
+  keepFirstRequestEssentials(io);
   if (activity)
     admin = createAdmin({
       io: io as unknown as Server,

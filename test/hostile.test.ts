@@ -330,6 +330,44 @@ test("an account's allowedOrigins tie its token to its own site; a refused socke
   assert.equal(stats?.[1].issues.origin, 1);
 });
 
+test("a connection's later connects are still checked against its upgrade's Origin and forwarded address", async (t) => {
+  // The server keeps only what it reads of a connection's upgrade request, not the request:
+  // every connect on the WebSocket, not only the first, must still see the page's Origin and
+  // the client's address.
+  const file = accountsFile({
+    plans: [{ id: 1, name: 'One', properties: {} }],
+    accounts: [
+      { name: 'Site A', token: 'site-a-token', planId: 1, properties: { allowedOrigins: ['https://a.example'] } },
+      { name: 'Site B', token: 'site-b-token', planId: 1, properties: { allowedOrigins: ['https://b.example'] } },
+    ],
+  });
+  const { url } = await withAccounts(startServer(t, { ACCOUNTS_FILE: file, TRUST_PROXY: 'loopback', RATE_FAILED_AUTH_PER_MINUTE: '2' }));
+  const page = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, {
+    ca: testCertificate().ca,
+    headers: { origin: 'https://a.example', 'x-forwarded-for': '203.0.113.9' },
+  });
+  t.after(() => page.terminate());
+  const frames: string[] = [];
+  page.on('message', (data) => frames.push(String(data)));
+  await until(() => frames.some((f) => f.startsWith('0{')), 'the Engine.IO open packet');
+  const connectWith = async (token: string) => {
+    const before = frames.length;
+    page.send(`40${JSON.stringify({ token })}`);
+    await until(() => frames.slice(before).some((f) => f.startsWith('4')), 'the answer to a connect');
+    const answer = frames.slice(before).find((f) => f.startsWith('4')) ?? '';
+    return answer.startsWith('40') ? 'connected' : (JSON.parse(answer.slice(2)) as { message: string }).message;
+  };
+  // Site B's token from Site A's page: the Origin of the upgrade counts on each connect.
+  assert.equal(await connectWith('site-b-token'), 'ERROR: Origin not allowed');
+  // Failed attempts are counted against the forwarded address, and then block it.
+  assert.equal(await connectWith('bad'), 'ERROR: Authentication error');
+  assert.equal(await connectWith('bad'), 'ERROR: Authentication error');
+  assert.equal(await connectWith('site-a-token'), 'ERROR: Too many failed attempts');
+  // Another visitor behind the same proxy is not blocked.
+  const other = await rawWebSocket(url, 'site-a-token', { origin: 'https://a.example', 'x-forwarded-for': '203.0.113.10' });
+  t.after(() => other.ws.terminate());
+});
+
 // --- 3. Claimed limits --------------------------------------------------------
 
 test('on a plan that limits bitrate and resolution, a publish must state its stream; on an unlimited plan it need not', async (t) => {

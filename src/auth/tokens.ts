@@ -3,7 +3,7 @@
 // user instead of the account token. Verified with jose: the algorithm is
 // pinned, `exp` is required and capped, `nbf` honoured, the signature
 // compared in constant time.
-import { decodeJwt, errors, jwtVerify, SignJWT } from 'jose';
+import type * as Jose from 'jose';
 import { z } from 'zod';
 import type { Account } from '../accounts/account';
 import type { Identity } from './rights';
@@ -29,6 +29,11 @@ export interface TokenVerifierOptions {
 /** Three base64url parts: a compact JWS (an unsigned one has an empty third part). */
 export const looksLikeJwt = (token: string) => /^[\w-]+\.[\w-]+\.[\w-]*$/.test(token);
 
+// Loaded at the first signed token, so a server whose sites send account tokens never loads jose
+// (1.4 MiB of heap); require() keeps the verifier's callers synchronous until then.
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy load, see above
+const jose = () => require('jose') as typeof Jose;
+
 const keyOf = (account: Account) => new TextEncoder().encode(account.token);
 
 export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength, clock = systemClock }: TokenVerifierOptions) {
@@ -44,7 +49,7 @@ export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength,
   return async function verifyToken(token: string): Promise<TokenCheck> {
     let issuer: unknown;
     try {
-      issuer = decodeJwt(token).iss;
+      issuer = jose().decodeJwt(token).iss;
     } catch (err) {
       return { ok: false, failure: 'invalid', detail: (err as Error).message };
     }
@@ -53,7 +58,7 @@ export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength,
     const currentDate = new Date(clock.now());
     let payload;
     try {
-      ({ payload } = await jwtVerify(token, keyOf(account), {
+      ({ payload } = await jose().jwtVerify(token, keyOf(account), {
         algorithms: ['HS256'],
         issuer: account.name,
         requiredClaims: ['exp', 'sub'],
@@ -61,6 +66,7 @@ export function createTokenVerifier({ findAccount, maxTtlSeconds, maxNameLength,
         currentDate,
       }));
     } catch (err) {
+      const { errors } = jose();
       if (err instanceof errors.JWTExpired) return { ok: false, failure: 'expired', detail: err.message };
       if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'nbf')
         return { ok: false, failure: 'notYetValid', detail: err.message };
@@ -94,7 +100,7 @@ export interface MintOptions {
 /** Mints a token as a site would (used by `npm run token`). */
 export function mintToken({ account, user, ttlSeconds, channels, publish, subscribe }: MintOptions): Promise<string> {
   if (!account.token) throw new Error(`account ${account.name} has no token`);
-  return new SignJWT({
+  return new (jose().SignJWT)({
     ...(channels?.length && { channels }),
     ...(publish !== undefined && { publish }),
     ...(subscribe !== undefined && { subscribe }),
