@@ -24,6 +24,12 @@
 //   is longer than the reconnection backoff (3 s) of both connections.
 // - Direct, then fallback is in order: the direct one was in the target's
 //   output buffer before the later one was even sent.
+// Other events to the same socket (the `peer` and close notices, messages to
+// a whole channel, rooms) still take the adapter's stream, and the two paths
+// are not ordered against each other: a notice may overtake a message that
+// waits here behind a PUBLISH. Each of those follows a Redis call of its own
+// (a script, a read), sent after that PUBLISH on the same connection, so in
+// practice it goes out after the batch.
 //
 // Memory. PUBLISH returns as soon as Redis copied the message into the
 // subscriber's output buffer: a slow target instance does not hold messages
@@ -129,6 +135,16 @@ export function createDirectLine({ pubsub, prefix, instanceId, clock, log }: Dir
     return state;
   }
 
+  /** The adapter's way, in order; one that throws (the server closing) does not stop the rest. */
+  function fallBack(batch: Pending[]) {
+    for (const pending of batch)
+      try {
+        pending.fallback();
+      } catch (err) {
+        log.debug({ err }, 'a message could not take the adapter either');
+      }
+  }
+
   function publish(instance: string, state: TargetState, batch: Pending[]) {
     state.busy = true;
     const channel = directChannel(prefix, instance);
@@ -138,14 +154,14 @@ export function createDirectLine({ pubsub, prefix, instanceId, clock, log }: Dir
       .then((receivers) => {
         if (receivers === 0) {
           state.holdUntil = clock.monotonic() + FALLBACK_HOLD_MS;
-          for (const pending of batch) pending.fallback();
+          fallBack(batch);
         }
         const next = state.queue;
         state.queue = [];
         state.queuedBytes = 0;
         state.busy = false;
         if (next.length === 0) return;
-        if (state.holdUntil > clock.monotonic()) for (const pending of next) pending.fallback();
+        if (state.holdUntil > clock.monotonic()) fallBack(next);
         else publish(instance, state, next);
       });
   }
@@ -168,7 +184,8 @@ export function createDirectLine({ pubsub, prefix, instanceId, clock, log }: Dir
         try {
           for (const [socketId, event, args] of decodeBatch(batch)) deliver(socketId, event, args);
         } catch (err) {
-          log.warn({ err }, 'a direct message could not be read');
+          // Written by another instance of this server: a bug, not a client's doing.
+          log.error({ err }, 'a direct message could not be delivered');
         }
       });
     },
