@@ -240,8 +240,10 @@ async function main() {
             .slice(0, 5)
             .map(([cmd, us]) => `${cmd} ${us.toFixed(1)} µs/${(result.calls[cmd] ?? 0).toFixed(2)}`)
             .join(', ');
+          // What carries events between instances, whatever its share: the adapter's stream and direct PUBLISHes.
+          const carriers = ['xadd', 'xread', 'publish'].map((cmd) => `${cmd} ${(result.calls[cmd] ?? 0).toFixed(2)}`).join(', ');
           process.stderr.write(
-            `round ${r + 1} ${key}: ${result.cpuUs.toFixed(1)} µs Redis CPU per handshake, ${result.rate.toFixed(0)}/s; ${top}\n`,
+            `round ${r + 1} ${key}: ${result.cpuUs.toFixed(1)} µs Redis CPU per handshake, ${result.rate.toFixed(0)}/s; ${top}; calls ${carriers}\n`,
           );
         }
   } finally {

@@ -275,6 +275,13 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     allowRequest: (req, callback) => origins.allowRequest(req, callback),
   });
   if (cluster) io.adapter(cluster.adapter);
+  // Messages sent straight to this instance (one Redis): to its local socket, as the adapter would.
+  void cluster?.direct
+    ?.listen((socketId, event, args) => {
+      const socket = io.sockets.sockets.get(socketId);
+      if (socket) (socket.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
+    })
+    .catch((err: unknown) => log.warn({ err }, 'direct messages not subscribed: other instances use the adapter'));
   const control = createControl({
     io: cluster ? (io as unknown as Parameters<typeof createControl>[0]['io']) : undefined,
     accounts,
@@ -337,6 +344,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const peerConfig = createPeerConfig(config, clock);
   const signaling = createSignaling({
     io,
+    direct: cluster?.direct && { instanceId: cluster.instanceId, route: cluster.direct },
     registry,
     schemas,
     peerConfig,

@@ -139,17 +139,18 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
     fc.asyncProperty(fc.array(op, { minLength: 30, maxLength: 80 }), async (ops) => {
       const memory = createMemoryRegistry({ clock: { now } });
       const notes: unknown[] = [];
+      const instanceId = randomUUID();
       const shared = createRedisRegistry({
         client: redis.commands,
         buckets: redis.buckets,
         prefix: `${redis.prefix}${run++}:`,
-        instanceId: randomUUID(),
+        instanceId,
         aliveMs: 60_000,
         log: pino({ level: 'silent' }),
         clock,
       });
       shared.onPeersGone((gone) => notes.push(...gone));
-      const apply = (r: ChannelRegistry, o: (typeof ops)[number]) => {
+      const apply = async (r: ChannelRegistry, o: (typeof ops)[number]) => {
         switch (o.kind) {
           case 'connect':
             return r.connect(o.account, o.plan);
@@ -170,8 +171,13 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
             });
           case 'leave':
             return r.leave(o.account, o.channel, o.peerID, o.socketId);
-          case 'find':
-            return Promise.all([r.findPeer(o.account, o.channel, o.peerID), r.peers(o.account, o.channel)]);
+          case 'find': {
+            // The shared registry also says which instance holds the socket (this one).
+            const found = await r.findPeer(o.account, o.channel, o.peerID);
+            if (r === shared && found) assert.equal(found.instance, instanceId);
+            const peer = found && { socketId: found.socketId, peerID: found.peerID, type: found.type, account: found.account };
+            return [peer, await r.peers(o.account, o.channel)];
+          }
           case 'refusal':
             return r.countRefusal(o.account, 'publish', [o.issue]);
         }
@@ -251,6 +257,96 @@ test('a broadcaster on one instance and a player on another complete offer, answ
   assert.deepEqual((await playerCandidate).candidate, candidate);
 });
 
+/**
+ * An offer and `count` candidates from `from` to `to` (on another instance),
+ * each numbered and marked with `mark`; resolves with what `to` received of
+ * them, in arrival order.
+ */
+async function burst(from: Client, to: Client, target: string, mark: string, count: number) {
+  const sent = [
+    { target, type: 'offer', content: sdp(`offer ${mark}`), n: 0 },
+    ...Array.from({ length: count }, (_, i) => ({ target, type: 'candidate', candidate: { ...candidate, sdpMid: mark }, n: i + 1 })),
+  ];
+  const before = to.messages.length;
+  const arrived = eventually(`${count + 1} messages marked ${mark}`, () => to.messages.length - before >= count + 1);
+  for (const message of sent) from.emit('messagePeer', message);
+  await arrived;
+  const received = to.messages.slice(before);
+  // What the target gets is what was sent, with `from` stamped and nothing else.
+  for (const [i, message] of received.entries()) {
+    assert.deepEqual(message, { ...sent[i], from: message.from });
+  }
+  return received;
+}
+
+/** The adapter's stream holds an entry whose data contains `mark` (the message took the adapter's path). */
+async function streamCarried(redis: TestRedis, mark: string) {
+  const entries = await redis.commands.send(['XRANGE', `${redis.prefix}socket.io`, '-', '+'], `${redis.prefix}socket.io`);
+  return JSON.stringify(entries).includes(mark);
+}
+
+test('a crossing offer/answer/candidates exchange arrives in order and intact; on one Redis not through the stream', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  const { broadcaster, player } = await broadcastAndWatch(t, one.url, TOKEN, { channel: 'ordered', playerUrl: two.url });
+  for (let round = 0; round < 3; round++) {
+    const down = await burst(broadcaster, player, 'Viewer', `down${round}`, 20);
+    assert.deepEqual(
+      down.map((m) => m.n),
+      Array.from({ length: 21 }, (_, i) => i),
+    );
+    assert.ok(down.every((m) => m.from === 'Studio'));
+    const up = await burst(player, broadcaster, 'Studio', `up${round}`, 20);
+    assert.deepEqual(
+      up.map((m) => m.n),
+      Array.from({ length: 21 }, (_, i) => i),
+    );
+    assert.ok(up.every((m) => m.from === 'Viewer'));
+  }
+  // A binary value arrives as the adapter carries it: as binary.
+  const blob = nextMessage(player, 'blob');
+  broadcaster.emit('messagePeer', { target: 'Viewer', type: 'blob', data: Buffer.from([0, 1, 254, 255]) });
+  assert.deepEqual(Buffer.from((await blob).data as Uint8Array), Buffer.from([0, 1, 254, 255]));
+  // On one Redis each message went straight to the player's instance; on a
+  // Redis Cluster the sharded adapter carries them (no stream).
+  if (!redis.cluster) assert.equal(await streamCarried(redis, 'down0'), false, 'a direct message went through the adapter');
+});
+
+test('on one Redis, messages to an instance whose direct subscriber is away take the adapter, in order', async (t) => {
+  // A Redis of the test's own: it refuses new connections for a while (maxclients).
+  const server = await privateRedis(t);
+  if (!server) return;
+  const redis = await testRedis(t, server.url);
+  if (!redis) return;
+  const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  const { broadcaster, player } = await broadcastAndWatch(t, one.url, TOKEN, { channel: 'away', playerUrl: two.url });
+  const inOrder = (received: Record<string, unknown>[], count: number) =>
+    assert.deepEqual(
+      received.map((m) => m.n),
+      Array.from({ length: count + 1 }, (_, i) => i),
+    );
+  inOrder(await burst(broadcaster, player, 'Viewer', 'before', 3), 3);
+  assert.equal(await streamCarried(redis, 'before'), false);
+  // The direct subscribers dropped and kept from coming back (the connections
+  // already open stay): PUBLISH finds no one, and the burst takes the
+  // adapter, in order.
+  await redis.commands.send(['CONFIG', 'SET', 'maxclients', '1'], undefined);
+  try {
+    await dropConnections(redis, 'direct');
+    inOrder(await burst(broadcaster, player, 'Viewer', 'during', 20), 20);
+    assert.ok(await streamCarried(redis, 'during'), 'the fallback did not go through the adapter');
+  } finally {
+    await redis.commands.send(['CONFIG', 'SET', 'maxclients', '10000'], undefined);
+  }
+  // Back, and still in order: the sender keeps the adapter's path a while, then goes direct again.
+  await eventually('the direct subscribers back', async () =>
+    String(await redis.commands.send(['CLIENT', 'LIST'], undefined)).includes(` name=${redis.prefix}direct `),
+  );
+  inOrder(await burst(broadcaster, player, 'Viewer', 'after', 20), 20);
+  inOrder(await burst(player, broadcaster, 'Studio', 'back', 3), 3);
+});
+
 test('a peer that comes back on a new connection gets the next message: cached lookups follow it', async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
@@ -275,14 +371,14 @@ test('a peer that comes back on a new connection gets the next message: cached l
 });
 
 /**
- * Drops every instance's peer-lookup connection (named `<prefix>peer-lookups`):
+ * Drops every instance's connections named `<prefix><name>` (CLIENT KILL):
  * each reconnects on its own schedule, later than the rest may.
  */
-async function dropLookupConnections(redis: TestRedis) {
+async function dropConnections(redis: TestRedis, name: string) {
   const kill = async (list: string, send: (args: string[]) => Promise<unknown>) => {
     const ids = list
       .split('\n')
-      .flatMap((line) => (line.includes(` name=${redis.prefix}peer-lookups `) ? (/\bid=(\d+)/.exec(line)?.[1] ?? []) : []));
+      .flatMap((line) => (line.includes(` name=${redis.prefix}${name} `) ? (/\bid=(\d+)/.exec(line)?.[1] ?? []) : []));
     for (const id of ids) await send(['CLIENT', 'KILL', 'ID', id]);
     return ids.length;
   };
@@ -293,8 +389,10 @@ async function dropLookupConnections(redis: TestRedis) {
       dropped += await kill(cluster.cli(node, 'CLIENT', 'LIST'), async (args) => cluster.cli(node, ...args));
   else
     dropped = await kill(String(await redis.commands.send(['CLIENT', 'LIST'], undefined)), (args) => redis.commands.send(args, undefined));
-  assert.ok(dropped > 0, 'no peer-lookup connection found');
+  assert.ok(dropped > 0, `no ${name} connection found`);
 }
+
+const dropLookupConnections = (redis: TestRedis) => dropConnections(redis, 'peer-lookups');
 
 test('a message sent while the peer-lookup connection is down is delivered: lookups fall back to the main connection', async (t) => {
   const redis = await testRedis(t);

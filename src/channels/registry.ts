@@ -68,6 +68,14 @@ export interface AccountUsage {
 
 export type RefusedAction = keyof AccountUsage['refused'];
 
+/**
+ * A peer found for a message, with the instance that holds its socket where
+ * the registry is shared (never sent to clients: peers lists carry `Peer`).
+ */
+export interface LocatedPeer extends Peer {
+  instance?: string | undefined;
+}
+
 /** A peer removed for a socket that is gone: the channel's remaining sockets must hear it leave. */
 export interface PeerGone {
   channel: string;
@@ -108,7 +116,7 @@ export interface ChannelRegistry {
   join(request: JoinRequest): Promise<JoinResult>;
   /** Removes a registration made by `socketId`; returns the peers left in the channel. */
   leave(account: string, channel: string, peerID: string, socketId: string): Promise<Peer[] | null>;
-  findPeer(account: string, channel: string, peerID: string): Promise<Peer | undefined>;
+  findPeer(account: string, channel: string, peerID: string): Promise<LocatedPeer | undefined>;
   peers(account: string, channel: string): Promise<Peer[]>;
   countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;
   snapshot(): Promise<RegistrySnapshot>;

@@ -1,20 +1,45 @@
 // Sending to sockets by id, wherever they are connected.
+import type { DirectRoute } from '../channels/redis/direct';
 import type { ServerToClientEvents } from '../protocol';
 import type { SignalingServer } from './session';
+
+/** A socket to reach, and the instance that holds it where the registry knows it. */
+export interface SocketAddress {
+  socketId: string;
+  instance?: string | undefined;
+}
 
 export interface Delivery {
   /** To one socket: directly when it is on this process, else through the adapter, which knows the others. */
   toSocket<E extends keyof ServerToClientEvents>(socketId: string, event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
+  /**
+   * To one socket whose instance is known: on another instance, straight to
+   * it where the cluster has a direct route (one Redis), else as toSocket.
+   */
+  toPeer<E extends keyof ServerToClientEvents>(peer: SocketAddress, event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
   /** To several sockets at once, on any process. */
   toSockets<E extends keyof ServerToClientEvents>(socketIds: string[], event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
 }
 
-export function createDelivery(io: SignalingServer): Delivery {
+export interface DirectDelivery {
+  /** This instance's id: a socket registered here but gone needs no route. */
+  instanceId: string;
+  route: DirectRoute;
+}
+
+export function createDelivery(io: SignalingServer, direct?: DirectDelivery): Delivery {
+  function toSocket<E extends keyof ServerToClientEvents>(socketId: string, event: E, ...payload: Parameters<ServerToClientEvents[E]>) {
+    const local = io.sockets.sockets.get(socketId);
+    if (local) local.emit(event, ...payload);
+    else io.to(socketId).emit(event, ...payload);
+  }
   return {
-    toSocket(socketId, event, ...payload) {
-      const local = io.sockets.sockets.get(socketId);
-      if (local) local.emit(event, ...payload);
-      else io.to(socketId).emit(event, ...payload);
+    toSocket,
+    toPeer(peer, event, ...payload) {
+      const { socketId, instance } = peer;
+      if (!direct || !instance || instance === direct.instanceId) return toSocket(socketId, event, ...payload);
+      // The route falls back to the adapter when that instance cannot be reached (direct.ts).
+      direct.route.send(instance, socketId, event, payload, () => io.to(socketId).emit(event, ...payload));
     },
     toSockets(socketIds, event, ...payload) {
       io.to(socketIds).emit(event, ...payload);

@@ -11,7 +11,7 @@ import type { PeerConfig } from '../ice';
 import type { Telemetry } from '../metrics';
 import type { SignalingReport } from '../server-events';
 import { EVENT_DROPPED, HandshakeError, RATE_LIMITED, type EventSchemas } from '../protocol';
-import { createDelivery } from './delivery';
+import { createDelivery, type DirectDelivery } from './delivery';
 import { createDepartures } from './departures';
 import { createFailureLog } from './failures';
 import { createJoining, createRefusalCounter } from './handlers/join';
@@ -44,13 +44,15 @@ export interface SignalingDeps {
   releaseConnection: (socket: SignalingSocket) => void;
   /** Where joins, leaves and refusals become server events (webhooks, the admin console). */
   report?: SignalingReport | undefined;
+  /** One Redis: messages to a peer on another instance go straight to it (channels/redis/direct.ts). */
+  direct?: DirectDelivery | undefined;
 }
 
 export function createSignaling(deps: SignalingDeps) {
   const { io, registry, schemas, log, telemetry, clock, enforceSdp, report } = deps;
   const replies = createReplies({ log, telemetry, report, maxNameLength: deps.maxNameLength, clock });
   const recordFailure = createFailureLog({ log, telemetry });
-  const delivery = createDelivery(io);
+  const delivery = createDelivery(io, deps.direct);
   const departures = createDepartures({ registry, delivery, replies, recordFailure, releaseConnection: deps.releaseConnection, report });
   const countRefusal = createRefusalCounter({ registry, recordFailure });
   const joining = createJoining({

@@ -10,6 +10,7 @@ import { createRedisRoomStore, type RedisRoomStore } from '../../rooms/redis/sto
 import type { RoomDeparture, RoomRestore } from '../../rooms/store';
 import { RegistryUnavailableError } from '../registry';
 import { connectRedis, type RedisTarget } from './connection';
+import { createDirectLine, type DirectLine } from './direct';
 import { CLUSTER_BUCKETS, keyLayout } from './keys';
 import { createRedisRegistry, type RedisRegistry } from './registry';
 
@@ -37,6 +38,12 @@ export interface Cluster {
   readonly instanceId: string;
   readonly registry: RedisRegistry;
   readonly rooms: RedisRoomStore;
+  /**
+   * One Redis only: messages to a socket on another instance, straight to
+   * that instance (direct.ts); undefined on a Redis Cluster, where the
+   * sharded adapter already reaches only the instance that holds a socket.
+   */
+  readonly direct: DirectLine | undefined;
   /** For `io.adapter(...)`. */
   readonly adapter: ReturnType<typeof import('@socket.io/redis-streams-adapter').createAdapter>;
   /** Resolves once this instance receives what other instances send to a Socket.IO room (RedisConnection). */
@@ -183,6 +190,7 @@ export function createCluster(options: ClusterOptions): Cluster {
   timer.unref();
 
   redis.connect().catch((err: unknown) => log.error({ err, redis: where }, 'Redis client stopped'));
+  const direct = redis.direct && createDirectLine({ pubsub: redis.direct, prefix, instanceId, clock, log });
 
   let closing: Promise<void> | undefined;
   async function close() {
@@ -239,6 +247,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     instanceId,
     registry,
     rooms,
+    direct,
     adapter: redis.adapter,
     roomSubscribed: (room) => redis.roomSubscribed(room),
     failedAuthLimiter,

@@ -14,6 +14,11 @@
 // `messagePeer`) go through a connection of their own with client-side
 // caching: Redis tracks the keys it read and tells it when one changes, so
 // a call's offer, answer and candidates cost one lookup, not one each.
+//
+// On one Redis, a message for one socket on another instance can also go
+// straight to that instance (`direct`, see direct.ts): a PUBLISH on the
+// instance's own channel, which only that instance subscribes to, instead
+// of the adapter's stream that every instance reads.
 import type { Logger } from 'pino';
 import { isErrorReply, type CachedReads, type RedisCommands } from './scripts';
 
@@ -26,8 +31,22 @@ export interface RedisTarget {
   clusterNodes?: string[] | undefined;
 }
 
+/** Plain Pub/Sub on one Redis, for messages to one instance (direct.ts). */
+export interface DirectPubSub {
+  /** PUBLISH on the main connection: resolves with how many subscribers got the message. */
+  publish(channel: string, message: Buffer): Promise<number>;
+  /**
+   * SUBSCRIBE on a connection of its own (named `<prefix>direct` in CLIENT
+   * LIST); call it after connect(). node-redis subscribes again after the
+   * connection comes back.
+   */
+  subscribe(channel: string, listener: (message: Buffer) => void): Promise<void>;
+}
+
 export interface RedisConnection {
   readonly clustered: boolean;
+  /** One Redis only: Pub/Sub to one instance (on a Redis Cluster the sharded adapter already reaches only the owner). */
+  readonly direct?: DirectPubSub | undefined;
   readonly commands: RedisCommands;
   /** Reads served from this instance's client-side cache while Redis says they are current. */
   readonly cachedReads: CachedReads;
@@ -69,6 +88,8 @@ const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.f
  */
 /** The lookup connection's name in CLIENT LIST (a name holds no spaces). */
 const lookupsName = (prefix: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}peer-lookups`;
+/** The direct subscriber's name in CLIENT LIST. */
+const directName = (prefix: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}direct`;
 
 const LOOKUP_CACHE = { ttl: 0, maxEntries: 20_000, evictPolicy: 'LRU', recordStats: false } as const;
 
@@ -126,10 +147,19 @@ function connectOne(url: string, prefix: string): RedisConnection {
   });
   // Its failures show on the main client too; commands on it fail on their own.
   lookups.on('error', () => undefined);
+  // Messages sent straight to this instance. While it is away, PUBLISH finds
+  // no subscriber and the sender falls back to the adapter (direct.ts).
+  const subscriber = createClient({ url, name: directName(prefix), socket: { reconnectStrategy: backoff } });
+  subscriber.on('error', () => undefined);
 
   return {
     clustered: false,
     commands: { send: (args) => client.sendCommand(args) },
+    direct: {
+      publish: async (channel, message) => Number(await client.sendCommand(['PUBLISH', channel, message])),
+      // Its offline queue holds the SUBSCRIBE until the connection is up.
+      subscribe: async (channel, listener) => void (await subscriber.subscribe(channel, listener, true)),
+    },
     cachedReads: {
       // While the lookup connection is away (it reconnects on its own
       // schedule, after the main one may have), the read goes uncached.
@@ -143,7 +173,7 @@ function connectOne(url: string, prefix: string): RedisConnection {
     resubscribe: async () => undefined,
     // One stream that every instance reads: nothing to wait for.
     roomSubscribed: async () => undefined,
-    connect: async () => void (await Promise.all([client.connect(), lookups.connect()])),
+    connect: async () => void (await Promise.all([client.connect(), lookups.connect(), subscriber.connect()])),
     onReady: (listener) => void client.on('ready', listener),
     onError: (listener) => void client.on('error', listener),
     async close() {
@@ -155,7 +185,7 @@ function connectOne(url: string, prefix: string): RedisConnection {
         if (copy.isReady) copy.unref();
         else if (copy.isOpen) copy.destroy();
       }
-      for (const one of [client, lookups]) {
+      for (const one of [client, lookups, subscriber]) {
         if (one.isReady) await one.close();
         else if (one.isOpen) one.destroy();
       }

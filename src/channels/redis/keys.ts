@@ -40,6 +40,7 @@
 //   alive:<instance>    heartbeat key with a TTL
 import keySlot from 'cluster-key-slot';
 import type { Peer, PeerRole } from '../../protocol';
+import type { LocatedPeer } from '../registry';
 
 export const encodeName = (name: string) => JSON.stringify(name);
 export const decodeName = (encoded: string) => JSON.parse(encoded) as string;
@@ -113,6 +114,13 @@ export function peerFromEntry(account: string, encodedPeerID: string, entry: str
   const [role, socket] = entry.split('\n');
   const type: PeerRole = role === 'broadcaster' ? 'broadcaster' : 'player';
   return { socketId: decodeName(socket ?? '""'), peerID: decodeName(encodedPeerID), type, account };
+}
+
+/** The same, with the instance that holds the socket (for a message sent to it, never for a client). */
+export function locatedPeerFromEntry(account: string, encodedPeerID: string, entry: string): LocatedPeer {
+  const [role, socket, instance] = entry.split('\n');
+  const type: PeerRole = role === 'broadcaster' ? 'broadcaster' : 'player';
+  return { socketId: decodeName(socket ?? '""'), peerID: decodeName(encodedPeerID), type, account, instance };
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   RegistryUnavailableError,
 } from '../registry';
 import { createExclusiveGate } from './gate';
-import { encodeName, keyLayout, peerFromEntry } from './keys';
+import { encodeName, keyLayout, locatedPeerFromEntry, peerFromEntry } from './keys';
 import {
   asString,
   claimScript,
@@ -301,7 +301,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       const encodedPeerID = encodeName(peerID);
       const key = keys.channel(encodeName(account), encodeName(channel));
       const entry = await redis.guard(cachedReads.hashField(key, encodedPeerID));
-      return entry === undefined ? undefined : peerFromEntry(account, encodedPeerID, entry);
+      return entry === undefined ? undefined : locatedPeerFromEntry(account, encodedPeerID, entry);
     },
 
     async peers(account, channel) {

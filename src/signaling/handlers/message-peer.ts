@@ -1,9 +1,9 @@
 // `messagePeer { target, type, ... }`: relayed to the peer `target` of a
 // channel the sender is in (its registration's, or one its rooms hold), with
 // `from` stamped by the server. The hot path: offers, answers, candidates.
-import type { ChannelRegistry } from '../../channels/registry';
+import type { ChannelRegistry, LocatedPeer } from '../../channels/registry';
 import type { Telemetry } from '../../metrics';
-import type { EventSchemas, Peer } from '../../protocol';
+import type { EventSchemas } from '../../protocol';
 import type { Delivery } from '../delivery';
 import { bindings, describe, type PeerSocket, type Replies } from '../replies';
 import { roomChannelsToward } from '../session';
@@ -14,7 +14,7 @@ export interface MessagePeerDeps {
   schemas: Pick<EventSchemas, 'peerMessage' | 'messagePeer'>;
   registry: Pick<ChannelRegistry, 'findPeer'>;
   replies: Pick<Replies, 'refuse' | 'dropped'>;
-  delivery: Pick<Delivery, 'toSocket'>;
+  delivery: Pick<Delivery, 'toPeer'>;
   telemetry: Pick<Telemetry, 'refused' | 'relayed'>;
   /** ENFORCE_SDP: relayed offers and answers get the plan's limits written in. */
   enforceSdp: boolean;
@@ -27,7 +27,7 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
    * channels its rooms hold (those likely to hold the target first, each
    * group asked at once).
    */
-  const ownChannelPeer = (target: Peer | undefined, from: string) => target && { target, from };
+  const ownChannelPeer = (target: LocatedPeer | undefined, from: string) => target && { target, from };
 
   async function findTarget(socket: PeerSocket, peerID: string) {
     const { registration, account, identity } = socket.data;
@@ -78,7 +78,8 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     // `from` is the sender's registered name, whatever the client wrote. The
     // object was decoded for this event alone, so it is stamped, not copied.
     message.from = found.from;
-    delivery.toSocket(found.target.socketId, 'message', message);
+    // To the instance that holds the target where the registry says which (delivery.ts).
+    delivery.toPeer(found.target, 'message', message);
     telemetry.relayed(message.type);
   };
 };
