@@ -81,15 +81,14 @@ export interface RedisConnection {
 /** Reconnection backoff: 100 ms doubling up to 3 s, with jitter so instances do not reconnect in step. */
 const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
 
+/** A connection's name in CLIENT LIST, after the prefix (a name holds no spaces): `peer-lookups`, `direct`. */
+const connectionName = (prefix: string, role: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}${role}`;
+
 /**
  * Client-side cache of the lookup connection (RESP3 is what Redis's
  * invalidation messages need). Entries live until Redis invalidates them; the
  * bound keeps an instance whose peers come and go from growing it.
  */
-/** The lookup connection's name in CLIENT LIST (a name holds no spaces). */
-const lookupsName = (prefix: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}peer-lookups`;
-/** The direct subscriber's name in CLIENT LIST. */
-const directName = (prefix: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}direct`;
 
 const LOOKUP_CACHE = { ttl: 0, maxEntries: 20_000, evictPolicy: 'LRU', recordStats: false } as const;
 
@@ -139,7 +138,7 @@ function connectOne(url: string, prefix: string): RedisConnection {
   client.duplicate = duplicate;
   const lookups = createClient({
     url,
-    name: lookupsName(prefix),
+    name: connectionName(prefix, 'peer-lookups'),
     RESP: 3,
     clientSideCache: LOOKUP_CACHE,
     disableOfflineQueue: true,
@@ -149,7 +148,7 @@ function connectOne(url: string, prefix: string): RedisConnection {
   lookups.on('error', () => undefined);
   // Messages sent straight to this instance. While it is away, PUBLISH finds
   // no subscriber and the sender falls back to the adapter (direct.ts).
-  const subscriber = createClient({ url, name: directName(prefix), socket: { reconnectStrategy: backoff } });
+  const subscriber = createClient({ url, name: connectionName(prefix, 'direct'), socket: { reconnectStrategy: backoff } });
   subscriber.on('error', () => undefined);
 
   return {
@@ -213,7 +212,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   const cluster = createCluster(options);
   const lookups = createCluster({
     ...options,
-    defaults: { ...options.defaults, name: lookupsName(prefix) },
+    defaults: { ...options.defaults, name: connectionName(prefix, 'peer-lookups') },
     RESP: 3,
     clientSideCache: LOOKUP_CACHE,
   });
