@@ -71,6 +71,8 @@ function world(options: { registry?: ChannelRegistry; plan?: Partial<typeof UNLI
   const delivery: Delivery = {
     toSocket: (to, event, ...payload) => void delivered.push({ to: [to], event, payload: payload[0] as Record<string, unknown> }),
     toPeer: (to, event, ...payload) => void delivered.push({ to: [to.socketId], event, payload: payload[0] as Record<string, unknown> }),
+    toPeers: (to, event, ...payload) =>
+      void delivered.push({ to: to.map((peer) => peer.socketId), event, payload: payload[0] as Record<string, unknown> }),
     toSockets: (to, event, ...payload) => void delivered.push({ to, event, payload: payload[0] as Record<string, unknown> }),
   };
   const replies = createReplies({ log, telemetry, maxNameLength: 128, clock: manualClock() });

@@ -29,16 +29,20 @@ export type JoinResult =
       ok: true;
       /** Everyone registered in the channel after the join, the joiner included. */
       peers: Peer[];
-      /** The channel's broadcaster, when a player joined a published channel. */
-      publisher?: Peer | undefined;
+      /** The channel's broadcaster, when a player joined a published channel (located: for the server, never sent to a client). */
+      publisher?: LocatedPeer | undefined;
       /** False when the same socket re-registered under the same name. */
       isNew: boolean;
       left?: LeftPeers;
     }
   | { ok: false; refusal: JoinRefusal; left?: LeftPeers };
 
-/** With `leaving`: the peers left in the channel it left, or null when the socket was not registered there. */
-export type LeftPeers = Peer[] | null;
+/**
+ * With `leaving`: the peers left in the channel it left, or null when the
+ * socket was not registered there (located: for the server, never sent to a
+ * client).
+ */
+export type LeftPeers = LocatedPeer[] | null;
 
 export type JoinRefusal = 'uniqueness' | 'totalBitrate' | 'channels' | 'peers';
 
@@ -115,7 +119,7 @@ export interface ChannelRegistry {
   disconnect(account: string): Promise<void>;
   join(request: JoinRequest): Promise<JoinResult>;
   /** Removes a registration made by `socketId`; returns the peers left in the channel. */
-  leave(account: string, channel: string, peerID: string, socketId: string): Promise<Peer[] | null>;
+  leave(account: string, channel: string, peerID: string, socketId: string): Promise<LeftPeers>;
   findPeer(account: string, channel: string, peerID: string): Promise<LocatedPeer | undefined>;
   peers(account: string, channel: string): Promise<Peer[]>;
   countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;

@@ -17,6 +17,11 @@ export interface Delivery {
    * it where the cluster has a direct route (one Redis), else as toSocket.
    */
   toPeer<E extends keyof ServerToClientEvents>(peer: SocketAddress, event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
+  /**
+   * To several sockets, each reached as toPeer: those whose instance is known
+   * straight to it, the others through the adapter together.
+   */
+  toPeers<E extends keyof ServerToClientEvents>(peers: SocketAddress[], event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
   /** To several sockets at once, on any process. */
   toSockets<E extends keyof ServerToClientEvents>(socketIds: string[], event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
 }
@@ -33,16 +38,32 @@ export function createDelivery(io: SignalingServer, direct?: DirectDelivery): De
     if (local) local.emit(event, ...payload);
     else io.to(socketId).emit(event, ...payload);
   }
+  /** Sends to a peer on a known instance and answers true, else answers false. */
+  function sentDirectly<E extends keyof ServerToClientEvents>(peer: SocketAddress, event: E, payload: Parameters<ServerToClientEvents[E]>) {
+    const { socketId, instance } = peer;
+    if (!direct || !instance) return false;
+    if (instance === direct.instanceId) {
+      // Registered by this instance: here, or gone (no other instance has it).
+      io.sockets.sockets.get(socketId)?.emit(event, ...payload);
+      return true;
+    }
+    // The route falls back to the adapter when that instance cannot be reached (direct.ts).
+    direct.route.send(instance, socketId, event, payload, () => io.to(socketId).emit(event, ...payload));
+    return true;
+  }
+  function toSockets<E extends keyof ServerToClientEvents>(socketIds: string[], event: E, ...payload: Parameters<ServerToClientEvents[E]>) {
+    io.to(socketIds).emit(event, ...payload);
+  }
   return {
     toSocket,
     toPeer(peer, event, ...payload) {
-      const { socketId, instance } = peer;
-      if (!direct || !instance || instance === direct.instanceId) return toSocket(socketId, event, ...payload);
-      // The route falls back to the adapter when that instance cannot be reached (direct.ts).
-      direct.route.send(instance, socketId, event, payload, () => io.to(socketId).emit(event, ...payload));
+      if (!sentDirectly(peer, event, payload)) toSocket(peer.socketId, event, ...payload);
     },
-    toSockets(socketIds, event, ...payload) {
-      io.to(socketIds).emit(event, ...payload);
+    toPeers(peers, event, ...payload) {
+      const elsewhere = peers.filter((peer) => !sentDirectly(peer, event, payload)).map((peer) => peer.socketId);
+      if (elsewhere.length === 1) toSocket(elsewhere[0] as string, event, ...payload);
+      else if (elsewhere.length) toSockets(elsewhere, event, ...payload);
     },
+    toSockets,
   };
 }

@@ -3,10 +3,10 @@
 // turn of the event loop: when thousands of sockets drop at once (a network
 // cut), each batch is bounded, timers and HTTP requests run between batches,
 // and peers that left together are not sent each other's close messages.
-import type { ChannelRegistry } from '../channels/registry';
-import { closeMessage, type Peer } from '../protocol';
+import type { ChannelRegistry, LeftPeers } from '../channels/registry';
+import { closeMessage } from '../protocol';
 import type { SignalingReport } from '../server-events';
-import type { Delivery } from './delivery';
+import type { Delivery, SocketAddress } from './delivery';
 import type { RecordFailure } from './failures';
 import { enqueue } from './queue';
 import { bindings, type PeerSocket, type Replies } from './replies';
@@ -34,7 +34,7 @@ export interface Departures {
    */
   detach(socket: PeerSocket): Registration | undefined;
   /** Tells the channel a registration left that the socket left, with the peers that remain there. */
-  announceLeft(socket: PeerSocket, registration: Registration, remaining: Peer[] | null): void;
+  announceLeft(socket: PeerSocket, registration: Registration, remaining: LeftPeers): void;
   /** Tells a channel's remaining peers that `peerID` left; peers that disconnected in the same burst need no telling. */
   announceLeave(peerID: string, channel: string, socketIds: string[]): void;
   /** The shared `disconnect` listener (`this` is the socket). */
@@ -46,11 +46,18 @@ export function createDepartures({ registry, delivery, replies, recordFailure, r
   const leaving: { socket: SignalingSocket; done: () => void }[] = [];
   let flushScheduled = false;
 
+  /** Each socket straight to its instance where the registry said which (delivery.ts), so it follows the messages sent before it. */
+  function announceTo(peerID: string, channel: string, peers: SocketAddress[]) {
+    const notify = peers.filter((peer) => !departing.has(peer.socketId));
+    if (notify.length) delivery.toPeers(notify, 'message', closeMessage(peerID, channel));
+  }
+
   function announceLeave(peerID: string, channel: string, socketIds: string[]) {
-    const notify = socketIds.filter((id) => !departing.has(id));
-    // A channel of two (the usual call) has one peer to tell: no broadcast needed.
-    if (notify.length === 1) delivery.toSocket(notify[0] as string, 'message', closeMessage(peerID, channel));
-    else if (notify.length) delivery.toSockets(notify, 'message', closeMessage(peerID, channel));
+    announceTo(
+      peerID,
+      channel,
+      socketIds.map((socketId) => ({ socketId })),
+    );
   }
 
   function detach(socket: PeerSocket): Registration | undefined {
@@ -62,14 +69,9 @@ export function createDepartures({ registry, delivery, replies, recordFailure, r
     return registration;
   }
 
-  function announceLeft(socket: PeerSocket, registration: Registration, remaining: Peer[] | null) {
+  function announceLeft(socket: PeerSocket, registration: Registration, remaining: LeftPeers) {
     const { channel, peerID } = registration;
-    if (remaining)
-      announceLeave(
-        peerID,
-        channel,
-        remaining.map((p) => p.socketId),
-      );
+    if (remaining) announceTo(peerID, channel, remaining);
     if (remaining) report?.left(socket, registration, remaining.length);
     replies.debug(() => ({ ...bindings(socket), peer: peerID, channel, remaining: remaining?.length ?? 0 }), 'peer left');
   }

@@ -19,7 +19,7 @@ import {
   RegistryUnavailableError,
 } from '../registry';
 import { createExclusiveGate } from './gate';
-import { encodeName, keyLayout, locatedPeerFromEntry, peerFromEntry } from './keys';
+import { decodeName, encodeName, keyLayout, locatedPeerFromEntry, peerFromEntry } from './keys';
 import {
   asString,
   claimScript,
@@ -102,6 +102,8 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
     if (gone.length) for (const listener of peersGoneListeners) listener(gone);
   };
   const toPeers = (account: string, entries: ChannelEntry[]) => entries.map(([peerID, entry]) => peerFromEntry(account, peerID, entry));
+  const toLocatedPeers = (account: string, entries: ChannelEntry[]) =>
+    entries.map(([peerID, entry]) => locatedPeerFromEntry(account, peerID, entry));
 
   // This instance's own part of the shared state, as Redis confirmed it.
   const ownConnections = new Map<string, number>();
@@ -268,7 +270,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         return answer.outcome === 'unregistered' ? UNREGISTERED : answer;
       });
       // As the in-memory registry answers: `left` only for a move.
-      const left = leaving ? reply.left && toPeers(req.account, reply.left) : undefined;
+      const left = leaving ? reply.left && toLocatedPeers(req.account, reply.left) : undefined;
       if (reply.outcome === 'refused') return { ok: false, refusal: reply.refusal, left };
       ownRegistrations.set(registrationRef(registration), registration);
       const [publisherID, publisherEntry] = reply.publisher ?? [];
@@ -276,7 +278,9 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         ok: true,
         peers: toPeers(req.account, reply.peers),
         publisher:
-          publisherID === undefined || publisherEntry === undefined ? undefined : peerFromEntry(req.account, publisherID, publisherEntry),
+          publisherID === undefined || publisherEntry === undefined
+            ? undefined
+            : locatedPeerFromEntry(req.account, publisherID, publisherEntry),
         isNew: reply.isNew,
         left,
       };
@@ -294,12 +298,18 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       if (ownRegistrations.get(ref)?.socketId === registration.socketId) ownRegistrations.delete(ref);
       if (closed) return null;
       const remaining = await call(() => redis.run(leaveScript, keys.bucketOf(registration.account), registration));
-      return remaining && toPeers(account, remaining);
+      return remaining && toLocatedPeers(account, remaining);
     },
 
     async findPeer(account, channel, peerID) {
       const encodedPeerID = encodeName(peerID);
-      const key = keys.channel(encodeName(account), encodeName(channel));
+      const encodedAccount = encodeName(account);
+      const encodedChannel = encodeName(channel);
+      // A peer registered by one of this instance's sockets needs no Redis:
+      // this instance made that registration, and Redis confirmed it.
+      const own = ownRegistrations.get(registrationRef({ account: encodedAccount, channel: encodedChannel, peerID: encodedPeerID }));
+      if (own) return { socketId: decodeName(own.socketId), peerID, type: own.role, account, instance: instanceId };
+      const key = keys.channel(encodedAccount, encodedChannel);
       const entry = await redis.guard(cachedReads.hashField(key, encodedPeerID));
       return entry === undefined ? undefined : locatedPeerFromEntry(account, encodedPeerID, entry);
     },

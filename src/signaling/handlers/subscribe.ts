@@ -12,7 +12,7 @@ export interface SubscribeDeps {
   joining: Joining;
   countRefusal: CountRefusal;
   replies: Pick<Replies, 'refuse' | 'debug'>;
-  delivery: Pick<Delivery, 'toSocket'>;
+  delivery: Pick<Delivery, 'toPeer'>;
 }
 
 export const subscribeHandler =
@@ -31,6 +31,6 @@ export const subscribeHandler =
     const result = await joining.join(socket, { channel, peerID, role: 'player' });
     if (!result.ok) return joining.refuseJoin(socket, 'subscribe', peerID, channel, result.refusal);
     if (result.publisher && result.isNew)
-      delivery.toSocket(result.publisher.socketId, 'message', { type: 'peer', from: peerID, target: result.publisher.peerID, peerID });
+      delivery.toPeer(result.publisher, 'message', { type: 'peer', from: peerID, target: result.publisher.peerID, peerID });
     replies.debug(() => ({ ...bindings(socket), channel }), 'subscribed');
   };
