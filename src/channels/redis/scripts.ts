@@ -577,7 +577,10 @@ local function addPeer(inst, a, c, p, s, role, bitrate, audioBitrate, stream, li
   if existing ~= entry then redis.call('HSET', ck, p, entry) end
   if ch.publisher == p then redis.call('HDEL', ck, unpack(STREAM_FIELDS)) end
   local joined = {isNew = not existing, tookRecord = tookRecord}
-  if ch.publisher and ch.publisher ~= p then joined.publisher, joined.publisherEntry = ch.publisher, ch.publisherEntry end
+  if ch.publisher and ch.publisher ~= p then
+    -- Its own entry names its instance: the peer notice goes straight there.
+    joined.publisher, joined.publisherEntry = ch.publisher, redis.call('HGET', ck, ch.publisher) or ch.publisherEntry
+  end
   return joined
 end
 
