@@ -24,12 +24,14 @@
 //   is longer than the reconnection backoff (3 s) of both connections.
 // - Direct, then fallback is in order: the direct one was in the target's
 //   output buffer before the later one was even sent.
-// Other events to the same socket (the `peer` and close notices, messages to
-// a whole channel, rooms) still take the adapter's stream, and the two paths
-// are not ordered against each other: a notice may overtake a message that
-// waits here behind a PUBLISH. Each of those follows a Redis call of its own
-// (a script, a read), sent after that PUBLISH on the same connection, so in
-// practice it goes out after the batch.
+// The `peer` and close notices take this route too (the registry names each
+// peer's instance), so they keep their place after earlier messages. Other
+// events to the same socket (messages to a whole channel, rooms, the close
+// notices of a dead instance's peers) take the adapter's stream, and the two
+// paths are not ordered against each other: such an event may overtake a
+// message that waits here behind a PUBLISH. Each of those follows a Redis
+// call of its own (a script, a read), sent after that PUBLISH on the same
+// connection, so in practice it goes out after the batch.
 //
 // Memory. PUBLISH returns as soon as Redis copied the message into the
 // subscriber's output buffer: a slow target instance does not hold messages
