@@ -13,7 +13,13 @@ import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError } from 'r
 import type { Account } from '../src/accounts/account';
 import { createMemoryRegistry } from '../src/channels/memory';
 import { createRedisRegistry } from '../src/channels/redis/registry';
-import { RegistryUnavailableError, type ChannelRegistry, type RegistrySnapshot } from '../src/channels/registry';
+import {
+  RegistryUnavailableError,
+  type ChannelRegistry,
+  type JoinResult,
+  type LocatedPeer,
+  type RegistrySnapshot,
+} from '../src/channels/registry';
 import { UNLIMITED } from '../src/limits';
 import { get } from './helpers/api';
 import { manualClock } from './helpers/clock';
@@ -150,6 +156,20 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
         clock,
       });
       shared.onPeersGone((gone) => notes.push(...gone));
+      // The shared registry also says which instance holds each socket it
+      // answers with (this one); the rest must be what the in-memory one says.
+      const located = (peer: LocatedPeer) => {
+        if (peer.instance !== undefined) assert.equal(peer.instance, instanceId);
+        return { socketId: peer.socketId, peerID: peer.peerID, type: peer.type, account: peer.account };
+      };
+      const unlocated = (result: unknown) => {
+        if (Array.isArray(result)) return result.map(located);
+        if (!result || typeof result !== 'object') return result;
+        const joined = { ...(result as JoinResult) };
+        if (joined.left) joined.left = joined.left.map(located);
+        if (joined.ok && joined.publisher) joined.publisher = located(joined.publisher);
+        return joined;
+      };
       const apply = async (r: ChannelRegistry, o: (typeof ops)[number]) => {
         switch (o.kind) {
           case 'connect':
@@ -157,20 +177,22 @@ test('the Redis registry decides like the in-memory one, whatever the names', as
           case 'disconnect':
             return r.disconnect(o.account);
           case 'join':
-            return r.join({
-              account: o.account,
-              channel: o.channel,
-              peerID: o.peerID,
-              socketId: o.socketId,
-              role: o.broadcaster ? 'broadcaster' : 'player',
-              ...(o.broadcaster && { stream: { ...STREAM, bitrate: o.bitrate } }),
-              plan: { totalBitrate: o.totalBitrate },
-              maxChannels: o.maxChannels,
-              maxPeers: o.maxPeers,
-              ...('leaving' in o && { leaving: o.leaving }),
-            });
+            return unlocated(
+              await r.join({
+                account: o.account,
+                channel: o.channel,
+                peerID: o.peerID,
+                socketId: o.socketId,
+                role: o.broadcaster ? 'broadcaster' : 'player',
+                ...(o.broadcaster && { stream: { ...STREAM, bitrate: o.bitrate } }),
+                plan: { totalBitrate: o.totalBitrate },
+                maxChannels: o.maxChannels,
+                maxPeers: o.maxPeers,
+                ...('leaving' in o && { leaving: o.leaving }),
+              }),
+            );
           case 'leave':
-            return r.leave(o.account, o.channel, o.peerID, o.socketId);
+            return unlocated(await r.leave(o.account, o.channel, o.peerID, o.socketId));
           case 'find': {
             // The shared registry also says which instance holds the socket (this one).
             const found = await r.findPeer(o.account, o.channel, o.peerID);
