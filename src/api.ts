@@ -3,19 +3,20 @@
 // `Authorization: Bearer`), compared in constant time. An address that keeps
 // presenting wrong keys is refused for a while, as for wrong socket tokens.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import express, { type Request, type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
-import type { Account } from './accounts/account';
+import { STATIC_ACCOUNT, type Account } from './accounts/account';
 import type { AccountStore } from './accounts/store';
 import type { ChannelRegistry, ChannelSummary, RegistrySnapshot } from './channels/registry';
 import type { Clock } from './clock';
 import type { Config } from './config';
 import type { Metrics } from './metrics';
+import { lengthWithin } from './protocol';
 import type { RoomStore, RoomSummary } from './rooms/store';
 import type { FailedAuthLimiter } from './signaling/rate-limits';
 
 export interface ApiDeps {
-  config: Pick<Config, 'production' | 'apiKey'> & { secure?: boolean };
+  config: Pick<Config, 'production' | 'apiKey' | 'maxNameLength' | 'staticAccount'> & { secure?: boolean };
   registry: ChannelRegistry;
   rooms: Pick<RoomStore, 'list'>;
   accounts: AccountStore;
@@ -49,6 +50,17 @@ function presentedKey(req: Request): string | undefined {
 }
 
 export const API_TOO_MANY_ATTEMPTS = 'Too many failed attempts';
+
+/** Account names are at most this long in MySQL (sql/schema.sql). */
+const MAX_ACCOUNT_LENGTH = 255;
+
+/** A query parameter given once as text within `max` characters, else what is wrong with it. */
+function textParam(value: unknown, name: string, max: number): { value: string } | { error: string } {
+  if (value === undefined || value === '') return { error: `${name} is required` };
+  if (typeof value !== 'string') return { error: `${name} must be given once, as text` };
+  if (!lengthWithin(value, 1, max)) return { error: `${name} must be at most ${max} characters` };
+  return { value };
+}
 
 /** Whether a request may use the keyed endpoints: development mode, or the right key. */
 function apiKeyCheck({ production, apiKey }: ApiDeps['config']): (req: Request) => boolean {
@@ -139,6 +151,12 @@ export function createApi({
   const blocked = refuseBlocked(failedAuth, log, clock);
   const keyed = requireApiKey(config, log, failedAuth, clock);
   const keyAccepted = apiKeyCheck(config);
+  /** 401 for a wrong token or key, counted toward the address's failed attempts. */
+  const refuse = (req: Request, res: Response, reason: string, body: string) => {
+    void failedAuth.failed(req.ip ?? '', clock.monotonic());
+    log.warn({ path: req.path, ip: req.ip }, `API request refused: ${reason}`);
+    res.status(401).type('text/plain').send(body);
+  };
   // Express 5 forwards rejected promises to the error handler in app.ts.
   router.get('/', (_req, res) => {
     // SSL only when this server speaks TLS itself.
@@ -161,19 +179,33 @@ export function createApi({
     const token = req.query.token;
     if (typeof token === 'string' && token !== '') {
       const account = accounts.findByToken(token);
-      if (!account) {
-        void failedAuth.failed(req.ip ?? '', clock.monotonic());
-        log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid account token');
-        return void res.status(401).type('text/plain').send('Invalid account token');
-      }
+      if (!account) return refuse(req, res, 'invalid account token', 'Invalid account token');
       return void res.json(accountStatus(account, await registry.snapshot(), await rooms.list()));
     }
-    if (!keyAccepted(req)) {
-      void failedAuth.failed(req.ip ?? '', clock.monotonic());
-      log.warn({ path: req.path, ip: req.ip }, 'API request refused: invalid API key');
-      return void res.status(401).type('text/plain').send('Invalid API key and no account token');
-    }
+    if (!keyAccepted(req)) return refuse(req, res, 'invalid API key', 'Invalid API key and no account token');
     res.json(serverStatus(await registry.snapshot()));
+  });
+  // Where a channel's peers should connect, so that its signaling stays on one
+  // instance. Authenticated as /status: a token answers for its own account's
+  // channels only (another account's channel is an unknown one to it).
+  router.get('/route', blocked, async (req, res) => {
+    const token = req.query.token;
+    let account: string;
+    if (typeof token === 'string' && token !== '') {
+      const found = accounts.findByToken(token);
+      if (!found) return refuse(req, res, 'invalid account token', 'Invalid account token');
+      account = found.name;
+    } else {
+      if (!keyAccepted(req)) return refuse(req, res, 'invalid API key', 'Invalid API key and no account token');
+      // Development mode: the static account unless another is named.
+      const fallback = config.production ? undefined : (config.staticAccount ?? STATIC_ACCOUNT);
+      const named = textParam(req.query.account ?? fallback, 'account', MAX_ACCOUNT_LENGTH);
+      if ('error' in named) return void res.status(400).type('text/plain').send(named.error);
+      account = named.value;
+    }
+    const channel = textParam(req.query.channel, 'channel', config.maxNameLength);
+    if ('error' in channel) return void res.status(400).type('text/plain').send(channel.error);
+    res.json(await registry.route(account, channel.value));
   });
   // For load balancers and pm2: no key, no secrets, cheap.
   router.get('/health', (_req, res) => {

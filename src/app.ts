@@ -119,9 +119,16 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   const redisTarget =
     config.redisUrl || config.redisClusterNodes ? { url: config.redisUrl, clusterNodes: config.redisClusterNodes } : undefined;
   const cluster = redisTarget
-    ? createCluster({ redis: redisTarget, prefix: config.redisPrefix, timeoutMs: config.clusterTimeoutMs, log, clock })
+    ? createCluster({
+        redis: redisTarget,
+        prefix: config.redisPrefix,
+        timeoutMs: config.clusterTimeoutMs,
+        publicUrl: config.publicUrl,
+        log,
+        clock,
+      })
     : undefined;
-  const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ clock });
+  const registry = deps.registry ?? cluster?.registry ?? createMemoryRegistry({ clock, publicUrl: config.publicUrl });
   // Read now, so that an unusable certificate stops the start with one line (a CertificateError).
   const initialCertificate = config.certificate ? readCertificate(certificateSet(config.certificate)) : undefined;
   const roomStore = deps.rooms ?? cluster?.rooms ?? createMemoryRoomStore();

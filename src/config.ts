@@ -101,6 +101,10 @@ const envSchema = z.object({
       .default('vw:'),
   ),
   CLUSTER_TIMEOUT_MS: integer(15_000, 1000, 600_000),
+  PUBLIC_URL: z.preprocess(
+    blankToUndefined,
+    z.url({ protocol: /^(wss?|https?)$/, message: 'must be a ws://, wss://, http:// or https:// URL' }).optional(),
+  ),
   RATE_EVENTS_PER_SECOND: integer(100, 1, 100_000),
   RATE_FAILED_AUTH_PER_MINUTE: integer(30, 1, 100_000),
   ACCOUNT_MAX_CHANNELS: integer(10_000, 1, 10_000_000),
@@ -184,6 +188,8 @@ export interface Config {
   redisPrefix: string;
   /** How long an instance may miss its heartbeat before the others clean up its peers. */
   clusterTimeoutMs: number;
+  /** This instance's address as clients reach it, which `GET /route` answers for the channels it holds. */
+  publicUrl: string | undefined;
   /** Events one socket may send per second; more are dropped with an error. */
   rateEventsPerSecond: number;
   /** Failed handshakes one IP address may make per minute. */
@@ -302,6 +308,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisClusterNodes: e.REDIS_CLUSTER_NODES,
     redisPrefix: e.REDIS_PREFIX,
     clusterTimeoutMs: e.CLUSTER_TIMEOUT_MS,
+    publicUrl: e.PUBLIC_URL,
     rateEventsPerSecond: e.RATE_EVENTS_PER_SECOND,
     rateFailedAuthPerMinute: e.RATE_FAILED_AUTH_PER_MINUTE,
     accountMaxChannels: e.ACCOUNT_MAX_CHANNELS,

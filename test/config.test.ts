@@ -104,6 +104,8 @@ test('each wrong value is reported with the name of its variable', () => {
     [{ MAX_NAME_LENGTH: '7' }, /^MAX_NAME_LENGTH must be a number >= 8/],
     [{ MAX_OUTGOING_BYTES: '200000' }, /^MAX_OUTGOING_BYTES must be at least 4 x MAX_MESSAGE_BYTES \(262144\)/],
     [{ ENFORCE_SDP: 'yes' }, /^ENFORCE_SDP must be true or false/],
+    [{ PUBLIC_URL: 'node1.example.com:3000' }, /^PUBLIC_URL must be a ws:\/\/, wss:\/\/, http:\/\/ or https:\/\/ URL/],
+    [{ PUBLIC_URL: 'ftp://node1.example.com' }, /^PUBLIC_URL must be a ws:\/\/, wss:\/\/, http:\/\/ or https:\/\/ URL/],
   ];
   for (const [env, expected] of cases) assert.throws(() => loadConfig(env), { message: expected }, JSON.stringify(env));
 });
@@ -147,6 +149,13 @@ test('sign-in settings: STATIC_ACCOUNT, STATIC_LOGIN, EXTRA_SECURITY, LOGIN_*, T
     /STATIC_ACCOUNT and STATIC_LOGIN need STATIC_TOKEN/,
   );
   assert.throws(() => loadConfig({ EXTRA_SECURITY: 'yes' }), /EXTRA_SECURITY must be true or false/);
+});
+
+test('PUBLIC_URL is a ws, wss, http or https URL, or unset', () => {
+  assert.equal(loadConfig({}).publicUrl, undefined);
+  assert.equal(loadConfig({ PUBLIC_URL: ' ' }).publicUrl, undefined);
+  for (const url of ['wss://node1.example.com:3000', 'ws://10.0.0.11:3000', 'https://node1.example.com/', 'http://node1'])
+    assert.equal(loadConfig({ PUBLIC_URL: url }).publicUrl, url);
 });
 
 test('REDIS_CLUSTER_NODES is a list of host:port or redis(s):// URLs; REDIS_PREFIX may not hold a hash tag', () => {

@@ -46,7 +46,13 @@ const countPeer = (usage: AccountUsage, peer: Peer, delta: number) => {
   else usage.players += delta;
 };
 
-export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clock, 'now'> } = {}): ChannelRegistry {
+export interface MemoryRegistryOptions {
+  clock?: Pick<Clock, 'now'>;
+  /** PUBLIC_URL: what `route` answers, for this process holds every channel. */
+  publicUrl?: string | undefined;
+}
+
+export function createMemoryRegistry({ clock = systemClock, publicUrl }: MemoryRegistryOptions = {}): ChannelRegistry {
   const accounts = new Map<string, AccountState>();
 
   const accountState = (name: string): AccountState => {
@@ -168,6 +174,11 @@ export function createMemoryRegistry({ clock = systemClock }: { clock?: Pick<Clo
     leave: async (account, channel, peerID, socketId) => leave(account, channel, peerID, socketId),
     findPeer: async (account, channel, peerID) => accounts.get(account)?.channels.get(channel)?.peers.get(peerID),
     peers: async (account, channel) => [...(accounts.get(account)?.channels.get(channel)?.peers.values() ?? [])],
+    route: async (account, channel) => ({
+      url: publicUrl ?? null,
+      instance: null,
+      holder: accounts.get(account)?.channels.has(channel) ?? false,
+    }),
     async countRefusal(account, action, issues) {
       const usage = accountState(account).usage;
       usage.refused[action]++;

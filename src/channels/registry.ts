@@ -88,6 +88,18 @@ export interface PeerGone {
   socketIds: string[];
 }
 
+/**
+ * Where a channel's peers should connect (`GET /route`): the address of the
+ * instance that holds its broadcaster, else most of its peers, so that its
+ * signaling never crosses instances. `holder` is false when no instance with
+ * a known address holds it: then this instance answers with its own.
+ */
+export interface ChannelRoute {
+  url: string | null;
+  instance: string | null;
+  holder: boolean;
+}
+
 /** What the REST API shows, each list in the original's `Object.entries` shape. */
 export interface RegistrySnapshot {
   connections: [string, Record<string, Peer>][];
@@ -122,6 +134,7 @@ export interface ChannelRegistry {
   leave(account: string, channel: string, peerID: string, socketId: string): Promise<LeftPeers>;
   findPeer(account: string, channel: string, peerID: string): Promise<LocatedPeer | undefined>;
   peers(account: string, channel: string): Promise<Peer[]>;
+  route(account: string, channel: string): Promise<ChannelRoute>;
   countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;
   snapshot(): Promise<RegistrySnapshot>;
   usage(): Promise<UsageSnapshot>;

@@ -29,6 +29,8 @@ export interface ClusterOptions {
   prefix: string;
   /** CLUSTER_TIMEOUT_MS: a dead instance's peers are closed within this time. */
   timeoutMs: number;
+  /** PUBLIC_URL: this instance's address, published for `GET /route`. */
+  publicUrl?: string | undefined;
   log: Logger;
   clock: Clock;
 }
@@ -123,6 +125,7 @@ export function createCluster(options: ClusterOptions): Cluster {
     buckets,
     instanceId,
     aliveMs,
+    publicUrl: options.publicUrl,
     log,
     clock,
   });

@@ -29,7 +29,9 @@ import {
   forgetScript,
   hashEntries,
   heartbeatScript,
+  holderScript,
   isEncodedName,
+  publicUrlOf,
   joinScript,
   leaveScript,
   refusalScript,
@@ -61,6 +63,8 @@ export interface RedisRegistryOptions {
   instanceId: string;
   /** Lifetime of the heartbeat key: an instance silent this long is taken for dead. */
   aliveMs: number;
+  /** PUBLIC_URL: published with the heartbeat, for `route` on every instance. */
+  publicUrl?: string | undefined;
   log: Logger;
   clock: Clock;
 }
@@ -90,7 +94,7 @@ const byName =
 const UNREGISTERED = Symbol('unregistered');
 
 export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistry {
-  const { client, prefix, instanceId, aliveMs, log, clock } = options;
+  const { client, prefix, instanceId, aliveMs, publicUrl, log, clock } = options;
   const keys = keyLayout(prefix, options.buckets ?? 1);
   const redis = createScriptRunner(client, { library: registryLibrary, declareKeys: keys.buckets.length > 1 });
   const cachedReads = options.cachedReads ?? {
@@ -146,7 +150,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
   }
 
   async function beat() {
-    const known = await redis.run(heartbeatScript, keys.liveness, { instance: instanceId, aliveMs });
+    const known = await redis.run(heartbeatScript, keys.liveness, { instance: instanceId, aliveMs, url: publicUrl });
     if (!known && everRegistered)
       log.warn({ peers: ownRegistrations.size }, 'Redis had lost this instance (restarted, or took it for dead): restoring its peers');
     else if (!everRegistered) log.info('instance registered in Redis');
@@ -322,6 +326,17 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
         account,
         hashEntries(reply).filter(([field]) => isEncodedName(field)),
       );
+    },
+
+    async route(account, channel) {
+      const here = { url: publicUrl ?? null, instance: instanceId };
+      const encoded = encodeName(account);
+      const holder = await redis.run(holderScript, keys.bucketOf(encoded), { account: encoded, channel: encodeName(channel) });
+      if (holder === undefined) return { ...here, holder: false };
+      if (holder === instanceId) return { ...here, holder: true };
+      // Another instance: its address is in its heartbeat, unless it has none or is dead.
+      const url = publicUrlOf(await redis.send(['GET', keys.alive(holder)], keys.alive(holder)));
+      return url === undefined ? { ...here, holder: false } : { url, instance: holder, holder: true };
     },
 
     async countRefusal(account, action, issues) {

@@ -803,19 +803,61 @@ return 1
   ({ account }) => [k.accounts, k.account(account)],
 );
 
-/** Renews the instance's heartbeat; false when Redis did not know it (its state may be gone). */
+/**
+ * Renews the instance's heartbeat, whose value is the instance's PUBLIC_URL
+ * (or '1' without one, as before it had one); false when Redis did not know
+ * it (its state may be gone).
+ */
 export const heartbeatScript = defineScript(
   'heartbeat',
   `
-local inst, aliveMs = ARGV[1], ARGV[2]
+local inst, aliveMs, url = ARGV[1], ARGV[2], ARGV[3]
 local known = redis.call('SISMEMBER', INSTANCES, inst)
 redis.call('SADD', INSTANCES, inst)
 redis.call('SREM', GONE, inst)
-redis.call('SET', aliveKey(inst), '1', 'PX', aliveMs)
+redis.call('SET', aliveKey(inst), url, 'PX', aliveMs)
 return known
 `,
-  (input: { instance: string; aliveMs: number }) => [input.instance, String(input.aliveMs)],
+  (input: { instance: string; aliveMs: number; url?: string | undefined }) => [input.instance, String(input.aliveMs), input.url ?? '1'],
   (reply) => reply === 1,
+);
+
+/** A heartbeat key's value: the instance's address, or none ('1', or the key expired). */
+export const publicUrlOf = (alive: unknown): string | undefined => {
+  const value = asString(alive);
+  return value === undefined || value === '1' ? undefined : value;
+};
+
+/**
+ * The instance that holds a channel: its broadcaster's, else the one with
+ * most of its peers (nil when it has none). A published channel answers
+ * with two field reads, whatever its size.
+ */
+export const holderScript = defineScript(
+  'holder',
+  `
+local ck = channelKey(ARGV[1], ARGV[2])
+local publisher = redis.call('HGET', ck, 'publisher')
+local entry = publisher and redis.call('HGET', ck, (parsePublisher(publisher)))
+if entry then
+  local _, _, inst = parsePeerEntry(entry)
+  return inst
+end
+local all, counts, best, most = redis.call('HGETALL', ck), {}, false, 0
+for k = 1, #all, 2 do
+  if isName(all[k]) then
+    local _, _, inst = parsePeerEntry(all[k + 1])
+    if inst then
+      counts[inst] = (counts[inst] or 0) + 1
+      if counts[inst] > most then best, most = inst, counts[inst] end
+    end
+  end
+end
+return best
+`,
+  (input: { account: string; channel: string }) => [input.account, input.channel],
+  asString,
+  ({ account, channel }) => [k.channel(account, channel)],
 );
 
 /** Forgets a dead instance once every bucket is swept. */
@@ -1073,6 +1115,7 @@ export const registryLibrary = defineLibrary([
   leaveScript,
   refusalScript,
   heartbeatScript,
+  holderScript,
   forgetScript,
   retireScript,
   claimScript,
