@@ -1,6 +1,6 @@
 // The bench's command line:
 //   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-//   npm run bench -- --cluster [--quick] [--rounds N] [--out file.json] [--no-build]
+//   npm run bench -- --cluster [--quick] [--shards-only] [--rounds N] [--out file.json] [--no-build]
 import { join, resolve } from 'node:path';
 import { parseArgs as parseCommandLine } from 'node:util';
 import { CLUSTER_FULL, CLUSTER_QUICK, FULL, QUICK, SCENARIOS, type ClusterProfile, type Profile, type Scenario } from './profile';
@@ -14,6 +14,7 @@ const parseFlags = (args: string[]) =>
     options: {
       quick: { type: 'boolean' },
       cluster: { type: 'boolean' },
+      'shards-only': { type: 'boolean' },
       accounts: { type: 'boolean' },
       only: { type: 'string' },
       rounds: { type: 'string' },
@@ -36,7 +37,7 @@ export interface Options {
 }
 
 const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-       npm run bench -- --cluster [--quick] [--rounds N] [--out file.json] [--no-build]`;
+       npm run bench -- --cluster [--quick] [--shards-only] [--rounds N] [--out file.json] [--no-build]`;
 
 export function parseArgs(argv: string[]): Options {
   // Strict: a mistyped option stops with the usage instead of starting a full run of several minutes.
@@ -54,6 +55,8 @@ export function parseArgs(argv: string[]): Options {
   const value = (name: string) => parsed.values[name.slice(2) as keyof typeof parsed.values] as string | undefined;
   const profile: Profile = { ...(flag('--quick') ? QUICK : FULL) };
   const cluster = flag('--cluster') ? { ...(flag('--quick') ? CLUSTER_QUICK : CLUSTER_FULL) } : undefined;
+  if (flag('--shards-only') && !cluster) throw new Error('--shards-only goes with --cluster');
+  if (cluster && flag('--shards-only')) cluster.shardsOnly = true;
   const rounds = value('--rounds');
   if (rounds) profile.rounds = Math.max(1, Number.parseInt(rounds, 10) || 1);
   if (rounds && cluster) cluster.rounds = profile.rounds;
@@ -62,9 +65,18 @@ export function parseArgs(argv: string[]): Options {
   const only = SCENARIOS.filter((s) => asked.includes(s));
   const accounts = flag('--accounts');
   if (cluster && (accounts || value('--only') !== undefined || flag('--cpu-prof')))
-    throw new Error('--cluster goes with --quick, --rounds, --out and --no-build only');
+    throw new Error('--cluster goes with --quick, --shards-only, --rounds, --out and --no-build only');
   const quickName = cluster ? 'cluster-quick.json.tmp' : 'quick.json.tmp';
-  const name = profile.name === 'quick' ? quickName : cluster ? 'cluster.json' : accounts ? 'latest-accounts.json' : 'latest.json';
+  // Only the shard rows: a file of its own, so the full --cluster results stay.
+  const name = cluster?.shardsOnly
+    ? `shards-${profile.name}.json.tmp`
+    : profile.name === 'quick'
+      ? quickName
+      : cluster
+        ? 'cluster.json'
+        : accounts
+          ? 'latest-accounts.json'
+          : 'latest.json';
   const out = resolve(value('--out') ?? join(ROOT, 'bench', 'results', name));
   return { profile, ...(cluster && { cluster }), accounts, only, out, build: !flag('--no-build'), cpuProf: flag('--cpu-prof') };
 }

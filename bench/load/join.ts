@@ -185,6 +185,11 @@ export async function join(job: Job): Promise<Outcome> {
     for (let i = 0; i < p.workers; i++) startOne();
     // The first level also warms the server's JIT up.
     await sleep(level === 0 ? p.warmupMs * 3 : p.warmupMs);
+    // Pairs take turns in order, so once pairs + workers have completed, every first call set-up has.
+    while (p.everyPairOnce && completed < p.pairs + p.workers) {
+      await sleep(50);
+      if (performance.now() - lastProgress > 10_000) throw new Error('no handshake completed for 10 s');
+    }
     const redis0 = await redis?.read();
     const throttle0 = job.cpuStatFiles?.map(throttleCounts);
     const done0 = completed;
@@ -224,9 +229,15 @@ export async function join(job: Job): Promise<Outcome> {
       const idle0 = await redis.read();
       await sleep(p.windowMs);
       const quiet = minus(await redis.read(), idle0);
-      const scale = busy.at / quiet.at;
-      figures[`redisCommandsPerHandshake@${count}idle`] = (busy.commands - quiet.commands * scale) / done;
-      figures[`redisCpuPerHandshakeUs@${count}idle`] = ((busy.cpuMs - quiet.cpuMs * scale) * 1000) / done;
+      // As rates: the two readings take a while on a busy Redis (longer still under a CPU quota), and
+      // handshakes go on meanwhile, so Redis's interval is longer than the window whose handshakes are counted.
+      const perHandshake = (busyTotal: number, quietTotal: number) => (busyTotal / busy.at - quietTotal / quiet.at) / (done / elapsed);
+      figures[`redisCommandsPerHandshake@${count}idle`] = perHandshake(busy.commands, quiet.commands);
+      figures[`redisCpuPerHandshakeUs@${count}idle`] = perHandshake(busy.cpuMs, quiet.cpuMs) * 1000;
+      notes[`redisIdleCpuPct@${count}idle`] = (quiet.cpuMs / quiet.at) * 100;
+      // Each redis-server's share, to see whether the load spread evenly over the shards.
+      if (busy.nodeCpuMs.length > 1)
+        busy.nodeCpuMs.forEach((ms, i) => (notes[`redisNode${i + 1}CpuPct@${count}idle`] = (ms / busy.at) * 100));
       notes[`redisCpuPct@${count}idle`] = (busy.cpuMs / busy.at) * 100;
       // The busiest redis-server, in % of one core: at a CPU quota, the quota when Redis is the bottleneck.
       figures[`redisBusiestCpuPct@${count}idle`] = (Math.max(...busy.nodeCpuMs) / busy.at) * 100;

@@ -49,7 +49,12 @@ export function clusterUnavailable(): string | undefined {
   return undefined;
 }
 
-export async function startRedisCluster({ masters = 3, replicas = 1 } = {}): Promise<TestRedisCluster> {
+/**
+ * `nodeTimeoutMs` is cluster-node-timeout: 1 s by default, so that a dead
+ * master is noticed, and its replica promoted, within about a second; a
+ * production cluster keeps Redis's 15 s, whose gossip costs each node less.
+ */
+export async function startRedisCluster({ masters = 3, replicas = 1, nodeTimeoutMs = 1000 } = {}): Promise<TestRedisCluster> {
   const server = findProgram('redis-server') as string;
   const cli = findProgram('redis-cli') as string;
   const dir = mkdtempSync(join(tmpdir(), 'vw-redis-cluster-'));
@@ -65,8 +70,7 @@ export async function startRedisCluster({ masters = 3, replicas = 1 } = {}): Pro
       [
         ...['--port', String(node.port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'],
         ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${node.port}.conf`],
-        // A dead master is noticed, and its replica promoted, within about a second.
-        ...['--cluster-node-timeout', '1000', '--cluster-replica-validity-factor', '0', '--loglevel', 'notice'],
+        ...['--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-replica-validity-factor', '0', '--loglevel', 'notice'],
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

@@ -41,9 +41,9 @@ export interface Cluster {
   readonly registry: RedisRegistry;
   readonly rooms: RedisRoomStore;
   /**
-   * One Redis only: messages to a socket on another instance, straight to
-   * that instance (direct.ts); undefined on a Redis Cluster, where the
-   * sharded adapter already reaches only the instance that holds a socket.
+   * Messages to a socket on another instance, straight to that instance
+   * (direct.ts): on a Redis Cluster too, where the sharded adapter would
+   * reach only that instance as well, but with one SPUBLISH per message.
    */
   readonly direct: DirectLine | undefined;
   /** For `io.adapter(...)`. */

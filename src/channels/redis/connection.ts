@@ -15,10 +15,13 @@
 // caching: Redis tracks the keys it read and tells it when one changes, so
 // a call's offer, answer and candidates cost one lookup, not one each.
 //
-// On one Redis, a message for one socket on another instance can also go
-// straight to that instance (`direct`, see direct.ts): a PUBLISH on the
-// instance's own channel, which only that instance subscribes to, instead
-// of the adapter's stream that every instance reads.
+// A message for one socket on another instance can also go straight to that
+// instance (`direct`, see direct.ts): a PUBLISH on the instance's own
+// channel, which only that instance subscribes to, instead of the adapter's
+// stream that every instance reads. On a Redis Cluster it is an SPUBLISH on
+// the shard of that channel: messages to one instance sent while one is
+// answered go together in the next, where the sharded adapter would send one
+// SPUBLISH per message (each a command, a reply and a push on some shard).
 import type { Logger } from 'pino';
 import { isErrorReply, type CachedReads, type RedisCommands } from './scripts';
 
@@ -31,21 +34,22 @@ export interface RedisTarget {
   clusterNodes?: string[] | undefined;
 }
 
-/** Plain Pub/Sub on one Redis, for messages to one instance (direct.ts). */
+/** Pub/Sub for messages to one instance (direct.ts): plain on one Redis, sharded on a Redis Cluster. */
 export interface DirectPubSub {
-  /** PUBLISH on the main connection: resolves with how many subscribers got the message. */
+  /** PUBLISH (SPUBLISH) on the main connection: resolves with how many subscribers got the message. */
   publish(channel: string, message: Buffer): Promise<number>;
   /**
    * SUBSCRIBE on a connection of its own (named `<prefix>direct` in CLIENT
-   * LIST); call it after connect(). node-redis subscribes again after the
-   * connection comes back.
+   * LIST; on a Redis Cluster SSUBSCRIBE on the adapter's subscriber); call it
+   * after connect(). node-redis subscribes again after the connection comes
+   * back, and a new subscriber after a failover takes it over.
    */
   subscribe(channel: string, listener: (message: Buffer) => void): Promise<void>;
 }
 
 export interface RedisConnection {
   readonly clustered: boolean;
-  /** One Redis only: Pub/Sub to one instance (on a Redis Cluster the sharded adapter already reaches only the owner). */
+  /** Pub/Sub to one instance. */
   readonly direct?: DirectPubSub | undefined;
   readonly commands: RedisCommands;
   /** Reads served from this instance's client-side cache while Redis says they are current. */
@@ -307,6 +311,15 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     roomSubscribed: async (room) => void (await inFlight.get(`${channelPrefix}#/#${room}#`)),
     commands: {
       send: (args, key) => cluster.sendCommand(key, false, args).catch(onFailure),
+    },
+    direct: {
+      publish: async (channel, message) => Number(await cluster.sPublish(channel, message).catch(onFailure)),
+      subscribe: async (channel, listener) =>
+        void (await waitingSubscriber.sSubscribe(
+          channel,
+          (message) => listener(typeof message === 'string' ? Buffer.from(message) : message),
+          true,
+        )),
     },
     cachedReads: {
       // Uncached while the lookup connection is away, as on one Redis.
