@@ -282,7 +282,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     allowRequest: (req, callback) => origins.allowRequest(req, callback),
   });
   if (cluster) io.adapter(cluster.adapter);
-  // Messages sent straight to this instance (one Redis): to its local socket, as the adapter would.
+  // Messages sent straight to this instance (direct.ts): to its local socket, as the adapter would.
   void cluster?.direct
     ?.listen((socketId, event, args) => {
       const socket = io.sockets.sockets.get(socketId);

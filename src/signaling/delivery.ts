@@ -14,7 +14,7 @@ export interface Delivery {
   toSocket<E extends keyof ServerToClientEvents>(socketId: string, event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
   /**
    * To one socket whose instance is known: on another instance, straight to
-   * it where the cluster has a direct route (one Redis), else as toSocket.
+   * it over the cluster's direct route (direct.ts), else as toSocket.
    */
   toPeer<E extends keyof ServerToClientEvents>(peer: SocketAddress, event: E, ...payload: Parameters<ServerToClientEvents[E]>): void;
   /**

@@ -44,7 +44,7 @@ export interface SignalingDeps {
   releaseConnection: (socket: SignalingSocket) => void;
   /** Where joins, leaves and refusals become server events (webhooks, the admin console). */
   report?: SignalingReport | undefined;
-  /** One Redis: messages to a peer on another instance go straight to it (channels/redis/direct.ts). */
+  /** With Redis: messages to a peer on another instance go straight to it (channels/redis/direct.ts). */
   direct?: DirectDelivery | undefined;
 }
 

@@ -1,8 +1,9 @@
-// Messages to one socket on another instance, straight to that instance (one
-// Redis only). The registry's peer entry says which instance holds a socket;
-// the message is PUBLISHed on that instance's own channel, `<prefix>to:<id>`,
-// which only that instance subscribes to, and it emits to its local socket.
-// The adapter's path (an XADD to the one stream that every instance reads)
+// Messages to one socket on another instance, straight to that instance. The
+// registry's peer entry says which instance holds a socket; the message is
+// PUBLISHed (on a Redis Cluster SPUBLISHed) on that instance's own channel,
+// `<prefix>to:<id>`, which only that instance subscribes to, and it emits to
+// its local socket. The adapter's path (on one Redis an XADD to the one
+// stream that every instance reads; on a Redis Cluster the sharded adapter)
 // stays the fallback: PUBLISH answers how many subscribers got the message,
 // and 0 (the instance is reconnecting, or gone) sends it the adapter's way,
 // so nothing is lost that the adapter would not lose.
