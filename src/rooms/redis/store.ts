@@ -140,7 +140,13 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
         const reply = list(
           await run(joinScript, bucket(account), {
             instance: instanceId,
-            ...{ account, room, socketId, participant, maxRooms, maxParticipants, history },
+            account,
+            room,
+            socketId,
+            participant,
+            maxRooms,
+            maxParticipants,
+            history,
           }),
         );
         const [outcome, seats, streams, messages] = reply;
