@@ -1,5 +1,6 @@
 // What only a Redis Cluster does to the instances: a master dies and its
-// replica takes over, a slot moves to another master while peers signal.
+// replica takes over, a slot moves to another master while peers signal or
+// a room's participants come, go and chat.
 // Runs on a cluster of three masters with a replica each, started for this
 // file on loopback ports.
 import assert from 'node:assert/strict';
@@ -8,10 +9,12 @@ import keySlot from 'cluster-key-slot';
 import type { Account } from '../src/accounts/account';
 import { CLUSTER_BUCKETS, encodeName, keyLayout } from '../src/channels/redis/keys';
 import { UNLIMITED } from '../src/limits';
+import { RoomError } from '../src/rooms/replies';
 import { get } from './helpers/api';
 import { connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { testRedis, useRedisCluster, type TestRedis } from './helpers/redis';
 import type { ClusterNode } from './helpers/redis-cluster';
+import { nextUpdate, roomAccountsFile, signIn, SITE_A, SITE_B, type Participant, type Update } from './helpers/rooms';
 import { API_KEY, startServer, TOKEN, oneAccount } from './helpers/server';
 import { eventually } from './helpers/wait';
 
@@ -186,4 +189,145 @@ test("a channel's slot moves to another master while peers join and signal: no p
   const closed = players.map((p) => next(p, 'message', (m) => (m.payload as { action?: string } | undefined)?.action === 'close'));
   broadcaster.disconnect();
   await Promise.all(closed);
+});
+
+/** An instance with the two sites of the room tests. */
+async function roomInstance(redis: TestRedis, file: string) {
+  const env = { ACCOUNTS_FILE: file, STATIC_TOKEN: undefined, ROOM_CHAT_PER_SECOND: '100' };
+  const server = await startServer(undefined, { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ...env });
+  redis.onCleanup(() => server.close());
+  assert.equal((await server.server.accounts.reload()).outcome, 'reloaded');
+  await eventually('the instance is ready', async () => (await get(server.url, '/ready')).status === 200);
+  return server;
+}
+
+const names = (participants: unknown) => Object.values(participants as Record<string, { name: string }>).map((p) => p.name);
+const textOf = (u: Update) => (u.messageNew as { text?: string } | undefined)?.text;
+
+/**
+ * Sends a room event until it is not refused as unavailable (Redis gave up
+ * waiting for a slot move), as a client would; resolves with the answer that
+ * `done` accepts, fails on another refusal.
+ */
+async function persist(socket: Participant, room: string, send: () => void, done: (u: Update) => boolean): Promise<Update> {
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    const answer = nextUpdate(socket, (u) => u.room === room && (done(u) || 'error' in u), 15_000);
+    send();
+    const update = await answer;
+    if (!('error' in update)) return update;
+    if (update.error !== RoomError.unavailable) throw new Error(`${socket.user}: ${String(update.error)}`);
+  }
+  throw new Error(`${socket.user}: still unavailable`);
+}
+const join = (socket: Participant, room: string) =>
+  persist(
+    socket,
+    room,
+    () => socket.emit('roomJoin', { room }),
+    (u) => u.type === 'roomJoin',
+  );
+const chat = (socket: Participant, room: string, text: string) =>
+  persist(
+    socket,
+    room,
+    () => socket.emit('roomMessage', { room, message: { text } }),
+    (u) => textOf(u) === text,
+  );
+
+/** Who is in the room as a participant has heard it: its snapshot, then each join and leave. */
+function presence(socket: Participant, room: string): string[] {
+  const here = new Set<string>();
+  for (const u of socket.updates.filter((u) => u.room === room)) {
+    if (u.type === 'roomJoin') names(u.participants).forEach((name) => here.add(name));
+    if (u.participantJoin) here.add((u.participantJoin as { name: string }).name);
+    if (u.participantLeft) here.delete((u.participantLeft as { name: string }).name);
+  }
+  return [...here].sort();
+}
+
+test("a room's slot moves to another master while participants join, leave and chat from two instances: nobody and no message is lost", async (t) => {
+  const redis = await testRedis(t);
+  if (!redis?.cluster) return;
+  const cluster = redis.cluster;
+  const file = roomAccountsFile();
+  const [one, two] = [await roomInstance(redis, file), await roomInstance(redis, file)];
+  const on = (i: number) => (i % 2 ? two : one).url;
+  const slot = slotOf(redis, SITE_A.name);
+  // Another account's room, in another slot, paces the traffic: its chat crosses Redis while the slot is split.
+  assert.notEqual(slotOf(redis, SITE_B.name), slot);
+
+  const alice = await signIn(t, one.url, 'alice');
+  const bob = await signIn(t, two.url, 'bob');
+  const carol = await signIn(t, two.url, 'carol');
+  // Connected before the move: a connection is counted in the same slot, and that is not what this test is about.
+  const newcomers = await Promise.all(Array.from({ length: 4 }, (_, i) => signIn(t, on(i), `newcomer${i}`)));
+  const pacers = [await signIn(t, one.url, 'pacer1', SITE_B), await signIn(t, two.url, 'pacer2', SITE_B)];
+  for (const p of pacers) await join(p, 'elsewhere');
+  for (const p of [alice, bob, carol]) await join(p, 'moving');
+  const sent: string[] = [];
+  const say = (socket: Participant, text: string) => (sent.push(text), chat(socket, 'moving', text));
+  await say(alice, 'before 1');
+  await say(bob, 'before 2');
+
+  const target = cluster.masters().find((m) => m !== cluster.masterOf(slot)) as ClusterNode;
+  let batches = 0;
+  const traffic: Promise<unknown>[] = [];
+  const joined: Promise<Update>[] = [];
+  await cluster.moveSlot(slot, target, async () => {
+    batches++;
+    // While the slot's keys are on both masters: a newcomer joins, carol leaves, alice or bob chats.
+    // None of it is awaited here: Redis answers TRYAGAIN until the move is done.
+    const newcomer = newcomers[batches - 1];
+    if (newcomer) joined.push(join(newcomer, 'moving'));
+    if (batches === 2) carol.emit('roomLeave', { room: 'moving' });
+    if (batches <= 4) traffic.push(say(batches % 2 ? alice : bob, `during ${batches}`));
+    await Promise.all(pacers.map((p, i) => chat(p, 'elsewhere', `pace ${batches} ${i}`)));
+  });
+  const snapshots = await Promise.all(joined);
+  await Promise.all(traffic);
+  assert.equal(cluster.masterOf(slot), target);
+  t.diagnostic(`slot ${slot} moved in ${batches} batches`);
+  await say(alice, 'after 1');
+  await say(bob, 'after 2');
+
+  const expected = ['alice', 'bob', ...newcomers.slice(0, joined.length).map((n) => n.user)].sort();
+  // Each newcomer found the room as it was: at least alice and bob were in it.
+  for (const snapshot of snapshots) for (const name of ['alice', 'bob']) assert.ok(names(snapshot.participants).includes(name));
+  // Presence ends right on both instances, as each serves it from Redis, and no message is lost.
+  for (const [i, url] of [one.url, two.url].entries()) {
+    const observer = await signIn(t, url, `observer${i}`);
+    const snapshot = await join(observer, 'moving');
+    assert.deepEqual(
+      names(snapshot.participants)
+        .filter((n) => !n.startsWith('observer'))
+        .sort(),
+      expected,
+    );
+    assert.ok(sent.length <= 10, 'the history a joiner gets holds them all');
+    assert.deepEqual((snapshot.messages as { text: string }[]).map((m) => m.text).sort(), [...sent].sort());
+  }
+  const rooms = await api<Record<string, Record<string, { participants: number }>>>(two.url, '/rooms');
+  assert.equal(rooms[SITE_A.name]?.moving?.participants, expected.length + 2);
+
+  // After the move each instance subscribes to the adapter's channels anew
+  // (cluster.ts, checkTopology): it drops the old subscriber before the new
+  // one has subscribed, and what is published meanwhile does not reach it.
+  const todo = 'events published while an instance resubscribes after a slot move are lost (connection.ts, resubscribe)';
+  await t.test('as alice and bob heard it', { todo }, async () => {
+    for (const socket of [alice, bob]) {
+      await eventually(
+        `${socket.user} heard who is in the room`,
+        () =>
+          presence(socket, 'moving')
+            .filter((n) => !n.startsWith('observer'))
+            .join() === expected.join(),
+        3000,
+      );
+      for (const text of sent)
+        assert.ok(
+          socket.updates.some((u) => textOf(u) === text),
+          `${socket.user} heard ${text}`,
+        );
+    }
+  });
 });

@@ -1,11 +1,12 @@
-// How the registry's scripts reach Redis: as functions of one library on a
-// Redis that has them (loaded by the first call that misses them), and with
-// EVALSHA on one that has not (Redis 6). Replies come from a fake Redis that
+// How the registry's and the rooms' scripts reach Redis: as functions of a
+// library each on a Redis that has them (loaded by the first call that misses
+// them), and with EVALSHA on one that has not (Redis 6). Replies come from a fake Redis that
 // answers as a real one would.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ErrorReply } from 'redis';
 import { createScriptRunner, heartbeatScript, registryLibrary } from '../src/channels/redis/scripts';
+import { listScript, messageScript, roomsLibrary } from '../src/rooms/redis/scripts';
 
 /** A fake Redis: `answer` replies to each command (or throws its error reply); every command is kept. */
 function fakeRedis(answer: (args: string[]) => unknown) {
@@ -62,4 +63,36 @@ test('a library that does not compile is a bug, not a reason to fall back', asyn
   });
   const runner = createScriptRunner(redis.client, { library: registryLibrary });
   await assert.rejects(runner.run(heartbeatScript, 'p:{instances}', beat), /Error compiling function/);
+});
+
+test("the rooms' scripts are a library of their own, loaded on the first call that misses it", async () => {
+  assert.match(roomsLibrary.name, /^vw_rooms_[0-9a-f]{16}$/);
+  assert.equal(registryLibrary.functionName(listScript), undefined);
+  const room = roomsLibrary.functionName(listScript) as string;
+  let loaded = false;
+  const redis = fakeRedis((args) => {
+    if (args[0] === 'FUNCTION') return void (loaded = true);
+    if (args[0] === 'FCALL' && !loaded) throw new ErrorReply('ERR Function not found');
+    if (args[0] === 'FCALL') return [];
+    throw new Error(`unexpected ${args[0]}`);
+  });
+  const runner = createScriptRunner(redis.client, { library: roomsLibrary });
+  assert.deepEqual(await runner.run(listScript, 'p:{0.1}', undefined), []);
+  assert.deepEqual(await runner.run(listScript, 'p:{0.1}', undefined), []);
+  assert.deepEqual(redis.names(), [`FCALL ${room}`, 'FUNCTION LOAD', `FCALL ${room}`, `FCALL ${room}`]);
+  assert.equal(redis.sent[1]?.[2], roomsLibrary.source);
+});
+
+test("a Redis user refused functions (NOPERM) gets the rooms' scripts with EVALSHA, each key it touches declared", async () => {
+  const redis = fakeRedis((args) => {
+    if (args[0] === 'FCALL') throw new ErrorReply("NOPERM User default has no permissions to run the 'fcall' command");
+    return 1;
+  });
+  const runner = createScriptRunner(redis.client, { library: roomsLibrary });
+  const chat = { account: 'Site', room: 'lobby', socketId: 's1', message: { text: 'hi', user: 'ann', timestamp: 1 }, keep: 100 };
+  assert.equal(await runner.run(messageScript, 'p:{0.1}', chat), 1);
+  assert.equal(await runner.run(messageScript, 'p:{0.1}', chat), 1);
+  assert.deepEqual(redis.names(), [`FCALL ${roomsLibrary.functionName(messageScript)}`, 'EVALSHA', 'EVALSHA']);
+  // The room's seats and messages, under the bucket's base; then the script's ARGV.
+  assert.deepEqual(redis.sent[1]?.slice(2, 6), ['3', 'p:{0.1}', 'p:{0.1}rm:"Site""lobby"', 'p:{0.1}rmm:"Site""lobby"']);
 });

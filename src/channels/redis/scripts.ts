@@ -38,6 +38,8 @@ export interface Script<Input, Reply> {
   readonly name: string;
   /** The Lua of this script alone, run after the shared helpers. */
   readonly body: string;
+  /** The Lua helpers it shares with the other scripts of its library; they define `begin(KEYS)`. */
+  readonly prelude: string;
   /** The whole script for EVAL, where Redis has no functions (Redis 6). */
   readonly source: string;
   readonly sha: string;
@@ -52,22 +54,29 @@ export interface Script<Input, Reply> {
   touches(input: Input): string[];
 }
 
-function defineScript<Input, Reply>(
-  name: string,
-  body: string,
-  args: (input: Input) => string[],
-  decode: (reply: unknown) => Reply,
-  touches: (input: Input) => string[] = () => [],
-): Script<Input, Reply> {
-  const source = `${KEYS_LUA}\n${LIBRARY_LUA}\nbegin(KEYS)\n${body}`;
-  return { name, body, source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
+/**
+ * Defines the scripts of one library: each runs after `prelude`, the Lua
+ * helpers they share, which define `begin(KEYS)`, called first on every call
+ * (a function of a library cannot read KEYS where its helpers are defined).
+ */
+export function scriptDefiner(prelude: string) {
+  return function defineScript<Input, Reply>(
+    name: string,
+    body: string,
+    args: (input: Input) => string[],
+    decode: (reply: unknown) => Reply,
+    touches: (input: Input) => string[] = () => [],
+  ): Script<Input, Reply> {
+    const source = `${prelude}\nbegin(KEYS)\n${body}`;
+    return { name, body, prelude, source, sha: createHash('sha1').update(source).digest('hex'), args, decode, touches };
+  };
 }
 
 /**
  * The scripts as one Redis Functions library (Redis 7): FUNCTION LOAD defines
  * the shared helpers once, where EVAL defines them again on every call. Its
- * name carries a hash of its code, so instances of different versions never
- * replace each other's functions.
+ * name, `<prefix>_<hash of its code>`, carries a hash of its code, so
+ * instances of different versions never replace each other's functions.
  */
 export interface ScriptLibrary {
   readonly name: string;
@@ -76,12 +85,14 @@ export interface ScriptLibrary {
   functionName(script: Script<never, unknown>): string | undefined;
 }
 
-export function defineLibrary(scripts: readonly Script<never, unknown>[]): ScriptLibrary {
+export function defineLibrary(prefix: string, scripts: readonly Script<never, unknown>[]): ScriptLibrary {
+  const prelude = scripts[0]?.prelude ?? '';
+  if (scripts.some((script) => script.prelude !== prelude)) throw new Error(`the scripts of library ${prefix} differ in their helpers`);
   const functions = scripts.map(
     (script) => `redis.register_function('%LIB%_${script.name}', function(KEYS, ARGV)\nbegin(KEYS)\n${script.body}\nend)`,
   );
-  const code = `${KEYS_LUA}\n${LIBRARY_LUA}\n${functions.join('\n')}`;
-  const name = `vw_${createHash('sha1').update(code).digest('hex').slice(0, 16)}`;
+  const code = `${prelude}\n${functions.join('\n')}`;
+  const name = `${prefix}_${createHash('sha1').update(code).digest('hex').slice(0, 16)}`;
   const members = new Set<Script<never, unknown>>(scripts);
   return {
     name,
@@ -646,6 +657,8 @@ local function addDeparture(notes, c, p, remaining, skip)
 end
 `;
 
+const defineScript = scriptDefiner(`${KEYS_LUA}\n${LIBRARY_LUA}`);
+
 export type ConnectReply = 'ok' | 'connections' | 'totalBitrate' | 'unregistered';
 
 /** Counts one more connection of the account, unless its plan refuses it. */
@@ -1108,7 +1121,7 @@ return out
 );
 
 /** Every script of the registry, as one library of functions. */
-export const registryLibrary = defineLibrary([
+export const registryLibrary = defineLibrary('vw', [
   connectScript,
   disconnectScript,
   joinScript,

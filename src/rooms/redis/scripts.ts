@@ -16,11 +16,15 @@
 //   rminst             set of instances that seated participants in the bucket
 //   rmseats:<instance> hash: <a><r><s> -> "<a>\n<r>\n<s>"
 // An instance missing from the channel registry's live instances is dead.
-import { createHash } from 'node:crypto';
-import type { RedisCommands } from '../../channels/redis/scripts';
-import type { RoomRefusal } from '../store';
-
-const COMMAND_TIMEOUT_MS = 5000;
+//
+// The scripts run through the registry's runner (channels/redis/scripts.ts),
+// as their own Redis Functions library. Each declares the keys it touches
+// (KEYS[2...]; those it finds in Redis, a dead instance's seats, cannot be
+// named beforehand), so that on a Redis Cluster a script never runs while its
+// slot is split between two masters: it would see a room half moved.
+import { defineLibrary, scriptDefiner, type Script } from '../../channels/redis/scripts';
+import type { RoomMessage, RoomParticipant, RoomRefusal, RoomStream } from '../store';
+import type { OwnSeat } from './own-seats';
 
 export const encode = (name: string) => JSON.stringify(name);
 export const decode = (text: string) => JSON.parse(text) as string;
@@ -37,15 +41,31 @@ export function pairs(flat: unknown): [string, string][] {
 /** The part of a stored value after its first `n` newline-separated fields. */
 export const after = (value: string, n: number) => value.split('\n').slice(n).join('\n');
 
-export interface Script {
-  source: string;
-  sha: string;
-}
+/** The keys of a bucket, after its base (a, r encoded): the names the Lua helpers below build. */
+const k = {
+  accounts: 'roomaccts',
+  instances: 'rminst',
+  rooms: (a: string) => `rooms:${a}`,
+  seats: (a: string, r: string) => `rm:${a}${r}`,
+  users: (a: string, r: string) => `rmu:${a}${r}`,
+  streams: (a: string, r: string) => `rms:${a}${r}`,
+  messages: (a: string, r: string) => `rmm:${a}${r}`,
+  instanceSeats: (instance: string) => `rmseats:${instance}`,
+};
 
-const library = `
-local P = KEYS[1]
-local ACCTS = P .. 'roomaccts'
-local INSTS = P .. 'rminst'
+/** Every key a join or leave (leaveRoom) of a seat that `instance` holds may touch. */
+const seatKeys = (instance: string, a: string, r: string) => [
+  ...[k.seats(a, r), k.users(a, r), k.streams(a, r), k.messages(a, r)],
+  ...[k.rooms(a), k.accounts, k.instanceSeats(instance), k.instances],
+];
+
+// Every call starts with begin(KEYS): its keys are under the base of its bucket, KEYS[1].
+const ROOMS_LUA = `
+local P, ACCTS, INSTS
+local function begin(keys)
+  P = keys[1]
+  ACCTS, INSTS = P .. 'roomaccts', P .. 'rminst'
+end
 local function roomsKey(a) return P .. 'rooms:' .. a end
 local function seatsKey(a, r) return P .. 'rm:' .. a .. r end
 local function usersKey(a, r) return P .. 'rmu:' .. a .. r end
@@ -84,13 +104,20 @@ local function leaveRoom(a, r, s, inst)
 end
 `;
 
-function script(body: string): Script {
-  const source = `${library}\n${body}`;
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
+const defineScript = scriptDefiner(ROOMS_LUA);
+/** The store reads the replies itself. */
+const asIs = (reply: unknown) => reply;
+
+interface Seat {
+  account: string;
+  room: string;
+  socketId: string;
 }
 
 /** ARGV: inst, a, r, s, u, participant JSON, max rooms, max participants, history. */
-export const joinScript = script(`
+export const joinScript = defineScript(
+  'join',
+  `
 local inst, a, r, s, u = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local sk = seatsKey(a, r)
 if redis.call('HEXISTS', sk, s) == 1 then return {'already'} end
@@ -109,15 +136,31 @@ redis.call('SADD', INSTS, inst)
 local messages = {}
 if history > 0 then messages = redis.call('LRANGE', messagesKey(a, r), -history, -1) end
 return {'ok', redis.call('HGETALL', sk), redis.call('HGETALL', streamsKey(a, r)), messages}
-`);
+`,
+  (input: Seat & { instance: string; participant: RoomParticipant; maxRooms: number; maxParticipants: number; history: number }) => [
+    ...[input.instance, encode(input.account), encode(input.room), encode(input.socketId), encode(input.participant.name)],
+    ...[JSON.stringify(input.participant), String(input.maxRooms), String(input.maxParticipants), String(input.history)],
+  ],
+  asIs,
+  ({ instance, account, room }) => seatKeys(instance, encode(account), encode(room)),
+);
 
 /** ARGV: a, r, s. */
-export const leaveScript = script(`
+export const leaveScript = defineScript(
+  'leave',
+  `
 return leaveRoom(ARGV[1], ARGV[2], ARGV[3], nil)
-`);
+`,
+  (input: Seat & { instance: string }) => [encode(input.account), encode(input.room), encode(input.socketId)],
+  asIs,
+  // The seat is this instance's (its socket left), so its record is the one touched.
+  ({ instance, account, room }) => seatKeys(instance, encode(account), encode(room)),
+);
 
 /** ARGV: a, r, s, i, stream JSON, max per participant. */
-export const addStreamScript = script(`
+export const addStreamScript = defineScript(
+  'addStream',
+  `
 local a, r, s, i = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HEXISTS', seatsKey(a, r), s) == 0 then return 'absent' end
 if redis.call('HEXISTS', streamsKey(a, r), i) == 1 then return 'exists' end
@@ -131,28 +174,52 @@ if max > 0 then
 end
 redis.call('HSET', streamsKey(a, r), i, s .. '\\n' .. ARGV[5])
 return 'ok'
-`);
+`,
+  ({ account, room, stream, maxPerParticipant }: { account: string; room: string; stream: RoomStream; maxPerParticipant: number }) => [
+    ...[encode(account), encode(room), encode(stream.socketId), encode(stream.streamId)],
+    ...[JSON.stringify(stream), String(maxPerParticipant)],
+  ],
+  asIs,
+  ({ account, room }) => [k.seats(encode(account), encode(room)), k.streams(encode(account), encode(room))],
+);
 
 /** ARGV: a, r, s, i. Returns the stream JSON, or false. */
-export const removeStreamScript = script(`
+export const removeStreamScript = defineScript(
+  'removeStream',
+  `
 local a, r, s, i = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local v = redis.call('HGET', streamsKey(a, r), i)
 if not v or string.sub(v, 1, #s + 1) ~= s .. '\\n' then return false end
 redis.call('HDEL', streamsKey(a, r), i)
 return string.sub(v, #s + 2)
-`);
+`,
+  (input: Seat & { streamId: string }) => [encode(input.account), encode(input.room), encode(input.socketId), encode(input.streamId)],
+  asIs,
+  ({ account, room }) => [k.streams(encode(account), encode(room))],
+);
 
 /** ARGV: a, r, s, message JSON, keep. */
-export const messageScript = script(`
+export const messageScript = defineScript(
+  'message',
+  `
 local a, r = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', seatsKey(a, r), ARGV[3]) == 0 then return 0 end
 redis.call('RPUSH', messagesKey(a, r), ARGV[4])
 redis.call('LTRIM', messagesKey(a, r), -num(ARGV[5]), -1)
 return 1
-`);
+`,
+  (input: Seat & { message: RoomMessage; keep: number }) => [
+    ...[encode(input.account), encode(input.room), encode(input.socketId)],
+    ...[JSON.stringify(input.message), String(input.keep)],
+  ],
+  asIs,
+  ({ account, room }) => [k.seats(encode(account), encode(room)), k.messages(encode(account), encode(room))],
+);
 
 /** Every room: {a, r, participants, streams}. */
-export const listScript = script(`
+export const listScript = defineScript(
+  'list',
+  `
 local out = {}
 for _, a in ipairs(redis.call('SMEMBERS', ACCTS)) do
   for _, r in ipairs(redis.call('SMEMBERS', roomsKey(a))) do
@@ -160,13 +227,19 @@ for _, a in ipairs(redis.call('SMEMBERS', ACCTS)) do
   end
 end
 return out
-`);
+`,
+  () => [],
+  asIs,
+  () => [k.accounts],
+);
 
 /**
  * ARGV: this instance, batch, live instances... Removes up to a batch of the participants of
  * one instance without a heartbeat. Returns {more, {{a, r, s, participant JSON, {stream JSON...}}...}}.
  */
-export const sweepScript = script(`
+export const sweepScript = defineScript(
+  'sweep',
+  `
 local me, batch = ARGV[1], num(ARGV[2])
 local live = {}
 for k = 3, #ARGV do live[ARGV[k]] = true end
@@ -188,7 +261,11 @@ for _, i in ipairs(redis.call('SMEMBERS', INSTS)) do
   end
 end
 return {0, {}}
-`);
+`,
+  (input: { instance: string; batch: number; live: string[] }) => [input.instance, String(input.batch), ...input.live],
+  asIs,
+  () => [k.instances],
+);
 
 /**
  * Makes this instance's seats in one bucket what its sockets hold, after
@@ -203,7 +280,9 @@ return {0, {}}
  * {a, r, {stream JSON...}}... (streams gone), {a, r, s}... (seats lost),
  * {a, r, s, i}... (streams lost)}.
  */
-export const restoreScript = script(`
+export const restoreScript = defineScript(
+  'restore',
+  `
 local inst = ARGV[1]
 local seats, wanted = {}, {}
 local at = 3
@@ -265,29 +344,35 @@ for _, seat in ipairs(seats) do
   end
 end
 return {departed, streamsGone, seatsLost, streamsLost}
-`);
-
-/** Sends commands and runs the scripts above, each on the keys of one bucket. */
-export function createRoomScriptRunner(client: RedisCommands) {
-  /** A Redis that stops answering must not hold a socket's events forever. */
-  function send(args: string[], key: string): Promise<unknown> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`)), COMMAND_TIMEOUT_MS);
-    });
-    return Promise.race([client.send(args, key), late]).finally(() => clearTimeout(timer));
-  }
-
-  /** Runs a script on the keys of one bucket (`base`, its KEYS[1]). */
-  async function run(s: Script, base: string, args: string[]): Promise<unknown> {
-    const argv = ['1', base, ...args];
-    try {
-      return await send(['EVALSHA', s.sha, ...argv], base);
-    } catch (err) {
-      // Scripts are forgotten when Redis restarts.
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return send(['EVAL', s.source, ...argv], base);
-      throw err;
+`,
+  ({ instance, seats }: { instance: string; seats: OwnSeat[] }) => {
+    const args = [instance, String(seats.length)];
+    for (const { account, room, socketId, participant, streams } of seats) {
+      args.push(encode(account), encode(room), encode(socketId), encode(participant.name), JSON.stringify(participant));
+      args.push(String(streams.size));
+      for (const stream of streams.values()) args.push(encode(stream.streamId), JSON.stringify(stream));
     }
-  }
-  return { send, run };
-}
+    return args;
+  },
+  asIs,
+  // The seats it finds in Redis that no socket holds, and their rooms, cannot be named beforehand.
+  ({ instance, seats }) => [
+    ...new Set([
+      k.instanceSeats(instance),
+      k.instances,
+      ...seats.flatMap(({ account, room }) => seatKeys(instance, encode(account), encode(room))),
+    ]),
+  ],
+);
+
+/** Every room script, as one library of functions. */
+export const roomsLibrary = defineLibrary('vw_rooms', [
+  joinScript,
+  leaveScript,
+  addStreamScript,
+  removeStreamScript,
+  messageScript,
+  listScript,
+  sweepScript,
+  restoreScript,
+] as Script<never, unknown>[]);

@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import { createExclusiveGate } from '../../channels/redis/gate';
 import { keyLayout } from '../../channels/redis/keys';
-import type { RedisCommands } from '../../channels/redis/scripts';
+import { createScriptRunner, type RedisCommands, type Script } from '../../channels/redis/scripts';
 import {
   bySummary,
   type RoomDeparture,
@@ -23,7 +23,6 @@ import {
 import {
   addStreamScript,
   after,
-  createRoomScriptRunner,
   decode,
   encode,
   joinScript,
@@ -35,10 +34,10 @@ import {
   refusals,
   removeStreamScript,
   restoreScript,
+  roomsLibrary,
   sweepScript,
-  type Script,
 } from './scripts';
-import { createOwnSeats, type OwnSeat } from './own-seats';
+import { createOwnSeats } from './own-seats';
 
 export interface RedisRoomStoreOptions {
   client: RedisCommands;
@@ -73,17 +72,6 @@ function departureOf(entry: unknown): RoomDeparture {
   };
 }
 
-/** A bucket's seats as the restore script reads them. */
-function restoreArgs(instanceId: string, seats: OwnSeat[]) {
-  const args = [instanceId, String(seats.length)];
-  for (const { account, room, socketId, participant, streams } of seats) {
-    args.push(encode(account), encode(room), encode(socketId), encode(participant.name), JSON.stringify(participant));
-    args.push(String(streams.size));
-    for (const stream of streams.values()) args.push(encode(stream.streamId), JSON.stringify(stream));
-  }
-  return args;
-}
-
 export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, log }: RedisRoomStoreOptions): RedisRoomStore {
   let closed = false;
   const keys = keyLayout(prefix, buckets);
@@ -95,11 +83,12 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
   /** An instance that never asked for a seat has none in Redis: nothing to restore. */
   let everSeated = false;
 
-  const redis = createRoomScriptRunner(client);
+  // The keys a script touches are declared on a Redis Cluster only, as the channel registry does.
+  const redis = createScriptRunner(client, { library: roomsLibrary, declareKeys: keys.buckets.length > 1 });
   const { send } = redis;
-  function run(s: Script, base: string, args: string[]): Promise<unknown> {
+  function run<Input>(script: Script<Input, unknown>, base: string, input: Input): Promise<unknown> {
     if (closed) return Promise.reject(new Error('room store closed'));
-    return redis.run(s, base, args);
+    return redis.run(script, base, input);
   }
   /** A change to this instance's seats; one that fails (its reply lost) is repaired by the next restore. */
   const change = <T>(task: () => Promise<T>) =>
@@ -119,7 +108,7 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
   async function restore(): Promise<RoomRestore> {
     const result: RoomRestore = { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] };
     const byBucket = own.byBucket(keys.buckets, (account) => bucket(account));
-    const replies = await Promise.all([...byBucket].map(([base, seats]) => run(restoreScript, base, restoreArgs(instanceId, seats))));
+    const replies = await Promise.all([...byBucket].map(([base, seats]) => run(restoreScript, base, { instance: instanceId, seats })));
     for (const reply of replies) {
       const [departed, streamsGone, seatsLost, streamsLost] = list(reply);
       result.departures.push(...list(departed).map(departureOf));
@@ -149,17 +138,16 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
       change(async (): Promise<RoomJoinResult> => {
         everSeated = true;
         const reply = list(
-          await run(joinScript, bucket(account), [
-            instanceId,
-            encode(account),
-            encode(room),
-            encode(socketId),
-            encode(participant.name),
-            JSON.stringify(participant),
-            String(maxRooms),
-            String(maxParticipants),
-            String(history),
-          ]),
+          await run(joinScript, bucket(account), {
+            instance: instanceId,
+            account,
+            room,
+            socketId,
+            participant,
+            maxRooms,
+            maxParticipants,
+            history,
+          }),
         );
         const [outcome, seats, streams, messages] = reply;
         if (outcome !== 'ok') {
@@ -185,21 +173,14 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
       change(async () => {
         // The socket has left whatever Redis answers.
         own.left(account, room, socketId);
-        const reply = await run(leaveScript, bucket(account), [encode(account), encode(room), encode(socketId)]);
+        const reply = await run(leaveScript, bucket(account), { instance: instanceId, account, room, socketId });
         if (!Array.isArray(reply)) return null;
         return departureOf([encode(account), encode(room), encode(socketId), ...reply]);
       }),
 
     addStream: (account, room, stream, maxPerParticipant) =>
       change(async () => {
-        const reply = await run(addStreamScript, bucket(account), [
-          encode(account),
-          encode(room),
-          encode(stream.socketId),
-          encode(stream.streamId),
-          JSON.stringify(stream),
-          String(maxPerParticipant),
-        ]);
+        const reply = await run(addStreamScript, bucket(account), { account, room, stream, maxPerParticipant });
         if (reply === 'ok') own.published(account, room, stream);
         if (reply === 'ok' || reply === 'exists' || reply === 'absent' || reply === 'tooMany') return reply;
         throw new Error(`unexpected reply from Redis: ${String(reply)}`);
@@ -207,25 +188,19 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
 
     removeStream: (account, room, streamId, socketId) =>
       change(async () => {
-        const reply = await run(removeStreamScript, bucket(account), [encode(account), encode(room), encode(socketId), encode(streamId)]);
+        const reply = await run(removeStreamScript, bucket(account), { account, room, socketId, streamId });
         if (typeof reply !== 'string') return null;
         own.unpublished(account, room, socketId, streamId);
         return JSON.parse(reply) as RoomStream;
       }),
 
     async addMessage(account, room, socketId, message, keep) {
-      const reply = await run(messageScript, bucket(account), [
-        encode(account),
-        encode(room),
-        encode(socketId),
-        JSON.stringify(message),
-        String(keep),
-      ]);
+      const reply = await run(messageScript, bucket(account), { account, room, socketId, message, keep });
       return reply === 1;
     },
 
     async list() {
-      const replies = await Promise.all(keys.buckets.map((base) => run(listScript, base, [])));
+      const replies = await Promise.all(keys.buckets.map((base) => run(listScript, base, undefined)));
       const rooms: RoomSummary[] = replies.flatMap(list).map((entry) => {
         const [a, r, participants, streams] = list(entry);
         return { account: decode(String(a)), room: decode(String(r)), participants: Number(participants), streams: Number(streams) };
@@ -243,7 +218,7 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
         keys.buckets.map(async (base) => {
           const found: RoomDeparture[] = [];
           for (let batch = 0; batch < SWEEP_MAX_BATCHES; batch++) {
-            const [more, entries] = list(await run(sweepScript, base, [instanceId, String(SWEEP_BATCH), ...live]));
+            const [more, entries] = list(await run(sweepScript, base, { instance: instanceId, batch: SWEEP_BATCH, live }));
             found.push(...list(entries).map(departureOf));
             if (more !== 1) break;
           }
