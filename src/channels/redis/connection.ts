@@ -262,7 +262,12 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
       return inTurn(channels, () => subscriber.sUnsubscribe(...args).catch(() => undefined));
     },
   };
-  /** A fresh subscriber, subscribed to everything the old one was. */
+  /**
+   * A fresh subscriber, subscribed to everything the old one was, before the
+   * old one goes: an event published meanwhile reaches one of them (one
+   * published in the moment both are subscribed may reach both), where
+   * dropping the old one first lost what came before the new one subscribed.
+   */
   async function resubscribe() {
     const old = subscriber;
     const next = createCluster(options);
@@ -271,9 +276,15 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     subscribed = new Promise<void>((resolve) => (ready = resolve));
     try {
       await next.connect();
+      const results = await Promise.allSettled([...subscriptions.values()].map((args) => next.sSubscribe(...args)));
       subscriber = next;
       old.destroy();
-      await Promise.all([...subscriptions.values()].map((args) => next.sSubscribe(...args)));
+      const failed = results.filter((result) => result.status === 'rejected');
+      if (failed.length)
+        throw new AggregateError(
+          failed.map((result) => result.reason),
+          `${failed.length} channels not subscribed`,
+        );
     } finally {
       // Failed to connect: the old one goes on, as it can.
       ready();
