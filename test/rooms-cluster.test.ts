@@ -235,7 +235,7 @@ test('Redis room store restore: seats and streams back once, taken ones given up
   const whole = [{ account: 'A', room: 'r', participants: 2, streams: 2 }];
   // Nothing lost: a restore changes nothing and counts nobody twice.
   one.resync();
-  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] });
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [], rejoined: [] });
   assert.equal(await one.restoreIfDue(), undefined);
   assert.deepEqual(await one.list(), whole);
 
@@ -257,10 +257,12 @@ test('Redis room store restore: seats and streams back once, taken ones given up
     ['dave'],
   );
   assert.deepEqual(restored?.streamsGone, []);
+  // Nobody heard bob leave: Redis lost his seat, no sweep took it.
+  assert.deepEqual(restored?.rejoined, []);
   assert.deepEqual(await one.list(), [{ account: 'A', room: 'r', participants: 3, streams: 1 }]);
   // What was given up is forgotten: the next restore puts back bob's seat alone.
   one.resync();
-  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] });
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [], rejoined: [] });
   for (const [s, socketId] of [
     [one, 's1'],
     [one, 's2'],
@@ -269,6 +271,42 @@ test('Redis room store restore: seats and streams back once, taken ones given up
   ] as const)
     await s.leave('A', 'r', socketId);
   assert.deepEqual(await one.list(), []);
+  assert.deepEqual(await redis.keys(), []);
+});
+
+test('Redis room store: seats a sweep took from an instance taken for dead come back as a rejoin, once', timely, async (t) => {
+  const redis = await testRedis(t);
+  if (!redis) return;
+  const store = (instanceId: string) =>
+    createRedisRoomStore({
+      client: redis.commands,
+      buckets: redis.buckets,
+      prefix: redis.prefix,
+      instanceId,
+      log: pino({ level: 'silent' }),
+    });
+  const [one, two] = [store('i1'), store('i2')];
+  const alice = { name: 'alice', joinedAt: 1 };
+  const base = { account: 'A', room: 'r', maxRooms: 0, maxParticipants: 0, history: 0 };
+  assert.ok((await one.join({ ...base, socketId: 's1', participant: alice })).ok);
+  assert.ok((await two.join({ ...base, socketId: 's2', participant: { name: 'bob', joinedAt: 2 } })).ok);
+  const cam = { type: 'webrtc' as const, streamId: 'alice-cam', socketId: 's1', user: 'alice', channel: 'alice-cam', publishedAt: 1 };
+  assert.equal(await one.addStream('A', 'r', cam, 4), 'ok');
+
+  // No live instance is registered here, so i2 takes i1 for dead.
+  const taken = { account: 'A', room: 'r', socketId: 's1', participant: alice, streams: [cam] };
+  assert.deepEqual(await two.sweep(), [taken]);
+  assert.deepEqual(await one.list(), [{ account: 'A', room: 'r', participants: 1, streams: 0 }]);
+
+  one.resync();
+  const restored = await one.restoreIfDue();
+  assert.deepEqual(restored, { departures: [], streamsGone: [], seatsLost: [], streamsLost: [], rejoined: [taken] });
+  assert.deepEqual(await one.list(), [{ account: 'A', room: 'r', participants: 2, streams: 1 }]);
+  // Said once: a later restore finds nothing new.
+  one.resync();
+  assert.deepEqual(await one.restoreIfDue(), { departures: [], streamsGone: [], seatsLost: [], streamsLost: [], rejoined: [] });
+  await one.leave('A', 'r', 's1');
+  await two.leave('A', 'r', 's2');
   assert.deepEqual(await redis.keys(), []);
 });
 
@@ -313,6 +351,44 @@ test('an instance killed with SIGKILL: its participants leave their rooms within
     ['alice', 'bob'],
   );
 });
+
+test(
+  'an instance taken for dead (stopped past the cluster timeout) comes back: its participant and camera rejoin the room',
+  timely,
+  async (t) => {
+    const redis = await testRedis(t);
+    if (!redis) return;
+    const file = roomAccountsFile();
+    const survivor = await instance(redis, file);
+    const frozen = await spawnServer(
+      { after: redis.onCleanup },
+      { ...redis.env, CLUSTER_TIMEOUT_MS: String(TIMEOUT_MS), ACCOUNTS_FILE: file, STATIC_TOKEN: undefined },
+    );
+    await eventually('the frozen instance is ready', async () => (await get(frozen.url, '/ready')).status === 200);
+    const { alice, bob } = await bothPublishing(t, survivor.url, frozen.url);
+
+    const left = nextUpdate(alice, 'participantLeft', 3 * TIMEOUT_MS);
+    const removed = nextUpdate(alice, 'streamRemove', 3 * TIMEOUT_MS);
+    // Stopped as by a long pause: its sockets stay connected, its heartbeat lapses.
+    frozen.child.kill('SIGSTOP');
+    try {
+      assert.equal(((await left).participantLeft as { name: string }).name, 'bob');
+      assert.equal((await removed).streamRemove, 'bob-cam');
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+    const rejoined = nextUpdate(alice, (u) => (u.participantJoin as { name?: string } | undefined)?.name === 'bob', 3 * TIMEOUT_MS);
+    const streamBack = nextUpdate(alice, (u) => (u.streamNew as { streamId?: string } | undefined)?.streamId === 'bob-cam', 3 * TIMEOUT_MS);
+    // Alice subscribes to bob's camera again: bob hears of her.
+    const bobHearsAlice = next(bob, 'message', isPeer('alice'), 3 * TIMEOUT_MS);
+    await Promise.all([rejoined, streamBack, bobHearsAlice]);
+    const whole = { 'Site A': { call: { participants: 2, streams: 2 } } };
+    await eventually(
+      'the room whole again',
+      async () => JSON.stringify((await get(survivor.url, `/rooms?apikey=${API_KEY}`)).json()) === JSON.stringify(whole),
+    );
+  },
+);
 
 test('Redis away: room events are answered "Rooms are unavailable", and work again once it is back', timely, async (t) => {
   const server = await privateRedis(t);

@@ -191,12 +191,18 @@ export function createRooms(deps: RoomDeps) {
       for (const departure of departures) seats.announceDeparture(departure);
     },
     /**
-     * This instance's seats were written back to Redis. Seats put back as
-     * they were are news to nobody; what Redis held that no socket here holds
-     * goes, and a socket whose seat or stream another one took meanwhile loses it.
+     * This instance's seats were written back to Redis. Seats Redis had lost
+     * are news to nobody; seats a sweep took (this instance was taken for
+     * dead) join their rooms again, with their streams; what Redis held that
+     * no socket here holds goes, and a socket whose seat or stream another
+     * one took meanwhile loses it.
      */
-    restored({ departures, streamsGone, seatsLost, streamsLost }: RoomRestore) {
+    restored({ departures, streamsGone, seatsLost, streamsLost, rejoined }: RoomRestore) {
       for (const departure of departures) seats.announceDeparture(departure);
+      for (const { account, room, participant, streams } of rejoined) {
+        replies.broadcast(account, room, { participantJoin: participant });
+        for (const stream of streams) seats.announceStream(account, room, stream);
+      }
       for (const { account, room, streams } of streamsGone) seats.announceStreamsGone(account, room, streams);
       for (const { room, socketId } of seatsLost) {
         const socket = io.sockets.sockets.get(socketId);

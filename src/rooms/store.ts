@@ -64,6 +64,11 @@ export interface RoomRestore {
   seatsLost: { account: string; room: string; socketId: string }[];
   /** Streams not put back: another participant published one of that name meanwhile. */
   streamsLost: { account: string; room: string; socketId: string; streamId: string }[];
+  /**
+   * Seats put back that a sweep had taken (this instance was taken for dead,
+   * and their rooms heard them leave), with the streams put back with them.
+   */
+  rejoined: RoomDeparture[];
 }
 
 export interface RoomSummary {

@@ -15,6 +15,10 @@
 //   rmm:<a><r>         list of message JSON, oldest first
 //   rminst             set of instances that seated participants in the bucket
 //   rmseats:<instance> hash: <a><r><s> -> "<a>\n<r>\n<s>"
+//   rmswept:<instance> hash: <a><r><s> -> 1, the seats a sweep took from an
+//                      instance taken for dead, whose rooms heard them leave
+//                      (so a restore of them is announced as a join); it
+//                      expires after a day, for an instance that never returns
 // An instance missing from the channel registry's live instances is dead.
 //
 // The scripts run through the registry's runner (channels/redis/scripts.ts),
@@ -51,6 +55,7 @@ const k = {
   streams: (a: string, r: string) => `rms:${a}${r}`,
   messages: (a: string, r: string) => `rmm:${a}${r}`,
   instanceSeats: (instance: string) => `rmseats:${instance}`,
+  sweptSeats: (instance: string) => `rmswept:${instance}`,
 };
 
 /** Every key a join or leave (leaveRoom) of a seat that `instance` holds may touch. */
@@ -72,7 +77,9 @@ local function usersKey(a, r) return P .. 'rmu:' .. a .. r end
 local function streamsKey(a, r) return P .. 'rms:' .. a .. r end
 local function messagesKey(a, r) return P .. 'rmm:' .. a .. r end
 local function instKey(i) return P .. 'rmseats:' .. i end
+local function sweptKey(i) return P .. 'rmswept:' .. i end
 local function num(v) return tonumber(v) or 0 end
+local SWEPT_TTL_MS = 86400000
 
 -- Removes socket s from room r (only if instance inst seated it, when given).
 -- Returns {participant JSON, {stream JSON...}} or false.
@@ -253,9 +260,13 @@ for _, i in ipairs(redis.call('SMEMBERS', INSTS)) do
       local a, r, s = string.match(entries[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
       if a then
         local left = leaveRoom(a, r, s, i)
-        if left then out[#out + 1] = {a, r, s, left[1], left[2]} end
+        if left then
+          out[#out + 1] = {a, r, s, left[1], left[2]}
+          redis.call('HSET', sweptKey(i), entries[k], '1')
+        end
       end
     end
+    if #out > 0 then redis.call('PEXPIRE', sweptKey(i), SWEPT_TTL_MS) end
     if redis.call('EXISTS', ik) == 0 then redis.call('SREM', INSTS, i) end
     return {1, out}
   end
@@ -278,7 +289,9 @@ return {0, {}}
  * for this instance that no socket holds go.
  * Returns {{a, r, s, participant JSON, {stream JSON...}}... (seats gone),
  * {a, r, {stream JSON...}}... (streams gone), {a, r, s}... (seats lost),
- * {a, r, s, i}... (streams lost)}.
+ * {a, r, s, i}... (streams lost), {a, r, s, participant JSON, {stream
+ * JSON...}}... (seats a sweep took, whose rooms heard them leave, written
+ * back with these streams)}.
  */
 export const restoreScript = defineScript(
   'restore',
@@ -298,7 +311,10 @@ for _ = 1, num(ARGV[2]) do
   wanted[seat.a .. seat.r .. seat.s] = true
 end
 local ik = instKey(inst)
-local departed, streamsGone, seatsLost, streamsLost = {}, {}, {}, {}
+local departed, streamsGone, seatsLost, streamsLost, rejoined = {}, {}, {}, {}, {}
+local swept = {}
+local sweptFlat = redis.call('HGETALL', sweptKey(inst))
+for k = 1, #sweptFlat, 2 do swept[sweptFlat[k]] = true end
 local held = redis.call('HGETALL', ik)
 for k = 1, #held, 2 do
   if not wanted[held[k]] then
@@ -336,14 +352,19 @@ for _, seat in ipairs(seats) do
       end
     end
     if #gone > 0 then streamsGone[#streamsGone + 1] = {a, r, gone} end
+    local back = {}
     for _, st in ipairs(seat.streams) do
       local o = owners[st[1]]
-      if not o then redis.call('HSET', stk, st[1], s .. '\\n' .. st[2])
+      if not o then
+        redis.call('HSET', stk, st[1], s .. '\\n' .. st[2])
+        back[#back + 1] = st[2]
       elseif o ~= s then streamsLost[#streamsLost + 1] = {a, r, s, st[1]} end
     end
+    if not present and swept[a .. r .. s] then rejoined[#rejoined + 1] = {a, r, s, seat.pj, back} end
   end
 end
-return {departed, streamsGone, seatsLost, streamsLost}
+redis.call('DEL', sweptKey(inst))
+return {departed, streamsGone, seatsLost, streamsLost, rejoined}
 `,
   ({ instance, seats }: { instance: string; seats: OwnSeat[] }) => {
     const args = [instance, String(seats.length)];
@@ -359,6 +380,7 @@ return {departed, streamsGone, seatsLost, streamsLost}
   ({ instance, seats }) => [
     ...new Set([
       k.instanceSeats(instance),
+      k.sweptSeats(instance),
       k.instances,
       ...seats.flatMap(({ account, room }) => seatKeys(instance, encode(account), encode(room))),
     ]),

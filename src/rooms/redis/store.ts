@@ -60,7 +60,7 @@ export interface RedisRoomStore extends RoomStore {
 const SWEEP_BATCH = 200;
 const SWEEP_MAX_BATCHES = 50;
 
-/** A departure as the sweep and restore scripts list it: {a, r, s, participant JSON, {stream JSON...}}. */
+/** A seat with its streams as the sweep and restore scripts list it: {a, r, s, participant JSON, {stream JSON...}}. */
 function departureOf(entry: unknown): RoomDeparture {
   const [a, r, s, participant, streams] = list(entry);
   return {
@@ -106,12 +106,13 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
     Object.fromEntries(pairs(flat).map(([field, value]) => [decode(field), JSON.parse(after(value, 1)) as RoomStream] as const));
 
   async function restore(): Promise<RoomRestore> {
-    const result: RoomRestore = { departures: [], streamsGone: [], seatsLost: [], streamsLost: [] };
+    const result: RoomRestore = { departures: [], streamsGone: [], seatsLost: [], streamsLost: [], rejoined: [] };
     const byBucket = own.byBucket(keys.buckets, (account) => bucket(account));
     const replies = await Promise.all([...byBucket].map(([base, seats]) => run(restoreScript, base, { instance: instanceId, seats })));
     for (const reply of replies) {
-      const [departed, streamsGone, seatsLost, streamsLost] = list(reply);
+      const [departed, streamsGone, seatsLost, streamsLost, rejoined] = list(reply);
       result.departures.push(...list(departed).map(departureOf));
+      result.rejoined.push(...list(rejoined).map(departureOf));
       for (const entry of list(streamsGone)) {
         const [a, r, streams] = list(entry);
         const gone = list(streams).map((v) => JSON.parse(String(v)) as RoomStream);
@@ -128,7 +129,7 @@ export function createRedisRoomStore({ client, prefix, buckets = 1, instanceId, 
     }
     for (const { account, room, socketId } of result.seatsLost) own.left(account, room, socketId);
     for (const { account, room, socketId, streamId } of result.streamsLost) own.unpublished(account, room, socketId, streamId);
-    const changed = result.departures.length + result.streamsGone.length + result.seatsLost.length + result.streamsLost.length;
+    const changed = Object.values(result).reduce((n, changes: unknown[]) => n + changes.length, 0);
     log.info({ seats: own.size, changed }, "this instance's room seats written back to Redis");
     return result;
   }
