@@ -95,7 +95,8 @@ const shown = async (registry: RedisRegistry) => ({ usage: await registry.usage(
 
 /**
  * Moves the slot to another master and, once about half its keys are on
- * the new one, starts `task` and waits for Redis's first answer to `script`.
+ * the new one, starts `task` and waits for `answered` (Redis's first answer
+ * to the script under test) before the move goes on.
  */
 async function midMove<T>(
   t: TestContext,

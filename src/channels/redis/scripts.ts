@@ -52,6 +52,9 @@ export interface Script<Input, Reply> {
    * The keys it touches, after the base, declared as KEYS[2...] on a Redis
    * Cluster. While a slot moves between shards, Redis then runs the script
    * only where all of them are (or answers TRYAGAIN), never on half of them.
+   * Keys it finds in Redis (a dead instance's channels) the script asks for
+   * before any write (LIBRARY_LUA, undeclared): the runner calls it again
+   * with them declared too.
    */
   touches(input: Input): string[];
 }
@@ -1028,7 +1031,7 @@ export interface SyncInput {
   instance: string;
   /** Connections this instance holds, by encoded account. */
   connections: ReadonlyMap<string, number>;
-  registrations: Iterable<Registration>;
+  registrations: readonly Registration[];
   /** Forget the instance afterwards (it is leaving). */
   retire: boolean;
 }
@@ -1111,7 +1114,7 @@ return {notes, dropped}
   (input: SyncInput) => {
     // A retiring instance claims nothing: everything it registered is removed.
     const connections = input.retire ? new Map<string, number>() : input.connections;
-    const registrations = input.retire ? [] : [...input.registrations];
+    const registrations = input.retire ? [] : input.registrations;
     const args = [input.instance, String(connections.size)];
     for (const [account, count] of connections) args.push(account, String(count));
     args.push(String(registrations.length));
@@ -1126,7 +1129,7 @@ return {notes, dropped}
   (input: SyncInput) => [
     ...[k.accounts, k.synced, k.connections(input.instance), k.registrations(input.instance)],
     ...(input.retire ? [] : [...input.connections.keys()].map(k.account)),
-    ...(input.retire ? [] : [...input.registrations].flatMap((r) => [k.account(r.account), k.channel(r.account, r.channel)])),
+    ...(input.retire ? [] : input.registrations.flatMap((r) => [k.account(r.account), k.channel(r.account, r.channel)])),
   ],
 );
 
