@@ -32,6 +32,8 @@ const COMMAND_TIMEOUT_MS = 5000;
 /** A script that meets a slot in migration waits for the move to finish: up to about 2 s in all. */
 const MIGRATION_RETRIES = 12;
 const MIGRATION_RETRY_MS = 30;
+/** Calls of a script whose keys depend on what it finds, each declaring the keys the one before found (LIBRARY_LUA, undeclared). */
+const UNDECLARED_ROUNDS = 4;
 
 export interface Script<Input, Reply> {
   /** Its function's name in the library, after the library's own name. */
@@ -50,6 +52,9 @@ export interface Script<Input, Reply> {
    * The keys it touches, after the base, declared as KEYS[2...] on a Redis
    * Cluster. While a slot moves between shards, Redis then runs the script
    * only where all of them are (or answers TRYAGAIN), never on half of them.
+   * Keys it finds in Redis (a dead instance's channels) the script asks for
+   * before any write (LIBRARY_LUA, undeclared): the runner calls it again
+   * with them declared too.
    */
   touches(input: Input): string[];
 }
@@ -201,12 +206,11 @@ export function createScriptRunner(client: RedisCommands, { library, declareKeys
       throw err;
     }
   }
-  async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
-    const keys = declareKeys ? [base, ...script.touches(input).map((key) => base + key)] : [base];
-    const argv = [String(keys.length), ...keys, ...script.args(input)];
+  /** One call, waiting while its slot moves between shards. */
+  async function callWhileMoving(script: Script<never, unknown>, argv: string[], base: string): Promise<unknown> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return script.decode(await call(script as Script<never, unknown>, argv, base));
+        return await call(script, argv, base);
       } catch (err) {
         // A slot being moved to another shard: its keys are on both sides for a moment.
         const moving = err instanceof RegistryUnavailableError && err.cause instanceof Error && err.cause.message.startsWith('TRYAGAIN');
@@ -215,12 +219,30 @@ export function createScriptRunner(client: RedisCommands, { library, declareKeys
       }
     }
   }
+  async function run<Input, Reply>(script: Script<Input, Reply>, base: string, input: Input): Promise<Reply> {
+    const keys = new Set(declareKeys ? [base, ...script.touches(input).map((key) => base + key)] : [base]);
+    const args = script.args(input);
+    for (let round = 1; ; round++) {
+      const reply = await callWhileMoving(script as Script<never, unknown>, [String(keys.size), ...keys, ...args], base);
+      const undeclared = undeclaredKeys(reply);
+      if (!undeclared) return script.decode(reply);
+      // The script found keys it would touch and wrote nothing: called again with them declared.
+      if (round >= UNDECLARED_ROUNDS) throw new RegistryUnavailableError(`the keys of script ${script.name} kept changing`);
+      for (const key of undeclared) keys.add(key);
+    }
+  }
   return { send, guard, run };
 }
 
 // Reading replies: Redis answers with nested arrays of strings and integers.
 export const asArray = (reply: unknown): unknown[] => (Array.isArray(reply) ? reply : []);
 export const asString = (reply: unknown): string | undefined => (typeof reply === 'string' ? reply : undefined);
+
+/** The keys of an {'undeclared', key...} reply (LIBRARY_LUA, undeclared), or undefined for any other reply. */
+function undeclaredKeys(reply: unknown): string[] | undefined {
+  if (!Array.isArray(reply) || reply[0] !== 'undeclared') return undefined;
+  return reply.slice(1).map(String);
+}
 const asNumber = (value: unknown) => (value === undefined || value === null ? 0 : Number(value) || 0);
 
 /** HGETALL's flat [field, value, field, value...] as pairs. */
@@ -639,10 +661,48 @@ local function removeRegistration(r)
   return remaining
 end
 
+-- The call's KEYS: its base, then on a Redis Cluster every key it touches.
+local declared
+
 -- Every call starts here.
 local function begin(keys)
   setBase(keys[1])
   usage, touched = {}, {}
+  declared = keys
+end
+
+-- On a Redis Cluster a call declares every key it touches, so that Redis runs
+-- it only where all of them are, never while its slot is split between two
+-- masters (where a key not declared may be gone, and a script that fails half
+-- way keeps its writes). One Redis declares only the base.
+local function declaring() return #declared > 1 end
+
+-- A script whose keys depend on what it finds collects them before any write:
+-- the reply that asks the caller to declare those it did not, and call again;
+-- nil when all are declared.
+local function undeclared(keys)
+  local known, missing = {}, {'undeclared'}
+  for _, key in ipairs(declared) do known[key] = true end
+  for _, key in ipairs(keys) do
+    if not known[key] then
+      known[key] = true
+      missing[#missing + 1] = key
+    end
+  end
+  if #missing > 1 then return missing end
+end
+
+-- The accounts and channels that registration records (the values of a flat hash) name.
+local function recordKeys(keys, flat)
+  for k = 2, #flat, 2 do
+    local a, c = parseRegistration(flat[k])
+    if a then keys[#keys + 1], keys[#keys + 2] = accountKey(a), channelKey(a, c) end
+  end
+end
+
+-- The accounts that the fields of a flat hash name (an instance's connections).
+local function accountKeys(keys, flat)
+  for k = 1, #flat, 2 do keys[#keys + 1] = accountKey(flat[k]) end
 end
 
 -- Adds what the channel's remaining peers must hear, {c, p, {socket, ...}},
@@ -929,6 +989,14 @@ export const sweepScript = defineScript(
 local dead, batch = ARGV[1], ARGV[2]
 local pk = peersKey(dead)
 local entries = redis.call('HSCAN', pk, '0', 'COUNT', batch)[2]
+if declaring() then
+  -- The connections are released when this batch is the last; declared whether or not.
+  local keys = {}
+  recordKeys(keys, entries)
+  accountKeys(keys, redis.call('HGETALL', connKey(dead)))
+  local missing = undeclared(keys)
+  if missing then return missing end
+end
 local notes, removed, fields = {}, 0, {}
 for k = 1, #entries, 2 do
   fields[#fields + 1] = entries[k]
@@ -955,13 +1023,15 @@ return {done and 1 or 0, removed, notes}
     const [done, removed, notes] = asArray(reply);
     return { done: done === 1, removed: asNumber(removed), gone: departures(notes) };
   },
+  // Its accounts and channels are in its records: the script asks for them.
+  ({ dead }) => [k.accounts, k.synced, k.registrations(dead), k.connections(dead)],
 );
 
 export interface SyncInput {
   instance: string;
   /** Connections this instance holds, by encoded account. */
   connections: ReadonlyMap<string, number>;
-  registrations: Iterable<Registration>;
+  registrations: readonly Registration[];
   /** Forget the instance afterwards (it is leaving). */
   retire: boolean;
 }
@@ -982,8 +1052,16 @@ for _ = 1, asNumber(ARGV[at]) do
   at = at + 2
 end
 at = at + 1
-local ck = connKey(inst)
-local have = redis.call('HGETALL', ck)
+local ck, pk = connKey(inst), peersKey(inst)
+local have, current = redis.call('HGETALL', ck), redis.call('HGETALL', pk)
+if declaring() then
+  -- What the instance holds is declared with the call; what Redis holds of it is found here.
+  local keys = {}
+  accountKeys(keys, have)
+  recordKeys(keys, current)
+  local missing = undeclared(keys)
+  if missing then return missing end
+end
 for k = 1, #have, 2 do
   local a, n = have[k], asNumber(have[k + 1])
   local w = want[a] or 0
@@ -1013,8 +1091,6 @@ at = at + 1
 local retire = ARGV[at] == 'retire'
 local skip = ''
 if retire then skip = inst end
-local pk = peersKey(inst)
-local current = redis.call('HGETALL', pk)
 local notes, stale = {}, {}
 for k = 1, #current, 2 do
   local a, c, p, s = parseRegistration(current[k + 1])
@@ -1038,7 +1114,7 @@ return {notes, dropped}
   (input: SyncInput) => {
     // A retiring instance claims nothing: everything it registered is removed.
     const connections = input.retire ? new Map<string, number>() : input.connections;
-    const registrations = input.retire ? [] : [...input.registrations];
+    const registrations = input.retire ? [] : input.registrations;
     const args = [input.instance, String(connections.size)];
     for (const [account, count] of connections) args.push(account, String(count));
     args.push(String(registrations.length));
@@ -1050,14 +1126,26 @@ return {notes, dropped}
     const [notes, dropped] = asArray(reply);
     return { gone: departures(notes), dropped: asArray(dropped).map(String) };
   },
+  (input: SyncInput) => [
+    ...[k.accounts, k.synced, k.connections(input.instance), k.registrations(input.instance)],
+    ...(input.retire ? [] : [...input.connections.keys()].map(k.account)),
+    ...(input.retire ? [] : input.registrations.flatMap((r) => [k.account(r.account), k.channel(r.account, r.channel)])),
+  ],
 );
 
 /** Every account of a bucket with its usage and its number of channels: the account hashes without their channels' streams. */
 export const usageScript = defineScript(
   'usage',
   `
+local accounts = redis.call('SMEMBERS', ACCOUNTS)
+if declaring() then
+  local keys = {}
+  for i, a in ipairs(accounts) do keys[i] = accountKey(a) end
+  local missing = undeclared(keys)
+  if missing then return missing end
+end
 local out = {}
-for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
+for _, a in ipairs(accounts) do
   local account = redis.call('HGETALL', accountKey(a))
   local counters = {}
   for k = 1, #account, 2 do
@@ -1074,6 +1162,7 @@ return out
       const channels = hashEntries(counters).find(([field]) => field === 'channels')?.[1];
       return [decodeName(String(account)), usageFromHash(counters), asNumber(channels)];
     }),
+  () => [k.accounts],
 );
 
 export interface AccountSnapshot {
@@ -1086,12 +1175,24 @@ export interface AccountSnapshot {
 export const snapshotScript = defineScript(
   'snapshot',
   `
+local accounts = redis.call('SMEMBERS', ACCOUNTS)
+local hashes, keys = {}, {}
+for i, a in ipairs(accounts) do
+  hashes[i] = redis.call('HGETALL', accountKey(a))
+  keys[#keys + 1] = accountKey(a)
+  -- The account's channels are its fields named by an encoded channel, each with its stream.
+  for k = 1, #hashes[i], 2 do
+    if isName(hashes[i][k]) then keys[#keys + 1] = channelKey(a, hashes[i][k]) end
+  end
+end
+-- Read only: a call that has not declared them all answers with the keys it read.
+local missing = declaring() and undeclared(keys)
+if missing then return missing end
 local out = {}
-for _, a in ipairs(redis.call('SMEMBERS', ACCOUNTS)) do
-  local account = redis.call('HGETALL', accountKey(a))
+for i, a in ipairs(accounts) do
+  local account = hashes[i]
   local channels = {}
   for k = 1, #account, 2 do
-    -- The account's channels are its fields named by an encoded channel, each with its stream.
     if isName(account[k]) then
       local all = redis.call('HGETALL', channelKey(a, account[k]))
       local peers = {}
@@ -1118,6 +1219,7 @@ return out
         }),
       };
     }),
+  () => [k.accounts],
 );
 
 /** Every script of the registry, as one library of functions. */
