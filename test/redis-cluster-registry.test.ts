@@ -1,6 +1,7 @@
-// The registry's scripts whose keys depend on what Redis holds (a dead
-// instance's sweep, an instance's sync) while their bucket's slot moves to
-// another master: they run on the whole of the bucket, never on half of it.
+// The registry's and the room store's scripts whose keys depend on what
+// Redis holds (a dead instance's sweep, an instance's sync) while their
+// bucket's slot moves to another master: they run on the whole of the
+// bucket, never on half of it.
 // Runs on a Redis Cluster of three masters with a replica each, started for
 // this file on loopback ports.
 import assert from 'node:assert/strict';
@@ -9,7 +10,16 @@ import keySlot from 'cluster-key-slot';
 import pino from 'pino';
 import { encodeName, keyLayout } from '../src/channels/redis/keys';
 import { createRedisRegistry, type RedisRegistry } from '../src/channels/redis/registry';
-import { registryLibrary, syncScript, sweepScript, type RedisCommands, type Script } from '../src/channels/redis/scripts';
+import {
+  registryLibrary,
+  syncScript,
+  sweepScript,
+  type RedisCommands,
+  type Script,
+  type ScriptLibrary,
+} from '../src/channels/redis/scripts';
+import { createRedisRoomStore } from '../src/rooms/redis/store';
+import { roomsLibrary, sweepScript as roomSweepScript } from '../src/rooms/redis/scripts';
 import { manualClock } from './helpers/clock';
 import { STREAM } from './helpers/client';
 import { testRedis, useRedisCluster, type TestRedis } from './helpers/redis';
@@ -19,19 +29,23 @@ import { eventually } from './helpers/wait';
 useRedisCluster();
 
 /** Client commands that tell when Redis first answers (or refuses) a script called on a base. */
-function watched(commands: RedisCommands) {
+function watched(
+  commands: RedisCommands,
+  library: ScriptLibrary = registryLibrary,
+  scripts: Script<never, unknown>[] = [sweepScript, syncScript] as Script<never, unknown>[],
+) {
   const waiting: { script: Script<never, unknown>; base: string; answered: () => void }[] = [];
   /** The KEYS of each call of a script, by the script's name. */
   const declared = new Map<string, string[][]>();
   const isCall = (args: string[], script: Script<never, unknown>) =>
-    (args[0] === 'FCALL' && args[1] === registryLibrary.functionName(script)) ||
+    (args[0] === 'FCALL' && args[1] === library.functionName(script)) ||
     (args[0] === 'EVALSHA' && args[1] === script.sha) ||
     (args[0] === 'EVAL' && args[1] === script.source);
   return {
     commands: {
       send(args: string[], key: string | undefined) {
         const reply = commands.send(args, key);
-        const script = [sweepScript, syncScript].find((s) => isCall(args, s as Script<never, unknown>));
+        const script = scripts.find((s) => isCall(args, s));
         if (script) declared.set(script.name, [...(declared.get(script.name) ?? []), args.slice(3, 3 + Number(args[2]))]);
         for (const w of waiting.filter((w) => w.base === key && isCall(args, w.script))) {
           waiting.splice(waiting.indexOf(w), 1);
@@ -197,4 +211,63 @@ test("an instance syncs while its bucket's slot moves: what it no longer holds i
   const records = (await redis.commands.send(['HVALS', peers], peers)) as string[];
   assert.equal(records.filter((r) => r.includes('stale')).length, 0);
   assert.equal(records.length, accounts.length * 2);
+});
+
+test("a dead instance's room seats are swept while their bucket's slot moves: every seat of it removed, the rooms exact", async (t) => {
+  const redis = await testRedis(t);
+  if (!redis?.cluster) return;
+  const { base, slot, accounts } = oneBucket(redis);
+  const watch = watched(redis.commands, roomsLibrary, [roomSweepScript as Script<never, unknown>]);
+  const store = (commands: RedisCommands, instanceId: string) =>
+    createRedisRoomStore({ client: commands, buckets: redis.buckets, prefix: redis.prefix, instanceId, log: pino({ level: 'silent' }) });
+  const live = store(watch.commands, 'live');
+  const dead = store(redis.commands, 'dead');
+  const seat = (account: string, room: string, name: string) => ({
+    account,
+    room,
+    socketId: `${name}-${account}-${room}`,
+    participant: { name, joinedAt: 1 },
+    maxRooms: 0,
+    maxParticipants: 0,
+    history: 0,
+  });
+  const rooms = ['r0', 'r1', 'r2', 'r3'];
+  // Each account: r0 and r1 shared with a live participant, r2 and r3 the dead instance's alone.
+  for (const account of accounts) for (const room of rooms.slice(0, 2)) assert.ok((await live.join(seat(account, room, 'alive'))).ok);
+  const before = await live.list();
+  for (const account of accounts)
+    for (const room of rooms) {
+      assert.ok((await dead.join(seat(account, room, 'gone'))).ok);
+      const cam = {
+        type: 'webrtc' as const,
+        streamId: `${account}-${room}`,
+        socketId: `gone-${account}-${room}`,
+        user: 'gone',
+        channel: `${account}-${room}`,
+        publishedAt: 1,
+      };
+      assert.equal(await dead.addStream(account, room, cam, 4), 'ok');
+    }
+  assert.notDeepEqual(await live.list(), before);
+
+  // No live instance is registered in this test: every other instance is dead to `live`.
+  const gone = await midMove(
+    t,
+    redis,
+    slot,
+    () => watch.answered(roomSweepScript, base),
+    () => live.sweep(),
+  );
+  assert.equal(gone.length, accounts.length * rooms.length);
+  assert.ok(gone.every((d) => d.participant.name === 'gone' && d.streams.length === 1));
+  assert.deepEqual(await live.list(), before);
+  // Nothing of it is left but the mark of what was swept (for its return).
+  const keys = await redis.keys();
+  assert.deepEqual(
+    keys.filter((key) => key.startsWith(base) && key.includes('dead') && !key.includes('rmswept')),
+    [],
+  );
+  // The call that swept had declared the rooms it found.
+  const found = accounts.flatMap((a) => rooms.map((r) => `rm:${encodeName(a)}${encodeName(r)}`));
+  assert.ok(watch.declared.get('sweep')?.some((keys) => found.every((key) => keys.includes(base + key))));
 });

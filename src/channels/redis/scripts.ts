@@ -319,6 +319,35 @@ export interface Registration {
 export const registrationRef = (r: Pick<Registration, 'account' | 'channel' | 'peerID'>) => r.account + r.channel + r.peerID;
 
 // Shared Lua, after the key layout (keys.ts).
+/**
+ * Declared keys, for the scripts of every library: each call's begin() sets
+ * \`declared\` to its KEYS (its base, then on a Redis Cluster every key it
+ * touches).
+ */
+export const DECLARED_KEYS_LUA = `
+local declared
+-- On a Redis Cluster a call declares every key it touches, so that Redis runs
+-- it only where all of them are, never while its slot is split between two
+-- masters (where a key not declared may be gone, and a script that fails half
+-- way keeps its writes). One Redis declares only the base.
+local function declaring() return #declared > 1 end
+
+-- A script whose keys depend on what it finds collects them before any write:
+-- the reply that asks the caller to declare those it did not, and call again;
+-- nil when all are declared.
+local function undeclared(keys)
+  local known, missing = {}, {'undeclared'}
+  for _, key in ipairs(declared) do known[key] = true end
+  for _, key in ipairs(keys) do
+    if not known[key] then
+      known[key] = true
+      missing[#missing + 1] = key
+    end
+  end
+  if #missing > 1 then return missing end
+end
+`;
+
 const LIBRARY_LUA = `
 local function asNumber(v) return tonumber(v) or 0 end
 local function roleCounter(role) if role == 'broadcaster' then return 'broadcasters' end return 'players' end
@@ -661,35 +690,11 @@ local function removeRegistration(r)
   return remaining
 end
 
--- The call's KEYS: its base, then on a Redis Cluster every key it touches.
-local declared
-
 -- Every call starts here.
 local function begin(keys)
   setBase(keys[1])
   usage, touched = {}, {}
   declared = keys
-end
-
--- On a Redis Cluster a call declares every key it touches, so that Redis runs
--- it only where all of them are, never while its slot is split between two
--- masters (where a key not declared may be gone, and a script that fails half
--- way keeps its writes). One Redis declares only the base.
-local function declaring() return #declared > 1 end
-
--- A script whose keys depend on what it finds collects them before any write:
--- the reply that asks the caller to declare those it did not, and call again;
--- nil when all are declared.
-local function undeclared(keys)
-  local known, missing = {}, {'undeclared'}
-  for _, key in ipairs(declared) do known[key] = true end
-  for _, key in ipairs(keys) do
-    if not known[key] then
-      known[key] = true
-      missing[#missing + 1] = key
-    end
-  end
-  if #missing > 1 then return missing end
 end
 
 -- The accounts and channels that registration records (the values of a flat hash) name.
@@ -717,7 +722,7 @@ local function addDeparture(notes, c, p, remaining, skip)
 end
 `;
 
-const defineScript = scriptDefiner(`${KEYS_LUA}\n${LIBRARY_LUA}`);
+const defineScript = scriptDefiner(`${KEYS_LUA}\n${DECLARED_KEYS_LUA}\n${LIBRARY_LUA}`);
 
 export type ConnectReply = 'ok' | 'connections' | 'totalBitrate' | 'unregistered';
 

@@ -23,10 +23,11 @@
 //
 // The scripts run through the registry's runner (channels/redis/scripts.ts),
 // as their own Redis Functions library. Each declares the keys it touches
-// (KEYS[2...]; those it finds in Redis, a dead instance's seats, cannot be
-// named beforehand), so that on a Redis Cluster a script never runs while its
-// slot is split between two masters: it would see a room half moved.
-import { defineLibrary, scriptDefiner, type Script } from '../../channels/redis/scripts';
+// (KEYS[2...]; those of seats it finds in Redis, a dead instance's, it asks
+// for before any write, and the runner calls it again with them declared),
+// so that on a Redis Cluster a script never runs while its slot is split
+// between two masters: it would see a room half moved.
+import { DECLARED_KEYS_LUA, defineLibrary, scriptDefiner, type Script } from '../../channels/redis/scripts';
 import type { RoomMessage, RoomParticipant, RoomRefusal, RoomStream } from '../store';
 import type { OwnSeat } from './own-seats';
 
@@ -70,6 +71,7 @@ local P, ACCTS, INSTS
 local function begin(keys)
   P = keys[1]
   ACCTS, INSTS = P .. 'roomaccts', P .. 'rminst'
+  declared = keys
 end
 local function roomsKey(a) return P .. 'rooms:' .. a end
 local function seatsKey(a, r) return P .. 'rm:' .. a .. r end
@@ -80,6 +82,24 @@ local function instKey(i) return P .. 'rmseats:' .. i end
 local function sweptKey(i) return P .. 'rmswept:' .. i end
 local function num(v) return tonumber(v) or 0 end
 local SWEPT_TTL_MS = 86400000
+
+-- Every key a join or leave of seat s in room r of account a (by instance i) may touch.
+local function addSeatKeys(keys, a, r, i)
+  for _, key in ipairs({seatsKey(a, r), usersKey(a, r), streamsKey(a, r), messagesKey(a, r), roomsKey(a), ACCTS, instKey(i), INSTS}) do
+    keys[#keys + 1] = key
+  end
+end
+
+-- The seats of instance i in an {<a><r><s>, "<a>\\n<r>\\n<s>"...} flat hash, and their keys.
+local function seatsOf(flat, i, keys)
+  local seats = {}
+  for k = 1, #flat, 2 do
+    local a, r, s = string.match(flat[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+    seats[#seats + 1] = {field = flat[k], a = a, r = r, s = s}
+    if a then addSeatKeys(keys, a, r, i) end
+  end
+  return seats
+end
 
 -- Removes socket s from room r (only if instance inst seated it, when given).
 -- Returns {participant JSON, {stream JSON...}} or false.
@@ -111,7 +131,7 @@ local function leaveRoom(a, r, s, inst)
 end
 `;
 
-const defineScript = scriptDefiner(ROOMS_LUA);
+const defineScript = scriptDefiner(`${DECLARED_KEYS_LUA}\n${ROOMS_LUA}`);
 /** The store reads the replies itself. */
 const asIs = (reply: unknown) => reply;
 
@@ -253,16 +273,19 @@ for k = 3, #ARGV do live[ARGV[k]] = true end
 for _, i in ipairs(redis.call('SMEMBERS', INSTS)) do
   if i ~= me and not live[i] then
     local ik = instKey(i)
-    local entries = redis.call('HSCAN', ik, '0', 'COUNT', batch)[2]
+    local keys = {ik, sweptKey(i)}
+    local seats = seatsOf(redis.call('HSCAN', ik, '0', 'COUNT', batch)[2], i, keys)
+    local missing = declaring() and undeclared(keys)
+    if missing then return missing end
     local out = {}
-    for k = 1, #entries, 2 do
-      redis.call('HDEL', ik, entries[k])
-      local a, r, s = string.match(entries[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
+    for _, seat in ipairs(seats) do
+      local a, r, s = seat.a, seat.r, seat.s
+      redis.call('HDEL', ik, seat.field)
       if a then
         local left = leaveRoom(a, r, s, i)
         if left then
           out[#out + 1] = {a, r, s, left[1], left[2]}
-          redis.call('HSET', sweptKey(i), entries[k], '1')
+          redis.call('HSET', sweptKey(i), seat.field, '1')
         end
       end
     end
@@ -275,6 +298,7 @@ return {0, {}}
 `,
   (input: { instance: string; batch: number; live: string[] }) => [input.instance, String(input.batch), ...input.live],
   asIs,
+  // The dead instance's seats and their rooms: the script asks for their keys.
   () => [k.instances],
 );
 
@@ -311,18 +335,24 @@ for _ = 1, num(ARGV[2]) do
   wanted[seat.a .. seat.r .. seat.s] = true
 end
 local ik = instKey(inst)
+-- Seats Redis holds for this instance that no socket holds: found here, their keys asked for.
+local stale, keys = {}, {}
+local held = redis.call('HGETALL', ik)
+for k = 1, #held, 2 do
+  if not wanted[held[k]] then stale[#stale + 1], stale[#stale + 2] = held[k], held[k + 1] end
+end
+stale = seatsOf(stale, inst, keys)
+local missing = declaring() and undeclared(keys)
+if missing then return missing end
 local departed, streamsGone, seatsLost, streamsLost, rejoined = {}, {}, {}, {}, {}
 local swept = {}
 local sweptFlat = redis.call('HGETALL', sweptKey(inst))
 for k = 1, #sweptFlat, 2 do swept[sweptFlat[k]] = true end
-local held = redis.call('HGETALL', ik)
-for k = 1, #held, 2 do
-  if not wanted[held[k]] then
-    local a, r, s = string.match(held[k + 1], '^([^\\n]*)\\n([^\\n]*)\\n(.*)$')
-    local left = a and leaveRoom(a, r, s, inst)
-    if left then departed[#departed + 1] = {a, r, s, left[1], left[2]} end
-    redis.call('HDEL', ik, held[k])
-  end
+for _, seat in ipairs(stale) do
+  local a, r, s = seat.a, seat.r, seat.s
+  local left = a and leaveRoom(a, r, s, inst)
+  if left then departed[#departed + 1] = {a, r, s, left[1], left[2]} end
+  redis.call('HDEL', ik, seat.field)
 end
 for _, seat in ipairs(seats) do
   local a, r, s, u = seat.a, seat.r, seat.s, seat.u
@@ -376,7 +406,7 @@ return {departed, streamsGone, seatsLost, streamsLost, rejoined}
     return args;
   },
   asIs,
-  // The seats it finds in Redis that no socket holds, and their rooms, cannot be named beforehand.
+  // The keys of seats it finds in Redis that no socket holds, the script asks for.
   ({ instance, seats }) => [
     ...new Set([
       k.instanceSeats(instance),
