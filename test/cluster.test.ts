@@ -94,8 +94,8 @@ function publish(socket: Client, peerID: string, channel: string, ms?: number) {
 }
 
 /** Subscribes and resolves once the broadcaster hears of the new player. */
-async function subscribe(player: Client, peerID: string, channel: string, broadcaster: Client) {
-  const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === peerID);
+async function subscribe(player: Client, peerID: string, channel: string, broadcaster: Client, ms?: number) {
+  const noticed = next(broadcaster, 'message', (m) => m.type === 'peer' && m.peerID === peerID, ms);
   player.emit('subscribe', peerID, channel);
   await noticed;
 }
@@ -651,11 +651,13 @@ test(restartTitle, async (t) => {
   // Both instances put their peers back: the player on the other instance is still reachable.
   const restored = async () => (await api<[string, Record<string, unknown>][]>(two, '/connections'))[0]?.[1].Viewer !== undefined;
   await eventually('the player restored', restored);
-  const offer = nextMessage(player, 'offer');
+  // Right after the outage a message may take the adapter's stream, whose reader
+  // can still be in its reconnection backoff (up to 3 s, longer on a busy machine).
+  const offer = nextMessage(player, 'offer', 15_000);
   broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: sdp('offer') });
   assert.equal((await offer).from, 'Studio');
   const newcomer = await connect(t, two.url, TOKEN);
-  await subscribe(newcomer, 'Newcomer', 'restart', broadcaster);
+  await subscribe(newcomer, 'Newcomer', 'restart', broadcaster, 15_000);
   for (const s of [one, two]) assert.ok(s.logs.some((l) => String(l.msg).startsWith('Redis connection restored')));
   // Closed while Redis is up, so each instance removes its own part.
   await Promise.all([one.close(), two.close()]);
