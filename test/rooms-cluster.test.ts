@@ -46,6 +46,16 @@ async function cluster(t: TestContext, env: Record<string, string> = {}) {
   return { redis, file, a, b };
 }
 
+/** A Redis room store of instance `instanceId` on the test's Redis, as an instance makes it. */
+const roomStoreOn = (redis: TestRedis) => (instanceId: string) =>
+  createRedisRoomStore({
+    client: redis.commands,
+    buckets: redis.buckets,
+    prefix: redis.prefix,
+    instanceId,
+    log: pino({ level: 'silent' }),
+  });
+
 async function publishIn(socket: Participant, room: string, stream: string) {
   const peers = nextMessage(socket, 'peers');
   socket.emit('roomPublish', { room, stream, parameters: webrtc });
@@ -170,13 +180,7 @@ test('bounds and accounts hold across instances', timely, async (t) => {
 test('Redis room store: 100 messages kept, the joiner gets what it asks, an empty room forgotten', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
-  const rooms = createRedisRoomStore({
-    client: redis.commands,
-    buckets: redis.buckets,
-    prefix: redis.prefix,
-    instanceId: 'i1',
-    log: pino({ level: 'silent' }),
-  });
+  const rooms = roomStoreOn(redis)('i1');
   const join = {
     account: 'A',
     room: 'r',
@@ -202,14 +206,7 @@ test('Redis room store: 100 messages kept, the joiner gets what it asks, an empt
 test('Redis room store restore: seats and streams back once, taken ones given up, stale ones removed', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
-  const store = (instanceId: string) =>
-    createRedisRoomStore({
-      client: redis.commands,
-      buckets: redis.buckets,
-      prefix: redis.prefix,
-      instanceId,
-      log: pino({ level: 'silent' }),
-    });
+  const store = roomStoreOn(redis);
   const [one, two, oneElsewhere] = [store('i1'), store('i2'), store('i1')];
   const join = (socketId: string, name: string) => ({
     account: 'A',
@@ -277,14 +274,7 @@ test('Redis room store restore: seats and streams back once, taken ones given up
 test('Redis room store: seats a sweep took from an instance taken for dead come back as a rejoin, once', timely, async (t) => {
   const redis = await testRedis(t);
   if (!redis) return;
-  const store = (instanceId: string) =>
-    createRedisRoomStore({
-      client: redis.commands,
-      buckets: redis.buckets,
-      prefix: redis.prefix,
-      instanceId,
-      log: pino({ level: 'silent' }),
-    });
+  const store = roomStoreOn(redis);
   const [one, two] = [store('i1'), store('i2')];
   const alice = { name: 'alice', joinedAt: 1 };
   const base = { account: 'A', room: 'r', maxRooms: 0, maxParticipants: 0, history: 0 };
