@@ -1,6 +1,6 @@
 // The bench's command line:
 //   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-//   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N]] [--rounds N] [--out file.json] [--no-build]
+//   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N]] [--rounds N] [--out file.json] [--no-build]
 import { join, resolve } from 'node:path';
 import { parseArgs as parseCommandLine } from 'node:util';
 import { CLUSTER_FULL, CLUSTER_QUICK, FULL, QUICK, SCENARIOS, type ClusterProfile, type Profile, type Scenario } from './profile';
@@ -19,6 +19,7 @@ const parseFlags = (args: string[]) =>
       'command-stats': { type: 'boolean' },
       'no-quota': { type: 'boolean' },
       'single-quota-scale': { type: 'string' },
+      'shards-workers': { type: 'string' },
       accounts: { type: 'boolean' },
       only: { type: 'string' },
       rounds: { type: 'string' },
@@ -41,7 +42,7 @@ export interface Options {
 }
 
 const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-       npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N]] [--rounds N] [--out file.json] [--no-build]`;
+       npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N]] [--rounds N] [--out file.json] [--no-build]`;
 
 export function parseArgs(argv: string[]): Options {
   // Strict: a mistyped option stops with the usage instead of starting a full run of several minutes.
@@ -73,6 +74,12 @@ export function parseArgs(argv: string[]): Options {
   const scale = value('--single-quota-scale');
   if (scale && !cluster?.shardsOnly) throw new Error('--single-quota-scale goes with --cluster --shards-only');
   if (cluster && scale) cluster.shards = { ...cluster.shards, singleQuotaScale: Number(scale) };
+  // More handshakes in flight (and pairs for them): whether the rows are bound by Redis's CPU or by latency.
+  const workers = Number(value('--shards-workers') ?? Number.NaN);
+  if (cluster && workers > 0) {
+    const join = cluster.shards.join;
+    cluster.shards = { ...cluster.shards, join: { ...join, workers, pairs: Math.ceil((join.pairs * workers) / join.workers) } };
+  }
   if (cluster && flag('--command-stats')) cluster.shards = { ...cluster.shards, commandStats: true };
   const rounds = value('--rounds');
   if (rounds) profile.rounds = Math.max(1, Number.parseInt(rounds, 10) || 1);
