@@ -1,6 +1,6 @@
 // The bench's command line:
 //   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-//   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N]] [--rounds N] [--out file.json] [--no-build]
+//   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]
 import { join, resolve } from 'node:path';
 import { parseArgs as parseCommandLine } from 'node:util';
 import { CLUSTER_FULL, CLUSTER_QUICK, FULL, QUICK, SCENARIOS, type ClusterProfile, type Profile, type Scenario } from './profile';
@@ -20,6 +20,7 @@ const parseFlags = (args: string[]) =>
       'no-quota': { type: 'boolean' },
       'single-quota-scale': { type: 'string' },
       'shards-workers': { type: 'string' },
+      'shards-window': { type: 'string' },
       accounts: { type: 'boolean' },
       only: { type: 'string' },
       rounds: { type: 'string' },
@@ -42,7 +43,7 @@ export interface Options {
 }
 
 const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-       npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N]] [--rounds N] [--out file.json] [--no-build]`;
+       npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]`;
 
 export function parseArgs(argv: string[]): Options {
   // Strict: a mistyped option stops with the usage instead of starting a full run of several minutes.
@@ -80,6 +81,9 @@ export function parseArgs(argv: string[]): Options {
     const join = cluster.shards.join;
     cluster.shards = { ...cluster.shards, join: { ...join, workers, pairs: Math.ceil((join.pairs * workers) / join.workers) } };
   }
+  // A longer window (ms): a handshake through a throttled Redis takes seconds, and 5 s hold few of them.
+  const windowMs = Number(value('--shards-window') ?? Number.NaN);
+  if (cluster && windowMs > 0) cluster.shards = { ...cluster.shards, join: { ...cluster.shards.join, windowMs } };
   if (cluster && flag('--command-stats')) cluster.shards = { ...cluster.shards, commandStats: true };
   const rounds = value('--rounds');
   if (rounds) profile.rounds = Math.max(1, Number.parseInt(rounds, 10) || 1);
