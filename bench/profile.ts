@@ -216,6 +216,10 @@ export interface ShardsProfile {
   /** Accounts the pairs and idle channels take in turn: an account's keys sit in one shard. */
   accounts: number;
   join: Profile['join'];
+  /** --command-stats: commands per handshake from INFO commandstats in each row's notes. */
+  commandStats?: boolean;
+  /** --single-quota-scale N: the single Redis's quota is N times the masters' (same period). */
+  singleQuotaScale?: number;
 }
 
 export interface RedisEvents {
@@ -358,6 +362,8 @@ export interface Job {
   tokens?: string[];
   /** cgroup cpu.stat files of the Redis processes, to read how often they hit their quota. */
   cpuStatFiles?: string[];
+  /** Read INFO commandstats over the window too (per handshake, in the notes), and mark the window's start with a file. */
+  commandStats?: boolean;
   /** For reconnect: whether clients offer their TLS session again. */
   resume?: boolean;
 }

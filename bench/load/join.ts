@@ -7,13 +7,14 @@
 // With a second instance (job.playerUrl) every player and half the idle
 // sockets are on it, so every handshake crosses instances; with Redis
 // (job.redisUrl) its commands and CPU are read too.
+import { writeFileSync } from 'node:fs';
 import { candidate, sdp, STREAM } from '../messages';
 import type { Job, Outcome, Window } from '../profile';
 import { cpuMs } from '../proc';
 import { throttleCounts, type ThrottleCounts } from '../cgroup';
 import { messageType, openMany, type Wire } from '../wire';
 import { connectIdle, monotonicUs, registerChannels, sleep, wireOptions } from './common';
-import { minus, RedisCounters } from './redis';
+import { minus, RedisCounters, statsMinus } from './redis';
 
 /** One broadcaster/player pair; each handshake uses a new channel (registering elsewhere leaves the old one). */
 export class Pair {
@@ -190,6 +191,8 @@ export async function join(job: Job): Promise<Outcome> {
       await sleep(50);
       if (performance.now() - lastProgress > 10_000) throw new Error('no handshake completed for 10 s');
     }
+    const stats0 = job.commandStats ? await redis?.commandStats() : undefined;
+    const statsAt0 = performance.now();
     const redis0 = await redis?.read();
     const throttle0 = job.cpuStatFiles?.map(throttleCounts);
     const done0 = completed;
@@ -197,6 +200,8 @@ export async function join(job: Job): Promise<Outcome> {
     const load0 = process.cpuUsage();
     const t0 = performance.now();
     const startUs = monotonicUs();
+    // For a profiler started from outside on the window (job.commandStats only).
+    if (job.commandStats) writeFileSync(`window-${Date.now()}`, '');
     const deadline = performance.now() + p.windowMs;
     while (performance.now() < deadline) {
       await sleep(Math.min(100, Math.max(1, deadline - performance.now())));
@@ -208,6 +213,8 @@ export async function join(job: Job): Promise<Outcome> {
     const load = process.cpuUsage(load0);
     const redis1 = await redis?.read();
     const throttle1 = job.cpuStatFiles?.map(throttleCounts);
+    const stats1 = stats0 ? await redis?.commandStats() : undefined;
+    const statsMs = performance.now() - statsAt0;
     windows.push({ label: `${count} idle`, startUs, endUs: monotonicUs() });
     running = false;
     const stopBy = performance.now() + 10_000;
@@ -242,6 +249,16 @@ export async function join(job: Job): Promise<Outcome> {
       // The busiest redis-server, in % of one core: at a CPU quota, the quota when Redis is the bottleneck.
       figures[`redisBusiestCpuPct@${count}idle`] = (Math.max(...busy.nodeCpuMs) / busy.at) * 100;
       notes[`redisIdleCommandsPerSec@${count}idle`] = (quiet.commands * 1000) / quiet.at;
+      if (stats0 && stats1) {
+        // Per handshake, as rates: the readings on a throttled Redis take a while, and handshakes go on
+        // meanwhile (the idle interval is not taken off: a few commands per second).
+        const perHs = (total: number) => total / statsMs / (done / elapsed);
+        for (const [name, s] of [...statsMinus(stats1, stats0)].sort((a, b) => b[1].usec - a[1].usec)) {
+          notes[`cmd.${name}.calls`] = perHs(s.calls);
+          notes[`cmd.${name}.usec`] = perHs(s.usec);
+          notes[`cmd.${name}.usecPerCall`] = s.usec / s.calls;
+        }
+      }
     }
   }
   redis?.close();

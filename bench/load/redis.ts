@@ -55,9 +55,33 @@ export class RedisCounters {
     };
   }
 
+  /** INFO commandstats summed over the servers: calls and µs by command (a script's commands count too). */
+  async commandStats(): Promise<Map<string, { calls: number; usec: number }>> {
+    const infos = await Promise.all(this.clients.map(async (client) => String(await client.sendCommand(['INFO', 'commandstats']))));
+    const stats = new Map<string, { calls: number; usec: number }>();
+    for (const info of infos)
+      for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+        const s = stats.get(m[1] as string) ?? { calls: 0, usec: 0 };
+        s.calls += Number(m[2]);
+        s.usec += Number(m[3]);
+        stats.set(m[1] as string, s);
+      }
+    return stats;
+  }
+
   close() {
     for (const client of this.clients) client.destroy();
   }
+}
+
+/** The difference of two commandstats readings. */
+export function statsMinus(b: Map<string, { calls: number; usec: number }>, a: Map<string, { calls: number; usec: number }>) {
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const [name, s] of b) {
+    const before = a.get(name) ?? { calls: 0, usec: 0 };
+    if (s.calls > before.calls) out.set(name, { calls: s.calls - before.calls, usec: s.usec - before.usec });
+  }
+  return out;
 }
 
 export interface Tally {
