@@ -1,6 +1,6 @@
 // The bench's command line:
 //   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-//   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]
+//   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]
 import { join, resolve } from 'node:path';
 import { parseArgs as parseCommandLine } from 'node:util';
 import { CLUSTER_FULL, CLUSTER_QUICK, FULL, QUICK, SCENARIOS, type ClusterProfile, type Profile, type Scenario } from './profile';
@@ -18,8 +18,6 @@ const parseFlags = (args: string[]) =>
       'shards-instances': { type: 'string' },
       'command-stats': { type: 'boolean' },
       'no-quota': { type: 'boolean' },
-      'single-quota-scale': { type: 'string' },
-      'shards-workers': { type: 'string' },
       'shards-window': { type: 'string' },
       accounts: { type: 'boolean' },
       only: { type: 'string' },
@@ -43,7 +41,7 @@ export interface Options {
 }
 
 const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
-       npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--single-quota-scale N] [--shards-workers N] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]`;
+       npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]`;
 
 export function parseArgs(argv: string[]): Options {
   // Strict: a mistyped option stops with the usage instead of starting a full run of several minutes.
@@ -72,15 +70,6 @@ export function parseArgs(argv: string[]): Options {
       : { ...cluster.shards, instances: shardsInstances.split(',').map(Number), unlimited: [] };
   if (flag('--no-quota') && !shardsInstances) throw new Error('--no-quota goes with --shards-instances');
   if (flag('--command-stats') && !cluster?.shardsOnly) throw new Error('--command-stats goes with --cluster --shards-only');
-  const scale = value('--single-quota-scale');
-  if (scale && !cluster?.shardsOnly) throw new Error('--single-quota-scale goes with --cluster --shards-only');
-  if (cluster && scale) cluster.shards = { ...cluster.shards, singleQuotaScale: Number(scale) };
-  // More handshakes in flight (and pairs for them): whether the rows are bound by Redis's CPU or by latency.
-  const workers = Number(value('--shards-workers') ?? Number.NaN);
-  if (cluster && workers > 0) {
-    const join = cluster.shards.join;
-    cluster.shards = { ...cluster.shards, join: { ...join, workers, pairs: Math.ceil((join.pairs * workers) / join.workers) } };
-  }
   // A longer window (ms): a handshake through a throttled Redis takes seconds, and 5 s hold few of them.
   const windowMs = Number(value('--shards-window') ?? Number.NaN);
   if (cluster && windowMs > 0) cluster.shards = { ...cluster.shards, join: { ...cluster.shards.join, windowMs } };

@@ -20,8 +20,8 @@ export interface CpuGroups {
   readonly kind: 'cgroup v1' | 'cgroup v2';
   /** Puts a process into a group of its own called `name`, created on first use. */
   add(name: string, pid: number): void;
-  /** Sets every group's quota, as a share of one core (0.05: 5%), or lifts it (undefined); periodUs: another period than quotaFor's. */
-  setQuota(share: number | undefined, periodUs?: number): void;
+  /** Sets every group's quota, as a share of one core (0.05: 5%), or lifts it (undefined). */
+  setQuota(share: number | undefined): void;
   /** A group's cpu.stat file, whose nr_periods and nr_throttled say how often it hit its quota. */
   statFile(name: string): string;
   /** Moves the processes back to the root group and removes the groups; safe to call twice. */
@@ -140,8 +140,8 @@ export function cpuGroups(): CpuGroups | { unavailable: string } {
       }
       write(name, 'cgroup.procs', String(pid));
     },
-    setQuota(share, periodUs) {
-      quota = share === undefined ? undefined : periodUs ? { periodUs, runtimeUs: Math.round(share * periodUs) } : quotaFor(share);
+    setQuota(share) {
+      quota = share === undefined ? undefined : quotaFor(share);
       for (const name of groups) apply(name);
     },
     statFile: (name) => join(parent, name, 'cpu.stat'),

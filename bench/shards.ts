@@ -142,9 +142,7 @@ export async function runShards(h: ClusterHarness, cluster: TestRedisCluster): P
     await Promise.all([flush([single.url]), flush(masters)]);
 
     const run = async (row: ShardRow, runId: string): Promise<Outcome> => {
-      // --single-quota-scale: the single Redis gets that many times the quota, in periods as long as the masters'.
-      const scale = row.store === 'redis' ? (p.singleQuotaScale ?? 1) : 1;
-      limited?.setQuota(row.quota ? p.quota * scale : undefined, scale === 1 ? undefined : quotaFor(p.quota).periodUs);
+      limited?.setQuota(row.quota ? p.quota : undefined);
       const env = {
         ...(row.store === 'redis' ? { REDIS_URL: single.url } : { REDIS_CLUSTER_NODES: cluster.seeds }),
         REDIS_PREFIX: `vwbench:${runId}:`,
@@ -190,7 +188,6 @@ export async function runShards(h: ClusterHarness, cluster: TestRedisCluster): P
     };
 
     const rows = shardRows(p, limited !== undefined);
-    const shareOf = (row: ShardRow) => (row.store === 'redis' ? p.quota * (p.singleQuotaScale ?? 1) : p.quota);
     const figures = new Map<string, Record<string, number>[]>(rows.map((row) => [row.id, []]));
     const notes: string[] = [];
     for (let r = 0; r < h.profile.rounds; r++) {
@@ -209,9 +206,9 @@ export async function runShards(h: ClusterHarness, cluster: TestRedisCluster): P
         const shown = Object.entries({ ...picked, ...outcome.notes, loadAverage: loadavg()[0] ?? Number.NaN })
           .map(([k, v]) => `${k} ${format(v)}`)
           .join(', ');
-        notes.push(`${rowName(row, shareOf(row))} round ${r + 1}: ${shown}`);
+        notes.push(`${rowName(row, p.quota)} round ${r + 1}: ${shown}`);
         h.log(
-          `  shards round ${r + 1}/${h.profile.rounds} ${rowName(row, shareOf(row))}: ${((performance.now() - t0) / 1000).toFixed(1)} s (${shown})`,
+          `  shards round ${r + 1}/${h.profile.rounds} ${rowName(row, p.quota)}: ${((performance.now() - t0) / 1000).toFixed(1)} s (${shown})`,
         );
         await sleep(300);
       }
@@ -240,7 +237,7 @@ export async function runShards(h: ClusterHarness, cluster: TestRedisCluster): P
     }
     const rounds = rows.flatMap((row) =>
       shardFigures(row).map(
-        (key) => `${rowName(row, shareOf(row))} ${key}: ${(figures.get(row.id) ?? []).map((f) => format(f[key] ?? Number.NaN)).join(', ')}`,
+        (key) => `${rowName(row, p.quota)} ${key}: ${(figures.get(row.id) ?? []).map((f) => format(f[key] ?? Number.NaN)).join(', ')}`,
       ),
     );
     return { result, text: shardsText(rows, result, roundRatios, idle), rounds, notes };

@@ -7,7 +7,6 @@
 // With a second instance (job.playerUrl) every player and half the idle
 // sockets are on it, so every handshake crosses instances; with Redis
 // (job.redisUrl) its commands and CPU are read too.
-import { writeFileSync } from 'node:fs';
 import { candidate, sdp, STREAM } from '../messages';
 import type { Job, Outcome, Window } from '../profile';
 import { cpuMs } from '../proc';
@@ -200,8 +199,6 @@ export async function join(job: Job): Promise<Outcome> {
     const load0 = process.cpuUsage();
     const t0 = performance.now();
     const startUs = monotonicUs();
-    // For a profiler started from outside on the window (job.commandStats only).
-    if (job.commandStats) writeFileSync(`window-${Date.now()}`, '');
     const deadline = performance.now() + p.windowMs;
     while (performance.now() < deadline) {
       await sleep(Math.min(100, Math.max(1, deadline - performance.now())));
