@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import keySlot from 'cluster-key-slot';
+import pino from 'pino';
 import type { Account } from '../src/accounts/account';
+import { connectRedis } from '../src/channels/redis/connection';
 import { CLUSTER_BUCKETS, encodeName, keyLayout } from '../src/channels/redis/keys';
 import { UNLIMITED } from '../src/limits';
 import { RoomError } from '../src/rooms/replies';
@@ -322,11 +324,32 @@ test("a room's slot moves to another master while participants join, leave and c
             .join() === expected.join(),
         3000,
       );
-      for (const text of sent)
-        assert.ok(
-          socket.updates.some((u) => textOf(u) === text),
-          `${socket.user} heard ${text}`,
-        );
+      // Delivered over the adapter, so awaited like presence; a failure says what did come.
+      const heard = () => socket.updates.filter((u) => u.room === 'moving' && textOf(u) !== undefined).map(textOf);
+      await eventually('every message heard', () => sent.every((text) => heard().includes(text)), 10_000).catch(() =>
+        assert.fail(`${socket.user} heard ${JSON.stringify(heard())} of ${JSON.stringify(sent)}`),
+      );
     }
   });
+});
+
+test('an instance closed while it subscribes anew after a failover leaves no subscriber connected', async (t) => {
+  const redis = await testRedis(t);
+  if (!redis?.cluster) return;
+  const cluster = redis.cluster;
+  const name = `${redis.prefix}subscriber`;
+  const subscribers = () =>
+    cluster
+      .masters()
+      .flatMap((node) => cluster.cli(node, 'CLIENT', 'LIST').split('\n'))
+      .filter((line) => line.includes(` name=${name} `)).length;
+  const connection = connectRedis({ clusterNodes: cluster.seeds.split(',') }, redis.prefix, pino({ level: 'silent' }));
+  t.after(() => connection.close());
+  await connection.connect();
+  assert.ok(subscribers() > 0, 'the subscriber is connected, named');
+  // What an epoch change starts (cluster.ts, checkTopology), with the instance closing meanwhile.
+  const renewed = connection.resubscribe();
+  await connection.close();
+  await renewed;
+  await eventually('no subscriber left connected', () => subscribers() === 0, 5000);
 });

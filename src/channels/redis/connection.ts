@@ -85,7 +85,7 @@ export interface RedisConnection {
 /** Reconnection backoff: 100 ms doubling up to 3 s, with jitter so instances do not reconnect in step. */
 const backoff = (retries: number) => Math.min(100 * 2 ** retries, 3000) + Math.floor(Math.random() * 100);
 
-/** A connection's name in CLIENT LIST, after the prefix (a name holds no spaces): `peer-lookups`, `direct`. */
+/** A connection's name in CLIENT LIST, after the prefix (a name holds no spaces): `peer-lookups`, `direct`, `subscriber`. */
 const connectionName = (prefix: string, role: string) => `${prefix.replace(/[^\x21-\x7e]/g, '_')}${role}`;
 
 /**
@@ -223,7 +223,9 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
   lookups.on('error', () => undefined);
   let connected = () => {};
   // Sharded Pub/Sub on a connection of its own, replaced after a failover.
-  let subscriber = createCluster(options);
+  const subscriberOptions = { ...options, defaults: { ...options.defaults, name: connectionName(prefix, 'subscriber') } };
+  let subscriber = createCluster(subscriberOptions);
+  let closed = false;
   // The adapter subscribes as soon as Socket.IO creates it, before the
   // cluster's slots are known: its subscriptions wait for the connection.
   // They are kept, so that a new subscriber can take them over: node-redis
@@ -269,14 +271,20 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
    * dropping the old one first lost what came before the new one subscribed.
    */
   async function resubscribe() {
+    if (closed) return;
     const old = subscriber;
-    const next = createCluster(options);
+    const next = createCluster(subscriberOptions);
     next.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
     let ready = () => {};
     subscribed = new Promise<void>((resolve) => (ready = resolve));
     try {
       await next.connect();
+      // Closed meanwhile: close() ended the old one, and this one must not stay
+      // connected. It is dropped here, once connected: one dropped while it
+      // connects goes on connecting the nodes it found.
+      if (closed) return next.destroy();
       const results = await Promise.allSettled([...subscriptions.values()].map((args) => next.sSubscribe(...args)));
+      if (closed) return next.destroy();
       subscriber = next;
       old.destroy();
       const failed = results.filter((result) => result.status === 'rejected');
@@ -285,6 +293,8 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
           failed.map((result) => result.reason),
           `${failed.length} channels not subscribed`,
         );
+    } catch (err) {
+      if (!closed) throw err;
     } finally {
       // Failed to connect: the old one goes on, as it can.
       ready();
@@ -356,6 +366,7 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     onError: (listener) => void errorListeners.push(listener),
     async close() {
       open = false;
+      closed = true;
       await Promise.allSettled([cluster.close(), subscriber.close(), lookups.close()]);
     },
   };
