@@ -1,12 +1,13 @@
 // Redis CPU per handshake, this tree against other checkouts, paired:
-//   node --import tsx bench/redis-cpu.ts --against ../other-checkout [--against ...] [--rounds 4] [--pairs 40] [--handshakes 25] [--instances 1,2]
+//   node --import tsx bench/redis-cpu.ts --against ../other-checkout [--against ...] [--rounds 4] [--pairs 40] [--handshakes 25] [--instances 1,2] [--cpu-prof-dir dir]
 // Each run starts the checkout's server (1 or 2 instances, `node --import tsx
 // src/main.ts`, plain HTTP) on a redis-server of the bench's own, runs one
 // warm-up call set-up per pair, then `handshakes` more per pair (each pair's
 // second and later, so each side moves from its previous channel, as in
 // `npm run bench -- --cluster`), and reads Redis's CPU (INFO) and
-// `INFO commandstats` before and after. An idle interval after the load,
-// as long as the load up to 3 s, is taken off in proportion (heartbeats).
+// `INFO commandstats` before and after, and the instances' own CPU
+// (/proc). An idle interval after the load, as long as the load up to 3 s,
+// is taken off Redis's figures in proportion (heartbeats).
 // Broadcasters are on instance A and players on B, so with 2 instances every
 // handshake crosses. The checkouts take turns at going first; Redis is
 // emptied, its scripts and functions flushed, before each run.
@@ -18,6 +19,7 @@ import { createClient } from 'redis';
 import { io, type Socket } from 'socket.io-client';
 import { freePort } from '../test/helpers/ports';
 import { ROOT } from './args';
+import { cpuMs } from './proc';
 import { median } from './report';
 import { startRedisServer } from './redis-server';
 
@@ -42,6 +44,8 @@ const { values } = parseArgs({
     instances: { type: 'string', default: '1,2' },
     /** A redis-server of your own (e.g. one under perf) instead of one the bench starts: it is flushed. */
     redis: { type: 'string' },
+    /** Each server writes a V8 CPU profile there when it stops (node --cpu-prof; start-up included). */
+    'cpu-prof-dir': { type: 'string' },
   },
 });
 const trees = [ROOT, ...(values.against ?? []).map((dir) => resolve(dir))];
@@ -49,6 +53,7 @@ const rounds = Number(values.rounds);
 const pairCount = Number(values.pairs);
 const perPair = Number(values.handshakes);
 const instanceCounts = values.instances.split(',').map(Number);
+const profiling = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(values['cpu-prof-dir'])}`] : [];
 
 type Redis = ReturnType<typeof createClient>;
 
@@ -74,7 +79,7 @@ async function read(redis: Redis): Promise<Reading> {
 }
 
 function startInstance(tree: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, [...profiling, '--import', 'tsx', 'src/main.ts'], {
     cwd: tree,
     env: { ...process.env, ...env },
     stdio: 'ignore',
@@ -145,6 +150,8 @@ function pair(broadcaster: Socket, player: Socket, id: number) {
 
 interface RunResult {
   cpuUs: number;
+  /** The instances' own CPU per handshake, all of them together (from /proc). */
+  serverCpuUs: number;
   /** Per handshake: usec inside each command Redis counted (commandstats), the main ones. */
   usec: Record<string, number>;
   calls: Record<string, number>;
@@ -182,6 +189,8 @@ async function run(redis: Redis, redisUrl: string, tree: string, instances: numb
     );
     // The first call set-up of each pair: nothing to leave yet, and Redis learns the scripts.
     await Promise.all(pairs.map((handshake) => handshake()));
+    const serverCpu = () => servers.reduce((sum, child) => sum + cpuMs(child.pid as number), 0);
+    const serverBefore = serverCpu();
     const before = await read(redis);
     await Promise.all(
       pairs.map(async (handshake) => {
@@ -189,6 +198,7 @@ async function run(redis: Redis, redisUrl: string, tree: string, instances: numb
       }),
     );
     const after = await read(redis);
+    const serverAfter = serverCpu();
     const loadMs = after.at - before.at;
     await sleep(Math.min(loadMs, 3000));
     const idle = await read(redis);
@@ -208,7 +218,7 @@ async function run(redis: Redis, redisUrl: string, tree: string, instances: numb
       }
     }
     const cpuUs = (after.cpuUs - before.cpuUs - (idle.cpuUs - after.cpuUs) * idleShare) / count;
-    return { cpuUs, usec, calls, rate: (count / loadMs) * 1000 };
+    return { cpuUs, serverCpuUs: ((serverAfter - serverBefore) * 1000) / count, usec, calls, rate: (count / loadMs) * 1000 };
   } finally {
     for (const socket of sockets) socket.close();
     await Promise.all(
@@ -243,7 +253,7 @@ async function main() {
           // What carries events between instances, whatever its share: the adapter's stream and direct PUBLISHes.
           const carriers = ['xadd', 'xread', 'publish'].map((cmd) => `${cmd} ${(result.calls[cmd] ?? 0).toFixed(2)}`).join(', ');
           process.stderr.write(
-            `round ${r + 1} ${key}: ${result.cpuUs.toFixed(1)} µs Redis CPU per handshake, ${result.rate.toFixed(0)}/s; ${top}; calls ${carriers}\n`,
+            `round ${r + 1} ${key}: ${result.cpuUs.toFixed(1)} µs Redis CPU per handshake, server CPU ${result.serverCpuUs.toFixed(0)} µs, ${result.rate.toFixed(0)}/s; ${top}; calls ${carriers}\n`,
           );
         }
   } finally {
@@ -254,17 +264,22 @@ async function main() {
   console.log(
     `\nRedis CPU per handshake (µs): median [range] of ${rounds} round(s), ${pairCount} pairs × ${perPair}; load average now ${load.join(' ')}`,
   );
-  for (const instances of instanceCounts) {
-    const own = (results.get(name(ROOT, instances)) ?? []).map((x) => x.cpuUs);
-    for (const tree of trees) {
-      const figures = (results.get(name(tree, instances)) ?? []).map((x) => x.cpuUs);
-      const ratios = figures.map((f, i) => (own[i] ?? Number.NaN) / f);
-      console.log(
-        `${name(tree, instances)}: ${median(figures).toFixed(1)} [${Math.min(...figures).toFixed(1)}–${Math.max(...figures).toFixed(1)}]` +
-          (tree === ROOT ? '' : `; this tree / it per round: ${ratios.map((x) => x.toFixed(2)).join(', ')}`),
-      );
+  const summary = (figure: (x: RunResult) => number) => {
+    for (const instances of instanceCounts) {
+      const own = (results.get(name(ROOT, instances)) ?? []).map(figure);
+      for (const tree of trees) {
+        const figures = (results.get(name(tree, instances)) ?? []).map(figure);
+        const ratios = figures.map((f, i) => (own[i] ?? Number.NaN) / f);
+        console.log(
+          `${name(tree, instances)}: ${median(figures).toFixed(1)} [${Math.min(...figures).toFixed(1)}–${Math.max(...figures).toFixed(1)}]` +
+            (tree === ROOT ? '' : `; this tree / it per round: ${ratios.map((x) => x.toFixed(2)).join(', ')}`),
+        );
+      }
     }
-  }
+  };
+  summary((x) => x.cpuUs);
+  console.log('\nServer CPU per handshake (µs), all instances (/proc), same rounds:');
+  summary((x) => x.serverCpuUs);
 }
 
 main().catch((err: unknown) => {

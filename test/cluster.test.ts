@@ -13,6 +13,7 @@ import { ClientOfflineError, ErrorReply, SocketClosedUnexpectedlyError } from 'r
 import type { Account } from '../src/accounts/account';
 import { createMemoryRegistry } from '../src/channels/memory';
 import { createRedisRegistry } from '../src/channels/redis/registry';
+import { createScriptRunner } from '../src/channels/redis/scripts';
 import {
   RegistryUnavailableError,
   type ChannelRegistry,
@@ -242,6 +243,25 @@ test('a Redis outage is a RegistryUnavailableError; an error reply from a script
     await assert.rejects(join(failing(outage)), RegistryUnavailableError, outage.message);
   const bug = failing(new ErrorReply('ERR user_script:1: Script attempted to access nonexistent global variable'));
   await assert.rejects(join(bug), (err) => !(err instanceof RegistryUnavailableError) && err instanceof ErrorReply);
+});
+
+test('a Redis that does not answer is a RegistryUnavailableError after 5 s', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const silent = createScriptRunner({ send: () => new Promise(() => undefined) });
+  const late = silent.send(['PING'], 'key');
+  t.mock.timers.tick(4999);
+  const settled = await Promise.race([
+    late.then(
+      () => 'answered',
+      () => 'failed',
+    ),
+    Promise.resolve('pending'),
+  ]);
+  assert.equal(settled, 'pending');
+  t.mock.timers.tick(1);
+  await assert.rejects(late, (err) => err instanceof RegistryUnavailableError && /did not answer within 5000 ms/.test(err.message));
+  const answering = createScriptRunner({ send: async () => 'PONG' });
+  assert.equal(await answering.send(['PING'], 'key'), 'PONG');
 });
 
 test('a broadcaster on one instance and a player on another complete offer, answer and candidates', async (t) => {

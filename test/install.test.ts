@@ -38,10 +38,15 @@ test('a production install without dev dependencies starts and answers /ready', 
     maxBuffer: 1 << 24,
   });
   assert.ok(existsSync(join(dir, 'dist', 'main.js')), 'built');
-  // patches/ applied: ws's (test/websocket-close.test.ts says what it does), then engine.io's.
+  // patches/ applied: ws's (test/websocket-close.test.ts says what it does), then engine.io's and node-redis's.
   assert.match(readFileSync(join(dir, 'node_modules', 'ws', 'lib', 'websocket.js'), 'utf8'), /if \(!websocket\._receiver\.writableEnded\)/);
   // engine.io's: an upgrade's response does not outlive the upgrade (src/signaling/first-request.ts).
   assert.match(readFileSync(join(dir, 'node_modules', 'engine.io', 'build', 'server.js'), 'utf8'), /res\.forgetUnlessListened\(\)/);
+  // node-redis's: a cached lookup's string is returned as it is, not copied through the V8 serializer.
+  assert.match(
+    readFileSync(join(dir, 'node_modules', '@redis', 'client', 'dist', 'lib', 'client', 'cache.js'), 'utf8'),
+    /cloneUnlessImmutable\(val\)/,
+  );
   for (const dev of ['typescript', 'tsx', 'pm2', 'socket.io-client', 'playwright-core'])
     assert.ok(!existsSync(join(dir, 'node_modules', dev)), `${dev} is not installed`);
   assert.ok(!existsSync(join(dir, 'node_modules', 'utf-8-validate')), 'utf-8-validate is not needed');

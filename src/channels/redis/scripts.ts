@@ -162,17 +162,26 @@ export interface ScriptRunnerOptions {
 export function createScriptRunner(client: RedisCommands, { library, declareKeys = true }: ScriptRunnerOptions = {}): ScriptRunner {
   const send = (args: string[], key: string) => guard(client.send(args, key));
   let functions = library !== undefined;
+  // Every command of every event passes here: nothing is built for the
+  // timeout unless it fires (an Error captures a stack when it is made, and
+  // making one per command cost more than the rest of the path).
   function guard<T>(request: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      const error = new RegistryUnavailableError(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`);
-      timer = setTimeout(() => reject(error), COMMAND_TIMEOUT_MS);
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new RegistryUnavailableError(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`)),
+        COMMAND_TIMEOUT_MS,
+      );
+      request.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(isOutage(err) ? new RegistryUnavailableError(`Redis unavailable: ${(err as Error).message}`, { cause: err }) : err);
+        },
+      );
     });
-    return Promise.race([request, late])
-      .catch((err: unknown) => {
-        throw isOutage(err) ? new RegistryUnavailableError(`Redis unavailable: ${(err as Error).message}`, { cause: err }) : err;
-      })
-      .finally(() => clearTimeout(timer));
   }
   /** Loads the library on the shard of `key`; false when Redis will not take it (the runner then uses EVALSHA). */
   async function load(key: string): Promise<boolean> {
