@@ -275,6 +275,8 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
     const old = subscriber;
     const next = createCluster(subscriberOptions);
     next.on('error', (err: Error) => log.debug({ err: err.message }, 'Redis Cluster subscriber error'));
+    // As the first subscriber's (below): a node it loses makes the clients ask for the slots again.
+    next.on('node-error', () => rediscover());
     let ready = () => {};
     subscribed = new Promise<void>((resolve) => (ready = resolve));
     try {
