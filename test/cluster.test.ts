@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import fc from 'fast-check';
 import pino from 'pino';
@@ -26,7 +26,7 @@ import { get } from './helpers/api';
 import { manualClock } from './helpers/clock';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { serverEnv, spawnServer } from './helpers/process';
-import { privateRedis, testRedis, type TestRedis } from './helpers/redis';
+import { privateRedis, testRedis, type PrivateRedis, type TestRedis } from './helpers/redis';
 import { API_KEY, startServer, TOKEN, type TestServer, oneAccount } from './helpers/server';
 import { eventually, until, within } from './helpers/wait';
 
@@ -641,6 +641,20 @@ test(restartTitle, async (t) => {
   const redis = await testRedis(t, server.url);
   if (!redis) return;
   const [one, two] = await Promise.all([instance(redis), instance(redis)]);
+  // It failed once in a run of several files and never since: a failure says what the instances logged.
+  await restartedMidSession(t, server, redis, one, two).catch((err: unknown) => {
+    for (const [name, s] of [['one', one] as const, ['two', two] as const])
+      t.diagnostic(
+        `instance ${name}, last lines: ${s.logs
+          .slice(-25)
+          .map((l) => JSON.stringify(l))
+          .join('\n')}`,
+      );
+    throw err;
+  });
+});
+
+async function restartedMidSession(t: TestContext, server: PrivateRedis, redis: TestRedis, one: TestServer, two: TestServer) {
   const { broadcaster, player } = await broadcastAndWatch(t, one.url, TOKEN, { channel: 'restart', playerUrl: two.url });
 
   await server.stop();
@@ -682,7 +696,7 @@ test(restartTitle, async (t) => {
   // Closed while Redis is up, so each instance removes its own part.
   await Promise.all([one.close(), two.close()]);
   assert.deepEqual(await redis.keys(), []);
-});
+}
 
 test('an instance closed while Redis is down lets its process exit: no connection is left reconnecting', async (t) => {
   const redis = await privateRedis(t);
