@@ -1,6 +1,7 @@
 // What only a Redis Cluster does to the instances: a master dies and its
 // replica takes over, a slot moves to another master while peers signal or
-// a room's participants come, go and chat.
+// a room's participants come, go and chat, and an instance closes while it
+// subscribes anew after such a change.
 // Runs on a cluster of three masters with a replica each, started for this
 // file on loopback ports.
 import assert from 'node:assert/strict';
