@@ -213,17 +213,18 @@ function connectCluster(nodes: string[], url: string | undefined, prefix: string
       socket: { reconnectStrategy: backoff, ...(first.protocol === 'rediss:' && { tls: true as const }) },
     },
   };
+  /** The options of a connection with a name of its own in CLIENT LIST. */
+  const named = (role: string) => ({ ...options, defaults: { ...options.defaults, name: connectionName(prefix, role) } });
   const cluster = createCluster(options);
   const lookups = createCluster({
-    ...options,
-    defaults: { ...options.defaults, name: connectionName(prefix, 'peer-lookups') },
+    ...named('peer-lookups'),
     RESP: 3,
     clientSideCache: LOOKUP_CACHE,
   });
   lookups.on('error', () => undefined);
   let connected = () => {};
   // Sharded Pub/Sub on a connection of its own, replaced after a failover.
-  const subscriberOptions = { ...options, defaults: { ...options.defaults, name: connectionName(prefix, 'subscriber') } };
+  const subscriberOptions = named('subscriber');
   let subscriber = createCluster(subscriberOptions);
   let closed = false;
   // The adapter subscribes as soon as Socket.IO creates it, before the
