@@ -38,6 +38,7 @@ import { createMetrics } from './metrics';
 import { createOriginCheck, parseOrigins } from './origins';
 import { eventSchemas, HandshakeError } from './protocol';
 import { createSignaling } from './signaling/events';
+import { createLocalSend } from './signaling/delivery';
 import { coalesceBatchedWrites } from './signaling/coalesce';
 import { keepFirstRequestEssentials } from './signaling/first-request';
 import { createHandshake } from './signaling/handshake';
@@ -283,11 +284,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   });
   if (cluster) io.adapter(cluster.adapter);
   // Messages sent straight to this instance (direct.ts): to its local socket, as the adapter would.
+  const toLocalSocket = createLocalSend(io) as (socketId: string, event: string, ...args: unknown[]) => void;
   void cluster?.direct
-    ?.listen((socketId, event, args) => {
-      const socket = io.sockets.sockets.get(socketId);
-      if (socket) (socket.emit as (event: string, ...args: unknown[]) => boolean)(event, ...args);
-    })
+    ?.listen((socketId, event, args) => toLocalSocket(socketId, event, ...args))
     .catch((err: unknown) => log.warn({ err }, 'direct messages not subscribed: other instances use the adapter'));
   const control = createControl({
     io: cluster ? (io as unknown as Parameters<typeof createControl>[0]['io']) : undefined,

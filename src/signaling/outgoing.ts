@@ -19,9 +19,14 @@ export interface OutgoingDeps {
 interface Packet {
   type: string;
   data?: unknown;
+  /** A broadcast's packet carries its WebSocket frame, header and payload, already encoded. */
+  options?: { wsPreEncodedFrame?: readonly Uint8Array[] };
 }
 
-const sizeOf = (data: unknown) => {
+const sizeOf = ({ data, options }: Packet) => {
+  // The frame's payload is the packet's bytes: measured already, not again.
+  const payload = options?.wsPreEncodedFrame?.[1];
+  if (payload) return payload.byteLength;
   if (typeof data === 'string') return Buffer.byteLength(data);
   if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data.byteLength;
   return 0;
@@ -33,9 +38,15 @@ const transportBuffered = (conn: EngineSocket) =>
     ? ((conn.transport as unknown as { socket?: { bufferedAmount?: number } }).socket?.bufferedAmount ?? 0)
     : 0;
 
+/**
+ * A connection's queued bytes, on the connection itself: counted for every
+ * packet, where a WeakMap's set and delete cost more than the count.
+ */
+const QUEUED = Symbol('queuedBytes');
+type CountedSocket = EngineSocket & { [QUEUED]?: number };
+
 export function watchOutgoing(io: SignalingServer, { maxBytes, log, telemetry }: OutgoingDeps) {
   // Per connection, without a closure each: the listeners are shared and get the connection as `this`.
-  const queued = new WeakMap<EngineSocket, number>();
   const awaitingPong = new WeakSet<EngineSocket>();
   const cut = new WeakSet<EngineSocket>();
 
@@ -54,18 +65,18 @@ export function watchOutgoing(io: SignalingServer, { maxBytes, log, telemetry }:
     conn.close(true);
   }
 
-  function onPacketCreate(this: EngineSocket, packet: Packet) {
+  function onPacketCreate(this: CountedSocket, packet: Packet) {
     if (packet.type === 'ping') awaitingPong.add(this);
-    const waiting = queued.get(this) ?? 0;
+    const waiting = this[QUEUED] ?? 0;
     const before = waiting + transportBuffered(this);
     // What waited before this packet decides: one large answer (a big channel's peer list) still goes out.
     if (before > maxBytes) return cutOff(this, 'slowReader', before);
-    queued.set(this, waiting + sizeOf(packet.data));
+    this[QUEUED] = waiting + sizeOf(packet);
   }
 
   // The write buffer goes to the transport whole; from there its bytes are the transport's.
-  function onFlush(this: EngineSocket) {
-    queued.delete(this);
+  function onFlush(this: CountedSocket) {
+    this[QUEUED] = 0;
   }
 
   function onPacket(this: EngineSocket, packet: Packet) {
@@ -73,7 +84,8 @@ export function watchOutgoing(io: SignalingServer, { maxBytes, log, telemetry }:
     cutOff(this, 'unpromptedPong', 0);
   }
 
-  io.engine.on('connection', (conn: EngineSocket) => {
+  io.engine.on('connection', (conn: CountedSocket) => {
+    conn[QUEUED] = 0;
     conn.on('packetCreate', onPacketCreate);
     conn.on('flush', onFlush);
     conn.on('packet', onPacket);
