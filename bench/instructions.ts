@@ -3,8 +3,11 @@
 // Starts one server (this one, or the bare relay) under callgrind, registers
 // broadcaster/player pairs, relays a warm-up, then counts the instructions of
 // the whole process (every thread) over windows of `messages` relays, sent in
-// bursts of one message per pair and each burst awaited.
-//   node --import tsx bench/instructions.ts [server|baseline] [messages] [windows]
+// bursts of one message per pair and each burst awaited. With `connect`, the
+// windows count connections instead: opened 8 at a time, each batch awaited,
+// and kept open (the TLS handshake, the WebSocket upgrade and the Socket.IO
+// connect with its token), after a warm-up of 2,000.
+//   node --import tsx bench/instructions.ts [server|baseline] [messages] [windows] [connect]
 // Needs `npm run build` (the server) and one `npm run bench` (the relay's build).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -21,6 +24,7 @@ import { openWire, type Wire } from './wire';
 const target = process.argv[2] === 'baseline' ? 'baseline' : 'server';
 const messages = Number(process.argv[3] ?? 2000);
 const windows = Number(process.argv[4] ?? 2);
+const counting = process.argv[5] === 'connect' ? 'connections' : 'messages';
 const PAIRS = 8;
 const TOKEN = 'instructions-token';
 const PORT = 3900 + Math.floor(Math.random() * 1000);
@@ -105,11 +109,20 @@ async function main() {
       env: { ...process.env, USER: 'bench', HOST: '127.0.0.1' },
     });
 
-  await relay(Math.max(10000, 2 * messages));
+  // Connections opened in batches of 8, as the pairs' messages go.
+  async function connect(count: number) {
+    for (let opened = 0; opened < count; opened += PAIRS) {
+      const batch = Math.min(PAIRS, count - opened);
+      wires.push(...(await Promise.all(Array.from({ length: batch }, () => openWire({ url, token: TOKEN, ca, timeoutMs: 120_000 })))));
+    }
+  }
+  const load = counting === 'connections' ? connect : relay;
+  // Until V8 has compiled what the windows run: their counts then hold steady.
+  await load(counting === 'connections' ? Math.max(2000, 2 * messages) : Math.max(10000, 2 * messages));
   const counts: number[] = [];
   for (let w = 0; w < windows; w++) {
     callgrind('--zero');
-    await relay(messages);
+    await load(messages);
     callgrind(`--dump=window${w}`);
   }
   // Each dump is its own file; their totals are the windows', in order.
@@ -122,7 +135,7 @@ async function main() {
   }
   for (const w of wires) w.close();
   const perMessage = counts.map((c) => Math.round(c / messages));
-  console.log(JSON.stringify({ target, messages, windows: perMessage }));
+  console.log(JSON.stringify({ target, [counting]: messages, windows: perMessage }));
   if (profiling) {
     child.kill('SIGINT');
     await new Promise((done) => child.once('exit', done));
