@@ -181,7 +181,7 @@ test('a registry that cannot look up the target makes messagePeer fail, for the 
   const w = world({ registry: failing('findPeer', new RegistryUnavailableError('Redis did not answer')) });
   const viewer = w.socket('s2');
   viewer.socket.data.registration = { channel: 'Lobby', peerID: 'Viewer', role: 'player' };
-  await assert.rejects(w.handlers.messagePeer(viewer.socket, [{ target: 'Studio', type: 'offer' }]), RegistryUnavailableError);
+  await assert.rejects(async () => w.handlers.messagePeer(viewer.socket, [{ target: 'Studio', type: 'offer' }]), RegistryUnavailableError);
   assert.deepEqual(w.delivered, []);
 });
 

@@ -172,7 +172,7 @@ export function createMemoryRegistry({ clock = systemClock, publicUrl }: MemoryR
     },
     join: async (req) => join(req),
     leave: async (account, channel, peerID, socketId) => leave(account, channel, peerID, socketId),
-    findPeer: async (account, channel, peerID) => accounts.get(account)?.channels.get(channel)?.peers.get(peerID),
+    findPeer: (account, channel, peerID) => accounts.get(account)?.channels.get(channel)?.peers.get(peerID),
     peers: async (account, channel) => [...(accounts.get(account)?.channels.get(channel)?.peers.values() ?? [])],
     route: async (account, channel) => ({
       url: publicUrl ?? null,

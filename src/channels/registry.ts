@@ -132,7 +132,8 @@ export interface ChannelRegistry {
   join(request: JoinRequest): Promise<JoinResult>;
   /** Removes a registration made by `socketId`; returns the peers left in the channel. */
   leave(account: string, channel: string, peerID: string, socketId: string): Promise<LeftPeers>;
-  findPeer(account: string, channel: string, peerID: string): Promise<LocatedPeer | undefined>;
+  /** At once where the answer is on this instance (the hot path of every relayed message), else by a promise. */
+  findPeer(account: string, channel: string, peerID: string): LocatedPeer | undefined | Promise<LocatedPeer | undefined>;
   peers(account: string, channel: string): Promise<Peer[]>;
   route(account: string, channel: string): Promise<ChannelRoute>;
   countRefusal(account: string, action: RefusedAction, issues: readonly string[]): Promise<void>;

@@ -16,14 +16,17 @@ export interface QueuedSocket {
  */
 export const maxPendingEvents = (eventsPerSecond: number) => 2 * eventsPerSecond;
 
-type Task<S, A> = (socket: S, arg: A) => Promise<void>;
+/** A task either finishes at once or returns the promise of its end. */
+type Task<S, A> = (socket: S, arg: A) => Promise<void> | void;
 /** Told of a task that threw, with the argument it was given (the event's arguments, to answer them). */
 export type OnError<S, A> = (socket: S, err: unknown, arg: A) => void;
 
 /**
  * Runs `task(socket, arg)` after the socket's earlier events; false when
  * `limit` events are already waiting. Task and error handler are shared
- * functions, so an event allocates no closure unless it has to wait.
+ * functions, so an event allocates no closure unless it has to wait. A task
+ * that finishes at once (a message relayed without asking Redis) leaves no
+ * promise behind.
  */
 export function enqueue<S extends QueuedSocket, A>(
   socket: S,
@@ -34,13 +37,38 @@ export function enqueue<S extends QueuedSocket, A>(
 ): boolean {
   const data = socket.data;
   if (data.pending >= limit) return false;
-  data.queue = data.pending++ > 0 && data.queue ? data.queue.then(() => run(socket, task, arg, onError)) : run(socket, task, arg, onError);
+  if (data.pending > 0 && data.queue) {
+    data.pending++;
+    data.queue = data.queue.then(() => run(socket, task, arg, onError));
+    return true;
+  }
+  let running: Promise<void> | void;
+  try {
+    running = task(socket, arg);
+  } catch (err) {
+    onError(socket, err, arg);
+    return true;
+  }
+  if (running) {
+    data.pending++;
+    data.queue = settle(socket, running, arg, onError);
+  }
   return true;
 }
 
-async function run<S extends QueuedSocket, A>(socket: S, task: Task<S, A>, arg: A, onError: OnError<S, A>): Promise<void> {
+function run<S extends QueuedSocket, A>(socket: S, task: Task<S, A>, arg: A, onError: OnError<S, A>): Promise<void> {
+  let running: Promise<void> | void;
   try {
-    await task(socket, arg);
+    running = task(socket, arg);
+  } catch (err) {
+    running = Promise.reject(err);
+  }
+  return settle(socket, running, arg, onError);
+}
+
+async function settle<S extends QueuedSocket, A>(socket: S, running: Promise<void> | void, arg: A, onError: OnError<S, A>): Promise<void> {
+  try {
+    await running;
   } catch (err) {
     onError(socket, err, arg);
   } finally {

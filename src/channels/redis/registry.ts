@@ -305,7 +305,7 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       return remaining && toLocatedPeers(account, remaining);
     },
 
-    async findPeer(account, channel, peerID) {
+    findPeer(account, channel, peerID) {
       const encodedPeerID = encodeName(peerID);
       const encodedAccount = encodeName(account);
       const encodedChannel = encodeName(channel);
@@ -314,8 +314,9 @@ export function createRedisRegistry(options: RedisRegistryOptions): RedisRegistr
       const own = ownRegistrations.get(registrationRef({ account: encodedAccount, channel: encodedChannel, peerID: encodedPeerID }));
       if (own) return { socketId: decodeName(own.socketId), peerID, type: own.role, account, instance: instanceId };
       const key = keys.channel(encodedAccount, encodedChannel);
-      const entry = await redis.guard(cachedReads.hashField(key, encodedPeerID));
-      return entry === undefined ? undefined : locatedPeerFromEntry(account, encodedPeerID, entry);
+      return redis
+        .guard(cachedReads.hashField(key, encodedPeerID))
+        .then((entry) => (entry === undefined ? undefined : locatedPeerFromEntry(account, encodedPeerID, entry)));
     },
 
     async peers(account, channel) {

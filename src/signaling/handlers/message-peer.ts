@@ -3,7 +3,7 @@
 // `from` stamped by the server. The hot path: offers, answers, candidates.
 import type { ChannelRegistry, LocatedPeer } from '../../channels/registry';
 import type { Telemetry } from '../../metrics';
-import type { EventSchemas } from '../../protocol';
+import type { EventSchemas, PeerMessage } from '../../protocol';
 import type { Delivery } from '../delivery';
 import { bindings, describe, type PeerSocket, type Replies } from '../replies';
 import { roomChannelsToward } from '../session';
@@ -44,7 +44,23 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     return undefined;
   }
 
-  return async function messagePeer(socket, args) {
+  /** Sends the message on to the peer found, or tells the sender there is none. */
+  function relayTo(socket: PeerSocket, message: PeerMessage, found: { target: LocatedPeer; from: string } | undefined) {
+    if (!found)
+      return replies.dropped(
+        socket,
+        () => ({ ...bindings(socket), target: message.target }),
+        'messagePeer dropped: no such peer in the channel',
+      );
+    // `from` is the sender's registered name, whatever the client wrote. The
+    // object was decoded for this event alone, so it is stamped, not copied.
+    message.from = found.from;
+    // To the instance that holds the target where the registry says which (delivery.ts).
+    delivery.toPeer(found.target, 'message', message);
+    telemetry.relayed(message.type);
+  }
+
+  return function messagePeer(socket, args) {
     const registration = socket.data.registration;
     if (!registration && !socket.data.rooms?.size)
       return replies.dropped(socket, () => bindings(socket), 'messagePeer dropped: sender is in no channel');
@@ -63,23 +79,12 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     const refusal = relayRefusal(socket.data.account, message, enforceSdp);
     if (refusal)
       return replies.refuse(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
-    // The common case, a peer in its registration's channel alone: the one
-    // lookup is awaited here, without findTarget's promise around it.
-    const found =
-      registration && !socket.data.rooms
-        ? ownChannelPeer(await registry.findPeer(socket.data.account.name, registration.channel, message.target), registration.peerID)
-        : await findTarget(socket, message.target);
-    if (!found)
-      return replies.dropped(
-        socket,
-        () => ({ ...bindings(socket), target: message.target }),
-        'messagePeer dropped: no such peer in the channel',
-      );
-    // `from` is the sender's registered name, whatever the client wrote. The
-    // object was decoded for this event alone, so it is stamped, not copied.
-    message.from = found.from;
-    // To the instance that holds the target where the registry says which (delivery.ts).
-    delivery.toPeer(found.target, 'message', message);
-    telemetry.relayed(message.type);
+    if (!registration || socket.data.rooms) return findTarget(socket, message.target).then((found) => relayTo(socket, message, found));
+    // The common case, a peer in its registration's channel alone: one
+    // lookup, answered at once when the target is on this instance, and then
+    // relayed without a promise.
+    const target = registry.findPeer(socket.data.account.name, registration.channel, message.target);
+    if (target instanceof Promise) return target.then((peer) => relayTo(socket, message, ownChannelPeer(peer, registration.peerID)));
+    relayTo(socket, message, ownChannelPeer(target, registration.peerID));
   };
 };
