@@ -5,10 +5,10 @@
 // One ECDSA and one RSA certificate may be served side by side: each client
 // gets the one it supports, so old clients keep working while the rest get
 // ECDSA's cheaper handshake.
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { constants, createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { createSecureContext, DEFAULT_CIPHERS, type SecureContextOptions } from 'node:tls';
 
 /** A certificate problem an operator can fix; its message is one line. */
 export class CertificateError extends Error {}
@@ -124,6 +124,22 @@ function readOne(files: CertificateFiles): OneCertificate {
   };
 }
 
+const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
+
+/**
+ * The cipher suites, in the server's order: Node's own list, with AES-128-GCM
+ * first among TLS 1.3's. Browsers ask for it first anyway; Node's own client
+ * (socket.io-client, `ws`) asks for AES-256-GCM-SHA384, whose handshake hashes
+ * with SHA-384 (no SHA instructions in the CPU for it) and whose records take
+ * 14 AES rounds instead of 10. A client that puts ChaCha20 first (a phone
+ * without AES instructions) still gets ChaCha20.
+ */
+export const CIPHER_ORDER: Pick<SecureContextOptions, 'ciphers' | 'honorCipherOrder' | 'secureOptions'> = {
+  ciphers: [...TLS13_SUITES, ...DEFAULT_CIPHERS.split(':').filter((suite) => !TLS13_SUITES.includes(suite))].join(':'),
+  honorCipherOrder: true,
+  secureOptions: constants.SSL_OP_PRIORITIZE_CHACHA,
+};
+
 /** Reads and checks every certificate; throws a CertificateError with a one-line message. */
 export function readCertificate(files: CertificateFiles | CertificateFiles[]): Certificate {
   const list = Array.isArray(files) ? files : [files];
@@ -133,8 +149,10 @@ export function readCertificate(files: CertificateFiles | CertificateFiles[]): C
   const twice = types.find((type, i) => types.indexOf(type) !== i);
   if (twice)
     throw new CertificateError(`CERTIFICATE: two ${twice.toUpperCase()} certificates; give at most one per key type (ECDSA and RSA)`);
-  const options: SecureContextOptions =
-    read.length === 1 ? { key: read[0]!.key, cert: read[0]!.cert } : { key: read.map((c) => c.key), cert: read.map((c) => c.cert) };
+  const options: SecureContextOptions = {
+    ...CIPHER_ORDER,
+    ...(read.length === 1 ? { key: read[0]!.key, cert: read[0]!.cert } : { key: read.map((c) => c.key), cert: read.map((c) => c.cert) }),
+  };
   const chains = read.flatMap((c) => (c.ca ? [c.ca] : []));
   if (chains.length) options.ca = chains.length === 1 ? chains[0] : chains;
   if (read.length > 1)

@@ -154,6 +154,40 @@ test('a renewed certificate reaches new connections at once; established calls k
   assert.ok(expiry * 1000 > Date.now() + 80 * 86_400_000, 'the renewed expiry');
 });
 
+/** The TLS 1.3 suite a new handshake gets; `ciphers` is the client's own order (Node's default when not given). */
+function negotiatedSuite(url: string, ciphers?: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect(
+      { host: hostname, port: Number(port), servername: 'localhost', rejectUnauthorized: false, ...(ciphers && { ciphers }) },
+      () => {
+        resolve(`${socket.getProtocol()} ${socket.getCipher().name}`);
+        socket.end();
+      },
+    );
+    socket.on('error', reject);
+  });
+}
+
+test("the server's suite order: AES-128-GCM first, ChaCha20 for a client that asks for it first, AES-256 still served; also after a renewal", async (t) => {
+  const dir = tempDir(t);
+  const prefix = join(dir, 'site');
+  makeCertificate(`${prefix}.key`, `${prefix}.crt`);
+  const { url } = await startServer(t, { CERTIFICATE: prefix });
+  const check = async () => {
+    // Node's own client (socket.io-client, ws) lists AES-256-GCM-SHA384 first.
+    assert.equal(await negotiatedSuite(url), 'TLSv1.3 TLS_AES_128_GCM_SHA256');
+    assert.equal(await negotiatedSuite(url, 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256'), 'TLSv1.3 TLS_CHACHA20_POLY1305_SHA256');
+    assert.equal(await negotiatedSuite(url, 'TLS_AES_256_GCM_SHA384'), 'TLSv1.3 TLS_AES_256_GCM_SHA384');
+  };
+  await check();
+  const renewed = makeCertificate(join(dir, 'next.key'), join(dir, 'next.crt'), 'localhost', 90);
+  renameSync(join(dir, 'next.key'), `${prefix}.key`);
+  renameSync(join(dir, 'next.crt'), `${prefix}.crt`);
+  await eventuallyServed(url, renewed);
+  await check();
+});
+
 test('a renewal that is half written or does not match keeps the certificate served, with one logged error', async (t) => {
   const dir = tempDir(t);
   const prefix = join(dir, 'site');
