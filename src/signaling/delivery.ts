@@ -36,8 +36,8 @@ export interface DirectDelivery {
  * Sends to sockets of this process, if they are still here. Through a local
  * broadcast rather than Socket.emit: the broadcast frames the packet as a
  * WebSocket message once, as a buffer, where Socket.emit hands the string to
- * `ws`, which measures its UTF-8 length and then writes it as a string: three
- * UTF-8 passes over an offer instead of one.
+ * `ws`, which measures its UTF-8 length and then writes it as a string, and
+ * the slow-reader count (outgoing.ts) would measure it once more.
  */
 export function createLocalSend(io: SignalingServer) {
   // `io.local` builds two operators per call; one is kept, for the namespace's adapter it was made with.
