@@ -116,9 +116,9 @@ async function main() {
       wires.push(...(await Promise.all(Array.from({ length: batch }, () => openWire({ url, token: TOKEN, ca, timeoutMs: 120_000 })))));
     }
   }
-  const load = counting === 'connections' ? connect : relay;
-  // Until V8 has compiled what the windows run: their counts then hold steady.
-  await load(counting === 'connections' ? Math.max(2000, 2 * messages) : Math.max(10000, 2 * messages));
+  // The warm-up lasts until V8 has compiled what the windows run: their counts then hold steady.
+  const [load, warmUp] = counting === 'connections' ? [connect, Math.max(2000, 2 * messages)] : [relay, Math.max(10000, 2 * messages)];
+  await load(warmUp);
   const counts: number[] = [];
   for (let w = 0; w < windows; w++) {
     callgrind('--zero');
@@ -134,8 +134,8 @@ async function main() {
     if (totals) counts.push(Number(totals[1]));
   }
   for (const w of wires) w.close();
-  const perMessage = counts.map((c) => Math.round(c / messages));
-  console.log(JSON.stringify({ target, [counting]: messages, windows: perMessage }));
+  const perWindow = counts.map((c) => Math.round(c / messages));
+  console.log(JSON.stringify({ target, [counting]: messages, windows: perWindow }));
   if (profiling) {
     child.kill('SIGINT');
     await new Promise((done) => child.once('exit', done));

@@ -134,7 +134,7 @@ const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_C
  * 14 AES rounds instead of 10. A client that puts ChaCha20 first (a phone
  * without AES instructions) still gets ChaCha20.
  */
-export const CIPHER_ORDER: Pick<SecureContextOptions, 'ciphers' | 'honorCipherOrder' | 'secureOptions'> = {
+const CIPHER_ORDER: Pick<SecureContextOptions, 'ciphers' | 'honorCipherOrder' | 'secureOptions'> = {
   ciphers: [...TLS13_SUITES, ...DEFAULT_CIPHERS.split(':').filter((suite) => !TLS13_SUITES.includes(suite))].join(':'),
   honorCipherOrder: true,
   secureOptions: constants.SSL_OP_PRIORITIZE_CHACHA,

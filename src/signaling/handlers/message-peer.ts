@@ -21,19 +21,19 @@ export interface MessagePeerDeps {
 }
 
 export const messagePeerHandler = ({ schemas, registry, replies, delivery, telemetry, enforceSdp }: MessagePeerDeps): Handler => {
-  /**
-   * The peer `peerID` in a channel the sender shares with it, and the
-   * sender's own name there: its registration's channel first, then the
-   * channels its rooms hold (those likely to hold the target first, each
-   * group asked at once).
-   */
   const ownChannelPeer = (target: LocatedPeer | undefined, from: string) => target && { target, from };
 
+  /**
+   * For a sender in rooms: the peer `peerID` in a channel the sender shares
+   * with it, and the sender's own name there: its registration's channel
+   * first, then the channels its rooms hold (those likely to hold the target
+   * first, each group asked at once).
+   */
   async function findTarget(socket: PeerSocket, peerID: string) {
     const { registration, account, identity } = socket.data;
     if (registration) {
       const target = await registry.findPeer(account.name, registration.channel, peerID);
-      if (target || !socket.data.rooms) return ownChannelPeer(target, registration.peerID);
+      if (target) return { target, from: registration.peerID };
     }
     if (!identity || !socket.data.rooms) return undefined;
     for (const channels of roomChannelsToward(socket.data, peerID)) {
