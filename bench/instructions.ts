@@ -8,6 +8,8 @@
 // and kept open (the TLS handshake, the WebSocket upgrade and the Socket.IO
 // connect with its token), after a warm-up of 2,000.
 //   node --import tsx bench/instructions.ts [server|baseline] [messages] [windows] [connect]
+// CPU=1: no valgrind; the same windows give the server's CPU time per event
+// instead (user and system, from /proc), to see what the counts come to.
 // Needs `npm run build` (the server) and one `npm run bench` (the relay's build).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { ROOT } from './args';
 import { registerChannels } from './load/common';
 import { candidate, sdp, STREAM } from './messages';
 import { COMPILED } from './spawn';
+import { cpuTimes } from './proc';
 import { openWire, type Wire } from './wire';
 
 const target = process.argv[2] === 'baseline' ? 'baseline' : 'server';
@@ -36,9 +39,12 @@ const script = target === 'server' ? (process.env.SCRIPT ?? join(ROOT, 'dist', '
 const out = join(dir, 'callgrind.out');
 // PROFILE=1: no valgrind, a V8 CPU profile of the same load instead (in the printed directory).
 const profiling = Boolean(process.env.PROFILE);
+const timing = Boolean(process.env.CPU);
 const command = profiling
   ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, script]
-  : ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, script];
+  : timing
+    ? [process.execPath, script]
+    : ['valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, script];
 const child = spawn(command[0] as string, command.slice(1), {
   cwd: dir,
   env: {
@@ -104,6 +110,7 @@ async function main() {
   }
   const callgrind = (...args: string[]) =>
     profiling ||
+    timing ||
     spawnSync('callgrind_control', [...args, String(child.pid)], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: { ...process.env, USER: 'bench', HOST: '127.0.0.1' },
@@ -120,10 +127,22 @@ async function main() {
   const [load, warmUp] = counting === 'connections' ? [connect, Math.max(2000, 2 * messages)] : [relay, Math.max(10000, 2 * messages)];
   await load(warmUp);
   const counts: number[] = [];
+  const times: { user: number; system: number }[] = [];
   for (let w = 0; w < windows; w++) {
     callgrind('--zero');
+    const before = cpuTimes(child.pid as number);
     await load(messages);
+    const after = cpuTimes(child.pid as number);
+    times.push({ user: after.user - before.user, system: after.system - before.system });
     callgrind(`--dump=window${w}`);
+  }
+  if (timing) {
+    // µs per event, user and system apart.
+    const perEvent = (ms: number) => Math.round((ms * 10_000) / messages) / 10;
+    const cpuUs = times.map((t) => ({ user: perEvent(t.user), system: perEvent(t.system) }));
+    console.log(JSON.stringify({ target, [counting]: messages, cpuUs }));
+    child.kill('SIGKILL');
+    process.exit(0);
   }
   // Each dump is its own file; their totals are the windows', in order.
   const dumps = readdirSync(dir)

@@ -45,6 +45,7 @@ import { createHandshake } from './signaling/handshake';
 import { createFailedAuthLimiter } from './signaling/rate-limits';
 import { watchOutgoing } from './signaling/outgoing';
 import type { SignalingServer } from './signaling/session';
+import { createVerbatimRelay } from './signaling/verbatim';
 import { createRooms } from './rooms/events';
 import { createMemoryRoomStore } from './rooms/memory';
 import type { RoomStore } from './rooms/store';
@@ -274,7 +275,9 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
   };
   server.on('connection', track);
   if (served) server.on('secureConnection', track);
+  const verbatim = createVerbatimRelay();
   const io: SignalingServer = new Server(server, {
+    parser: verbatim.parser,
     maxHttpBufferSize: config.maxMessageBytes,
     pingInterval: config.pingIntervalMs,
     pingTimeout: config.pingTimeoutMs,
@@ -364,6 +367,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): SignalingSe
     accountMaxPeers: config.accountMaxPeers,
     releaseConnection: handshake.releaseConnection,
     report,
+    verbatim,
   });
   const rooms = createRooms({
     io,

@@ -20,6 +20,7 @@ import { messagePeerHandler } from '../src/signaling/handlers/message-peer';
 import { publishHandler } from '../src/signaling/handlers/publish';
 import { subscribeHandler } from '../src/signaling/handlers/subscribe';
 import { createReplies, type PeerSocket } from '../src/signaling/replies';
+import { createVerbatimRelay } from '../src/signaling/verbatim';
 import { manualClock } from './helpers/clock';
 
 const STREAM = { width: 640, height: 360, bitrate: 500, frameRate: 30, audioBitrate: 64 };
@@ -84,7 +85,15 @@ function world(options: { registry?: ChannelRegistry; plan?: Partial<typeof UNLI
   const handlers = {
     publish: publishHandler({ schemas, joining, countRefusal, replies, peerConfig: () => PEER_CONFIG }),
     subscribe: subscribeHandler({ schemas, joining, countRefusal, replies, delivery }),
-    messagePeer: messagePeerHandler({ schemas, registry, replies, delivery, telemetry, enforceSdp: false }),
+    messagePeer: messagePeerHandler({
+      schemas,
+      registry,
+      replies,
+      delivery,
+      telemetry,
+      enforceSdp: false,
+      verbatim: createVerbatimRelay(),
+    }),
     message: messageHandler({ schemas, registry, replies, delivery, telemetry, enforceSdp: false }),
   };
   return { registry, account, handlers, delivered, refused, failed, relayed, lines, socket: (id: string) => fakeSocket(id, account) };

@@ -14,6 +14,7 @@ import type { ChannelRegistry } from '../src/channels/registry';
 import { get } from './helpers/api';
 import { broadcastAndWatch, connect, connectClient, next, nextMessage, STREAM, type Client } from './helpers/client';
 import { spawnServer } from './helpers/process';
+import { rawWebSocket, until } from './helpers/raw-client';
 import { API_KEY, startServer, TOKEN } from './helpers/server';
 import { testCertificate } from './helpers/tls';
 
@@ -49,33 +50,6 @@ async function metrics(url: string): Promise<Map<string, number>> {
         return [line.slice(0, at), Number(line.slice(at + 1))] as const;
       }),
   );
-}
-
-/**
- * A Socket.IO client written by hand over a raw WebSocket (Engine.IO v4
- * framing), so the test decides when it reads and what it answers.
- */
-async function rawWebSocket(url: string, token: string, headers: Record<string, string> = {}) {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, { ca: testCertificate().ca, headers });
-  const frames: string[] = [];
-  ws.on('message', (data) => frames.push(String(data)));
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  ws.send(`40${JSON.stringify({ token })}`);
-  await until(() => frames.some((f) => f.startsWith('40{')), 'the Socket.IO connect acknowledgement');
-  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
-  return { ws, frames, closed, emit: (...args: unknown[]) => ws.send(`42${JSON.stringify(args)}`) };
-}
-
-/** Waits for `check` on each tick of incoming data; the caller's event source drives it. */
-async function until(check: () => boolean, what: string, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
 }
 
 /** An HTTPS request to the server with the test CA; resolves with status and body. */

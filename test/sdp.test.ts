@@ -204,13 +204,20 @@ test('with ENFORCE_SDP, offers and answers relayed on a limited plan arrive capp
   const { url } = await withAccounts(startServer(t, { ACCOUNTS_FILE: accountsFile(), ENFORCE_SDP: 'true' }));
   const { broadcaster, player } = await broadcastAndWatch(t, url, 'site-token', { channel: 'capped', stream: STREAM });
   const offered = next(player, 'message', (m) => m.type === 'offer');
-  broadcaster.emit('messagePeer', { target: 'Viewer', type: 'offer', content: { type: 'offer', sdp: sdps.offer }, peerConfig: {} });
+  // Each names itself in `from`, as the shipped client does: a message relayed as it came in must still be capped.
+  broadcaster.emit('messagePeer', {
+    from: 'Studio',
+    target: 'Viewer',
+    type: 'offer',
+    content: { type: 'offer', sdp: sdps.offer },
+    peerConfig: {},
+  });
   const offer = await offered;
   assertCapped((offer.content as { sdp: string }).sdp);
   assert.equal((offer.content as { type: string }).type, 'offer');
 
   const answered = next(broadcaster, 'message', (m) => m.type === 'answer');
-  player.emit('messagePeer', { target: 'Studio', type: 'answer', content: { type: 'answer', sdp: sdps.answer } });
+  player.emit('messagePeer', { from: 'Viewer', target: 'Studio', type: 'answer', content: { type: 'answer', sdp: sdps.answer } });
   assertCapped(((await answered).content as { sdp: string }).sdp);
 
   // A broadcast `message` carrying an SDP is capped the same way.

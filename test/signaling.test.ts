@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { get } from './helpers/api';
 import { broadcastAndWatch, connect, next, nextMessage, STREAM, type Client } from './helpers/client';
+import { rawWebSocket, until } from './helpers/raw-client';
 import { startServer, TOKEN } from './helpers/server';
 const sdp = (kind: string) => ({ type: kind, sdp: `v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=${kind}\r\n` });
 const candidate = { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 };
@@ -158,6 +159,37 @@ test('messagePeer carries the sender registered name, not the one it claims', as
   const broadcast = next(broadcaster, 'message', (m) => m.type === 'chat');
   player.emit('message', { from: 'Admin', type: 'chat', text: 'hello' });
   assert.deepEqual(await broadcast, { from: 'Viewer', type: 'chat', text: 'hello' });
+});
+
+test('a messagePeer naming its sender in from goes on as the text it came in; any other from is still replaced', async (t) => {
+  const { url } = await startServer(t);
+  const studio = await rawWebSocket(url, TOKEN);
+  const viewer = await rawWebSocket(url, TOKEN);
+  t.after(() => [studio, viewer].forEach((client) => client.ws.terminate()));
+  studio.emit('publish', 'Studio', 'verbatim', STREAM);
+  viewer.emit('subscribe', 'Viewer', 'verbatim');
+  await until(() => studio.frames.some((f) => f.includes('"type":"peer"')), 'the subscribe notice');
+  const relayed = (type: string) => {
+    const frame = viewer.frames.find((f) => f.includes(`"type":"${type}"`));
+    return frame === undefined ? undefined : (JSON.parse(frame.slice(2)) as [string, Record<string, unknown>]);
+  };
+  // Text no JSON encoder writes (a space, an escaped letter), so that a copy encoded again would show.
+  const offer = '{"from":"Studio", "target":"Viewer","type":"offer","content":{"type":"offer","sdp":"v=0\\r\\ns=\\u0041\\r\\n"}}';
+  studio.ws.send(`42["messagePeer",${offer}]`);
+  await until(() => relayed('offer') !== undefined, 'the relayed offer');
+  assert.equal(
+    viewer.frames.find((f) => f.includes('"type":"offer"')),
+    `42["message",${offer}]`,
+  );
+  assert.equal((relayed('offer')?.[1].content as { sdp: string }).sdp, 'v=0\r\ns=A\r\n');
+  // Claiming another name, or the right one after it in the same object (JSON's last key wins, for the server as for the peer).
+  studio.ws.send('42["messagePeer",{"from":"Viewer","target":"Viewer","type":"candidate"}]');
+  studio.ws.send('42["messagePeer",{"from":"Viewer","target":"Viewer","type":"answer","from":"Studio"}]');
+  studio.ws.send('42["messagePeer",{"target":"Viewer","type":"nameless"}]');
+  await until(() => ['candidate', 'answer', 'nameless'].every((type) => relayed(type)), 'the three messages');
+  assert.deepEqual(relayed('candidate'), ['message', { from: 'Studio', target: 'Viewer', type: 'candidate' }]);
+  assert.deepEqual(relayed('answer'), ['message', { from: 'Studio', target: 'Viewer', type: 'answer' }]);
+  assert.deepEqual(relayed('nameless'), ['message', { target: 'Viewer', type: 'nameless', from: 'Studio' }]);
 });
 
 test('a peerID held by another live socket gets uniquenessError; after it leaves the name is free', async (t) => {

@@ -24,6 +24,7 @@ import { enqueue, maxPendingEvents } from './queue';
 import { createRateGate, errorEventOf, refusedActionOf, type SignalingEvent } from './rate-limits';
 import { addresseeOf, bindings, createReplies, type PeerSocket } from './replies';
 import type { SignalingServer, SignalingSocket } from './session';
+import type { VerbatimRelay } from './verbatim';
 
 export interface SignalingDeps {
   io: SignalingServer;
@@ -46,6 +47,8 @@ export interface SignalingDeps {
   report?: SignalingReport | undefined;
   /** With Redis: messages to a peer on another instance go straight to it (channels/redis/direct.ts). */
   direct?: DirectDelivery | undefined;
+  /** The server's parser, which relays an unchanged messagePeer as the text it came in. */
+  verbatim: VerbatimRelay;
 }
 
 export function createSignaling(deps: SignalingDeps) {
@@ -67,7 +70,7 @@ export function createSignaling(deps: SignalingDeps) {
   const handlers: Record<SignalingEvent, Handler> = {
     publish: publishHandler({ schemas, joining, countRefusal, replies, peerConfig: deps.peerConfig }),
     subscribe: subscribeHandler({ schemas, joining, countRefusal, replies, delivery }),
-    messagePeer: messagePeerHandler({ schemas, registry, replies, delivery, telemetry, enforceSdp }),
+    messagePeer: messagePeerHandler({ schemas, registry, replies, delivery, telemetry, enforceSdp, verbatim: deps.verbatim }),
     message: messageHandler({ schemas, registry, replies, delivery, telemetry, enforceSdp }),
   };
 

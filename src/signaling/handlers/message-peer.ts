@@ -5,6 +5,7 @@ import type { ChannelRegistry, LocatedPeer } from '../../channels/registry';
 import type { Telemetry } from '../../metrics';
 import type { EventSchemas, PeerMessage } from '../../protocol';
 import type { Delivery } from '../delivery';
+import type { VerbatimRelay } from '../verbatim';
 import { bindings, describe, type PeerSocket, type Replies } from '../replies';
 import { roomChannelsToward } from '../session';
 import { relayRefusal } from './relay';
@@ -18,9 +19,10 @@ export interface MessagePeerDeps {
   telemetry: Pick<Telemetry, 'refused' | 'relayed'>;
   /** ENFORCE_SDP: relayed offers and answers get the plan's limits written in. */
   enforceSdp: boolean;
+  verbatim: Pick<VerbatimRelay, 'sendAsReceived'>;
 }
 
-export const messagePeerHandler = ({ schemas, registry, replies, delivery, telemetry, enforceSdp }: MessagePeerDeps): Handler => {
+export const messagePeerHandler = ({ schemas, registry, replies, delivery, telemetry, enforceSdp, verbatim }: MessagePeerDeps): Handler => {
   const ownChannelPeer = (target: LocatedPeer | undefined, from: string) => target && { target, from };
 
   /**
@@ -44,8 +46,11 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
     return undefined;
   }
 
-  /** Sends the message on to the peer found, or tells the sender there is none. */
-  function relayTo(socket: PeerSocket, message: PeerMessage, found: { target: LocatedPeer; from: string } | undefined) {
+  /**
+   * Sends the message on to the peer found, or tells the sender there is
+   * none. `unchanged` when no check rewrote it (ENFORCE_SDP may).
+   */
+  function relayTo(socket: PeerSocket, message: PeerMessage, unchanged: boolean, found: { target: LocatedPeer; from: string } | undefined) {
     if (!found)
       return replies.dropped(
         socket,
@@ -54,9 +59,14 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
       );
     // `from` is the sender's registered name, whatever the client wrote. The
     // object was decoded for this event alone, so it is stamped, not copied.
+    // When the client wrote that name itself (the shipped client does), the
+    // object is as it came, and goes on as the text it came in (verbatim.ts).
+    const asReceived = unchanged && message.from === found.from;
     message.from = found.from;
     // To the instance that holds the target where the registry says which (delivery.ts).
-    delivery.toPeer(found.target, 'message', message);
+    const send = () => delivery.toPeer(found.target, 'message', message);
+    if (asReceived) verbatim.sendAsReceived(message, send);
+    else send();
     telemetry.relayed(message.type);
   }
 
@@ -76,15 +86,19 @@ export const messagePeerHandler = ({ schemas, registry, replies, delivery, telem
         'messagePeer dropped: invalid',
       );
     }
+    const content = message.content;
     const refusal = relayRefusal(socket.data.account, message, enforceSdp);
     if (refusal)
       return replies.refuse(socket, 'messageError', registration?.peerID ?? socket.data.identity?.user, refusal.message, refusal.reason);
-    if (!registration || socket.data.rooms) return findTarget(socket, message.target).then((found) => relayTo(socket, message, found));
+    const unchanged = message.content === content;
+    if (!registration || socket.data.rooms)
+      return findTarget(socket, message.target).then((found) => relayTo(socket, message, unchanged, found));
     // The common case, a peer in its registration's channel alone: one
     // lookup, answered at once when the target is on this instance, and then
     // relayed without a promise.
     const target = registry.findPeer(socket.data.account.name, registration.channel, message.target);
-    if (target instanceof Promise) return target.then((peer) => relayTo(socket, message, ownChannelPeer(peer, registration.peerID)));
-    relayTo(socket, message, ownChannelPeer(target, registration.peerID));
+    if (target instanceof Promise)
+      return target.then((peer) => relayTo(socket, message, unchanged, ownChannelPeer(peer, registration.peerID)));
+    relayTo(socket, message, unchanged, ownChannelPeer(target, registration.peerID));
   };
 };
