@@ -6,8 +6,10 @@
 // bursts of one message per pair and each burst awaited. With `connect`, the
 // windows count connections instead: opened 8 at a time, each batch awaited,
 // and kept open (the TLS handshake, the WebSocket upgrade and the Socket.IO
-// connect with its token), after a warm-up of 2,000.
-//   node --import tsx bench/instructions.ts [server|baseline] [messages] [windows] [connect]
+// connect with its token), after a warm-up of 2,000. With `reconnect`, each of
+// those connections offers the newest TLS session ticket the server sent, as a
+// reconnecting browser offers its own, so the windows count resumed handshakes.
+//   node --import tsx bench/instructions.ts [server|baseline] [messages] [windows] [connect|reconnect]
 // CPU=1: no valgrind; the same windows give the server's CPU time per event
 // instead (user and system, from /proc), to see what the counts come to.
 // Needs `npm run build` (the server) and one `npm run bench` (the relay's build).
@@ -27,7 +29,8 @@ import { openWire, type Wire } from './wire';
 const target = process.argv[2] === 'baseline' ? 'baseline' : 'server';
 const messages = Number(process.argv[3] ?? 2000);
 const windows = Number(process.argv[4] ?? 2);
-const counting = process.argv[5] === 'connect' ? 'connections' : 'messages';
+const mode = process.argv[5];
+const counting = mode === 'connect' ? 'connections' : mode === 'reconnect' ? 'reconnections' : 'messages';
 const PAIRS = 8;
 const TOKEN = 'instructions-token';
 const PORT = 3900 + Math.floor(Math.random() * 1000);
@@ -116,31 +119,47 @@ async function main() {
       env: { ...process.env, USER: 'bench', HOST: '127.0.0.1' },
     });
 
-  // Connections opened in batches of 8, as the pairs' messages go.
+  // Connections opened in batches of 8, as the pairs' messages go. A resumed
+  // handshake brings no new ticket (Node's ticket callback never asks OpenSSL
+  // to renew one), so one ticket serves many: the newest, since under valgrind
+  // a ticket soon outlives the server's session timeout (300 s).
+  let ticket: Buffer | undefined;
+  let resumed = 0;
+  const resuming = mode === 'reconnect' && {
+    onTls: ({ resumed: wasResumed, session }: { resumed: boolean; session?: Buffer }) => {
+      if (session) ticket = session;
+      else if (wasResumed) resumed++;
+    },
+  };
+  const open = () => openWire({ url, token: TOKEN, ca, timeoutMs: 120_000, ...(resuming && { ...resuming, session: ticket }) });
   async function connect(count: number) {
     for (let opened = 0; opened < count; opened += PAIRS) {
       const batch = Math.min(PAIRS, count - opened);
-      wires.push(...(await Promise.all(Array.from({ length: batch }, () => openWire({ url, token: TOKEN, ca, timeoutMs: 120_000 })))));
+      wires.push(...(await Promise.all(Array.from({ length: batch }, open))));
     }
   }
   // The warm-up lasts until V8 has compiled what the windows run: their counts then hold steady.
-  const [load, warmUp] = counting === 'connections' ? [connect, Math.max(2000, 2 * messages)] : [relay, Math.max(10000, 2 * messages)];
+  const [load, warmUp] = counting !== 'messages' ? [connect, Math.max(2000, 2 * messages)] : [relay, Math.max(10000, 2 * messages)];
   await load(warmUp);
   const counts: number[] = [];
   const times: { user: number; system: number }[] = [];
+  // Per window, the share of its connections that resumed a session (reconnect only).
+  const resumedPct: number[] = [];
   for (let w = 0; w < windows; w++) {
     callgrind('--zero');
     const before = cpuTimes(child.pid as number);
+    const resumedBefore = resumed;
     await load(messages);
     const after = cpuTimes(child.pid as number);
     times.push({ user: after.user - before.user, system: after.system - before.system });
+    if (resuming) resumedPct.push(Math.round(((resumed - resumedBefore) / messages) * 100));
     callgrind(`--dump=window${w}`);
   }
   if (timing) {
     // µs per event, user and system apart.
     const perEvent = (ms: number) => Math.round((ms * 10_000) / messages) / 10;
     const cpuUs = times.map((t) => ({ user: perEvent(t.user), system: perEvent(t.system) }));
-    console.log(JSON.stringify({ target, [counting]: messages, cpuUs }));
+    console.log(JSON.stringify({ target, [counting]: messages, cpuUs, ...(resuming && { resumedPct }) }));
     child.kill('SIGKILL');
     process.exit(0);
   }
@@ -154,7 +173,7 @@ async function main() {
   }
   for (const w of wires) w.close();
   const perWindow = counts.map((c) => Math.round(c / messages));
-  console.log(JSON.stringify({ target, [counting]: messages, windows: perWindow }));
+  console.log(JSON.stringify({ target, [counting]: messages, windows: perWindow, ...(resuming && { resumedPct }) }));
   if (profiling) {
     child.kill('SIGINT');
     await new Promise((done) => child.once('exit', done));
