@@ -1,6 +1,7 @@
 // The bench's command line:
-//   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
+//   npm run bench [-- --quick] [--accounts] [--only connect,relay] [--rounds N] [--out file.json] [--no-build] [--cpu-prof] [--server-node path]
 //   npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]
+import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { parseArgs as parseCommandLine } from 'node:util';
 import { CLUSTER_FULL, CLUSTER_QUICK, FULL, QUICK, SCENARIOS, type ClusterProfile, type Profile, type Scenario } from './profile';
@@ -25,6 +26,7 @@ const parseFlags = (args: string[]) =>
       out: { type: 'string' },
       'no-build': { type: 'boolean' },
       'cpu-prof': { type: 'boolean' },
+      'server-node': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -38,9 +40,11 @@ export interface Options {
   out: string;
   build: boolean;
   cpuProf: boolean;
+  /** Set with --server-node: the Node binary this server runs on, and its version (the relay stays on the bench's own). */
+  serverNode?: { path: string; version: string };
 }
 
-const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof]
+const USAGE = `usage: npm run bench [-- --quick] [--accounts] [--only ${SCENARIOS.join(',')}] [--rounds N] [--out file.json] [--no-build] [--cpu-prof] [--server-node path]
        npm run bench -- --cluster [--quick] [--shards-only [--shards-instances 1,4 [--no-quota]] [--command-stats] [--shards-window ms]] [--rounds N] [--out file.json] [--no-build]`;
 
 export function parseArgs(argv: string[]): Options {
@@ -81,7 +85,7 @@ export function parseArgs(argv: string[]): Options {
   for (const s of asked) if (!SCENARIOS.includes(s as Scenario)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const only = SCENARIOS.filter((s) => asked.includes(s));
   const accounts = flag('--accounts');
-  if (cluster && (accounts || value('--only') !== undefined || flag('--cpu-prof')))
+  if (cluster && (accounts || value('--only') !== undefined || flag('--cpu-prof') || value('--server-node') !== undefined))
     throw new Error('--cluster goes with --quick, --shards-only, --rounds, --out and --no-build only');
   const quickName = cluster ? 'cluster-quick.json.tmp' : 'quick.json.tmp';
   // Only the shard rows: a file of its own, so the full --cluster results stay.
@@ -95,5 +99,20 @@ export function parseArgs(argv: string[]): Options {
           ? 'latest-accounts.json'
           : 'latest.json';
   const out = resolve(value('--out') ?? join(ROOT, 'bench', 'results', name));
-  return { profile, ...(cluster && { cluster }), accounts, only, out, build: !flag('--no-build'), cpuProf: flag('--cpu-prof') };
+  const nodePath = value('--server-node');
+  // Asked once here, so that a wrong path stops the bench before its first round.
+  const serverNode =
+    nodePath === undefined
+      ? undefined
+      : { path: resolve(nodePath), version: execFileSync(resolve(nodePath), ['--version'], { encoding: 'utf8' }).trim() };
+  return {
+    profile,
+    ...(cluster && { cluster }),
+    accounts,
+    only,
+    out,
+    build: !flag('--no-build'),
+    cpuProf: flag('--cpu-prof'),
+    ...(serverNode && { serverNode }),
+  };
 }

@@ -60,7 +60,7 @@ async function main() {
         profile: options.cluster,
         base: profile,
         out: options.out,
-        machine: machine(ctx.cores),
+        machine: machine(ctx.cores, options.serverNode),
         cores: ctx.cores,
         token: ctx.token,
         ca: ctx.cert.ca,
@@ -70,7 +70,7 @@ async function main() {
       });
       return;
     }
-    log(`bench (${profile.name}${options.accounts ? ', MySQL accounts' : ', static token'}): ${machine(ctx.cores)}`);
+    log(`bench (${profile.name}${options.accounts ? ', MySQL accounts' : ', static token'}): ${machine(ctx.cores, options.serverNode)}`);
     const defs = metrics(profile);
     const figures: Record<string, Record<Target, Record<string, number>[]>> = {};
     const notes: string[] = [];
@@ -145,7 +145,7 @@ async function main() {
     if (options.out.endsWith('.json')) {
       const md = [
         `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench${options.accounts ? ' -- --accounts' : ''}\` (${profile.name}, ${profile.rounds} round(s), ${seconds} s)`,
-        `on ${machine(ctx.cores)}.`,
+        `on ${machine(ctx.cores, options.serverNode)}.`,
         '',
         text,
         '',

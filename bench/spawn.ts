@@ -154,7 +154,13 @@ export async function startTarget(
   // The working directory is the bench's own, so no .env of the checkout is read.
   const child = spawnPinned(
     extra.cores ?? ctx.cores.server,
-    [process.execPath, ...profiling, '--require', join(COMPILED, 'server-preload.js'), script],
+    [
+      target === 'server' ? (ctx.options.serverNode?.path ?? process.execPath) : process.execPath,
+      ...profiling,
+      '--require',
+      join(COMPILED, 'server-preload.js'),
+      script,
+    ],
     {
       cwd: ctx.dir,
       env,
@@ -242,8 +248,9 @@ export function runLoad(ctx: Context, job: Job): Promise<Outcome> {
 }
 
 /** The machine and the core plan, as the results page states them. */
-export function machine(cores: CorePlan): string {
+export function machine(cores: CorePlan, serverNode?: Options['serverNode']): string {
   const cpu = os.cpus()[0]?.model.trim() ?? 'unknown CPU';
   const memory = `${Math.round(os.totalmem() / 2 ** 30)} GiB`;
-  return `${cpu}, ${os.availableParallelism()} cores, ${memory}, Linux ${os.release()}, Node ${process.version}; ${cores.description}`;
+  const node = serverNode ? `Node ${process.version} (this server on Node ${serverNode.version})` : `Node ${process.version}`;
+  return `${cpu}, ${os.availableParallelism()} cores, ${memory}, Linux ${os.release()}, ${node}; ${cores.description}`;
 }
