@@ -99,12 +99,11 @@ export function parseArgs(argv: string[]): Options {
           ? 'latest-accounts.json'
           : 'latest.json';
   const out = resolve(value('--out') ?? join(ROOT, 'bench', 'results', name));
-  const nodePath = value('--server-node');
+  const nodeArg = value('--server-node');
+  const nodePath = nodeArg === undefined ? undefined : resolve(nodeArg);
   // Asked once here, so that a wrong path stops the bench before its first round.
   const serverNode =
-    nodePath === undefined
-      ? undefined
-      : { path: resolve(nodePath), version: execFileSync(resolve(nodePath), ['--version'], { encoding: 'utf8' }).trim() };
+    nodePath === undefined ? undefined : { path: nodePath, version: execFileSync(nodePath, ['--version'], { encoding: 'utf8' }).trim() };
   return {
     profile,
     ...(cluster && { cluster }),
