@@ -21,7 +21,7 @@ import { freePort } from '../test/helpers/ports';
 import { ROOT } from './args';
 import { cpuMs } from './proc';
 import { median } from './report';
-import { startRedisServer } from './redis-server';
+import { redisCpuUs, startRedisServer } from './redis-server';
 
 const TOKEN = 'redis-cpu-token';
 const STREAM = { width: 640, height: 360, bitrate: 500, frameRate: 15, audioBitrate: 32 };
@@ -71,11 +71,10 @@ interface Reading {
 
 async function read(redis: Redis): Promise<Reading> {
   const info = String(await redis.sendCommand(['INFO', 'ALL']));
-  const value = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
   const stats = new Map<string, { usec: number; calls: number }>();
   for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm))
     stats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
-  return { cpuUs: (value('used_cpu_sys') + value('used_cpu_user')) * 1e6, stats, at: performance.now() };
+  return { cpuUs: redisCpuUs(info), stats, at: performance.now() };
 }
 
 function startInstance(tree: string, env: Record<string, string>): ChildProcess {

@@ -12,7 +12,7 @@ import { encodeName } from '../src/channels/redis/keys';
 import { createScriptRunner, joinScript, registryLibrary, type Registration } from '../src/channels/redis/scripts';
 import { loadConfig } from '../src/config';
 import { median } from './report';
-import { startRedisServer } from './redis-server';
+import { redisCpuUs, startRedisServer } from './redis-server';
 
 const { values } = parseArgs({
   options: {
@@ -63,11 +63,7 @@ async function main() {
     const move = (id: number, handshake: number, role: Role) => runner.run(joinScript, BASE, moveInput(id, handshake, role));
     const empty = (id: number, handshake: number, role: Role) =>
       client.sendCommand(['FCALL', 'bench_empty', '1', BASE, ...joinScript.args(moveInput(id, handshake + 1, role))]);
-    const cpuUs = async () => {
-      const info = String(await client.sendCommand(['INFO', 'cpu']));
-      const value = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-      return (value('used_cpu_sys') + value('used_cpu_user')) * 1e6;
-    };
+    const cpuUs = async () => redisCpuUs(String(await client.sendCommand(['INFO', 'cpu'])));
     /** Redis CPU per handshake (µs) of `perWindow` handshakes per pair, all pairs at once. */
     async function window(call: (id: number, handshake: number, role: Role) => Promise<unknown>, from: number) {
       const before = await cpuUs();

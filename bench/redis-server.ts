@@ -37,3 +37,9 @@ export async function startRedisServer(): Promise<BenchRedis> {
   }
   return { pid: child.pid as number, url: `redis://127.0.0.1:${port}`, stop };
 }
+
+/** Redis's own CPU time so far (used_cpu_sys + used_cpu_user), in µs, from the text of `INFO` (any section list that includes cpu). */
+export function redisCpuUs(info: string): number {
+  const value = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  return (value('used_cpu_sys') + value('used_cpu_user')) * 1e6;
+}
