@@ -55,12 +55,13 @@ async function main() {
       cert: { ...cert, ca },
       token: options.accounts ? ACCOUNT_TOKEN : TOKEN,
     };
+    const described = machine(ctx.cores, options.serverNode);
     if (options.cluster) {
       await runCluster({
         profile: options.cluster,
         base: profile,
         out: options.out,
-        machine: machine(ctx.cores, options.serverNode),
+        machine: described,
         cores: ctx.cores,
         token: ctx.token,
         ca: ctx.cert.ca,
@@ -70,7 +71,7 @@ async function main() {
       });
       return;
     }
-    log(`bench (${profile.name}${options.accounts ? ', MySQL accounts' : ', static token'}): ${machine(ctx.cores, options.serverNode)}`);
+    log(`bench (${profile.name}${options.accounts ? ', MySQL accounts' : ', static token'}): ${described}`);
     const defs = metrics(profile);
     const figures: Record<string, Record<Target, Record<string, number>[]>> = {};
     const notes: string[] = [];
@@ -145,7 +146,7 @@ async function main() {
     if (options.out.endsWith('.json')) {
       const md = [
         `Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench${options.accounts ? ' -- --accounts' : ''}\` (${profile.name}, ${profile.rounds} round(s), ${seconds} s)`,
-        `on ${machine(ctx.cores, options.serverNode)}.`,
+        `on ${described}.`,
         '',
         text,
         '',
